@@ -1,0 +1,197 @@
+// Domain: the pure decision logic. Given one item's state and a request, find the slots that keep
+// every bound (spike spacing, rolling minute, UTC day, tenant caps, cool-down, Keap's feedback).
+import type { LedgerConfig } from './config.ts';
+import { addToBucket, bucketCount, DAY_MS, type LedgerState } from './state.ts';
+
+export type Priority = 'bulk' | 'interactive';
+export type DeferReason = 'spike' | 'minute' | 'day' | 'tenant' | 'cool-down';
+
+export interface SlotRequest {
+  /** Key id (a fingerprint, never the key). Spike spacing is per key. */
+  key: string;
+  /** Slots wanted (a paging job reserves several in one write). */
+  count: number;
+  priority: Priority;
+  /** Longest the caller will wait for its first slot before it is deferred instead. */
+  waitBudgetMs: number;
+  /** When deferred, reserve the slot(s) anyway if within the hold horizon. */
+  hold: boolean;
+  /** Spacing between this caller's own slots (e.g. a page's expected latency). */
+  minGapMs: number;
+  /** No slot before this time. */
+  notBefore: number;
+  /** Later slots of a multi-slot request lie within this much of the first. */
+  spreadMs: number;
+}
+
+export type Decision =
+  | { status: 'granted'; slots: number[] }
+  | { status: 'held'; slots: number[]; retryAt: number; reason: DeferReason }
+  | { status: 'deferred'; retryAt: number; reason: DeferReason };
+
+interface Found {
+  cell: number | undefined;
+  /** Where the search stopped (first free cell, or past the limit). */
+  next: number;
+  reason: DeferReason | undefined;
+}
+
+/** Minute cap for slots at time `t` (Keap's feedback may lower it). */
+function minuteCap(
+  s: LedgerState,
+  c: LedgerConfig,
+  t: number,
+  priority: Priority,
+): { cap: number; tenant: boolean } {
+  let cap = c.itemMinuteLimit;
+  let tenant = c.itemMinuteIsTenant;
+  if (t < s.fbMinUntil && s.fbMinCap < cap) {
+    cap = s.fbMinCap;
+    tenant = s.fbMinTenant;
+  }
+  return { cap: priority === 'bulk' ? Math.floor(cap * c.bulkShare) : cap, tenant };
+}
+
+function dayCap(
+  s: LedgerState,
+  c: LedgerConfig,
+  day: number,
+  priority: Priority,
+): { cap: number; tenant: boolean } {
+  let cap = c.itemDayLimit;
+  let tenant = c.itemDayIsTenant;
+  if (day === s.fbDayIdx && s.fbDayCap < cap) {
+    cap = s.fbDayCap;
+    tenant = s.fbDayTenant;
+  }
+  return { cap: priority === 'bulk' ? Math.floor(cap * c.bulkShare) : cap, tenant };
+}
+
+/**
+ * Whether one more call in bucket `j` keeps every run of `windowBuckets` consecutive buckets that
+ * contains `j` at or under `cap`. Any window of `windowMs` lies inside such a run, so this holds the
+ * rolling bound for windows of any alignment (conservatively, by at most two buckets).
+ */
+function minuteRoom(s: LedgerState, c: LedgerConfig, j: number, cap: number): boolean {
+  if (bucketCount(s, j) >= 255) return false;
+  const r = c.windowBuckets;
+  let sum = 0;
+  for (let b = j - r + 1; b <= j; b++) sum += bucketCount(s, b);
+  if (sum + 1 > cap) return false;
+  for (let start = j - r + 2; start <= j; start++) {
+    sum += bucketCount(s, start + r - 1) - bucketCount(s, start - 1);
+    if (sum + 1 > cap) return false;
+  }
+  return true;
+}
+
+function findCell(
+  s: LedgerState,
+  c: LedgerConfig,
+  req: SlotRequest,
+  fromCell: number,
+  lastCell: number,
+  budgetCell: number,
+): Found {
+  const cells = s.keys.get(req.key);
+  let cell = fromCell;
+  let reason: DeferReason | undefined;
+  let crossing: DeferReason | undefined;
+  const step = (next: number, why: DeferReason): void => {
+    if (cell <= budgetCell && next > budgetCell && crossing === undefined) crossing = why;
+    reason = why;
+    cell = Math.max(next, cell + 1);
+  };
+  while (cell <= lastCell) {
+    const t = cell * c.cellMs;
+    if (t < s.coolUntil) {
+      step(Math.ceil(s.coolUntil / c.cellMs), 'cool-down');
+      continue;
+    }
+    const day = Math.floor(t / DAY_MS);
+    const into = t - day * DAY_MS;
+    if (into < c.marginMs) {
+      step(Math.ceil((day * DAY_MS + c.marginMs) / c.cellMs), 'day');
+      continue;
+    }
+    if (into >= DAY_MS - c.marginMs) {
+      step(Math.ceil(((day + 1) * DAY_MS + c.marginMs) / c.cellMs), 'day');
+      continue;
+    }
+    const dc = dayCap(s, c, day, req.priority);
+    if ((s.days.get(day) ?? 0) + 1 > dc.cap) {
+      step(Math.ceil(((day + 1) * DAY_MS + c.marginMs) / c.cellMs), dc.tenant ? 'tenant' : 'day');
+      continue;
+    }
+    if (cells?.has(cell)) {
+      step(cell + 1, 'spike');
+      continue;
+    }
+    const j = Math.floor(t / c.bucketMs);
+    const mc = minuteCap(s, c, t, req.priority);
+    if (!minuteRoom(s, c, j, mc.cap)) {
+      step(Math.ceil(((j + 1) * c.bucketMs) / c.cellMs), mc.tenant ? 'tenant' : 'minute');
+      continue;
+    }
+    return { cell, next: cell, reason: crossing ?? reason };
+  }
+  return { cell: undefined, next: cell, reason: crossing ?? reason ?? 'minute' };
+}
+
+function reserve(s: LedgerState, c: LedgerConfig, key: string, cell: number): void {
+  const t = cell * c.cellMs;
+  let cells = s.keys.get(key);
+  if (!cells) {
+    cells = new Set();
+    s.keys.set(key, cells);
+  }
+  cells.add(cell);
+  addToBucket(s, Math.floor(t / c.bucketMs), 1);
+  const day = Math.floor(t / DAY_MS);
+  s.days.set(day, (s.days.get(day) ?? 0) + 1);
+}
+
+/**
+ * Decides one request against `s` at time `now` (the ledger clock). Reserves into `s` (mutating it)
+ * only when the answer is `granted` or `held`.
+ */
+export function allocate(s: LedgerState, c: LedgerConfig, now: number, req: SlotRequest): Decision {
+  const t0 = Math.max(now, s.clk, req.notBefore);
+  const fromCell = Math.ceil(t0 / c.cellMs);
+  const budgetCell = Math.floor((now + req.waitBudgetMs) / c.cellMs);
+  const lastCell = Math.floor((now + c.holdHorizonMs) / c.cellMs);
+  const newKey = !s.keys.has(req.key);
+  if (newKey && c.quotaScope === 'tenant' && s.keys.size >= c.maxKeysPerItem) {
+    // The item has no room to track another key's spacing until one of the others goes idle.
+    let earliestIdle = Number.POSITIVE_INFINITY;
+    for (const cells of s.keys.values()) earliestIdle = Math.min(earliestIdle, Math.max(...cells) + 1);
+    return { status: 'deferred', retryAt: earliestIdle * c.cellMs, reason: 'spike' };
+  }
+  const first = findCell(s, c, req, fromCell, lastCell, budgetCell);
+  if (first.cell === undefined) {
+    return { status: 'deferred', retryAt: first.next * c.cellMs, reason: first.reason ?? 'minute' };
+  }
+  const withinBudget = first.cell <= budgetCell;
+  if (!withinBudget && !req.hold) {
+    return { status: 'deferred', retryAt: first.cell * c.cellMs, reason: first.reason ?? 'spike' };
+  }
+  const slots: number[] = [first.cell * c.cellMs];
+  reserve(s, c, req.key, first.cell);
+  const gapCells = Math.max(1, Math.ceil(req.minGapMs / c.cellMs));
+  const spreadCell = Math.min(lastCell, Math.floor((first.cell * c.cellMs + req.spreadMs) / c.cellMs));
+  let from = first.cell + gapCells;
+  while (slots.length < req.count) {
+    const next = findCell(s, c, req, from, spreadCell, spreadCell);
+    if (next.cell === undefined) break;
+    reserve(s, c, req.key, next.cell);
+    slots.push(next.cell * c.cellMs);
+    from = next.cell + gapCells;
+  }
+  if (withinBudget) return { status: 'granted', slots };
+  return {
+    status: 'held',
+    slots,
+    retryAt: slots[0] ?? first.cell * c.cellMs,
+    reason: first.reason ?? 'spike',
+  };
+}

@@ -1,0 +1,42 @@
+// Test support: an in-memory ledger store with request counting, and a dynalite/DynamoDB Local host.
+import type { LedgerStore, PutOutcome, StoredItem } from '../../shared/quota/store.ts';
+
+/** A faithful in-memory LedgerStore (atomic conditional put), optionally returning the winner on conflict. */
+export class MemoryLedgerStore implements LedgerStore {
+  readonly items = new Map<string, StoredItem>();
+  readonly stats = { reads: 0, writes: 0, failedWrites: 0 };
+  readonly returnsItemOnConflict: boolean;
+  constructor(returnsItemOnConflict = true) {
+    this.returnsItemOnConflict = returnsItemOnConflict;
+  }
+  readonly registry = new Map<string, Set<string>>();
+  async registerKey(pk: string, key: string, max: number): Promise<boolean> {
+    this.stats.writes++;
+    const set = this.registry.get(pk) ?? new Set<string>();
+    if (!set.has(key) && set.size >= max) {
+      this.stats.failedWrites++;
+      return false;
+    }
+    set.add(key);
+    this.registry.set(pk, set);
+    return true;
+  }
+  async read(pk: string): Promise<StoredItem | undefined> {
+    this.stats.reads++;
+    const it = this.items.get(pk);
+    return it ? { ...it } : undefined;
+  }
+  async put(pk: string, next: StoredItem, expected: number | undefined): Promise<PutOutcome> {
+    this.stats.writes++;
+    const cur = this.items.get(pk);
+    const ok = expected === undefined ? cur === undefined : cur?.version === expected;
+    if (!ok) {
+      this.stats.failedWrites++;
+      return this.returnsItemOnConflict
+        ? { ok: false, current: cur ? { ...cur } : undefined, returned: true }
+        : { ok: false, current: undefined, returned: false };
+    }
+    this.items.set(pk, { ...next });
+    return { ok: true };
+  }
+}
