@@ -85,57 +85,62 @@ function minuteRoom(s: LedgerState, c: LedgerConfig, j: number, cap: number): bo
   return true;
 }
 
+/** The first bound that rules out `cell`, checked in the order an operator would want named. */
+function blockerAt(s: LedgerState, c: LedgerConfig, req: SlotRequest, cell: number): DeferReason | undefined {
+  const t = cell * c.cellMs;
+  if (t < s.coolUntil) return 'cool-down';
+  const day = Math.floor(t / DAY_MS);
+  const into = t - day * DAY_MS;
+  if (into < c.marginMs || into >= DAY_MS - c.marginMs) return 'day';
+  const dc = dayCap(s, c, day, req.priority);
+  if ((s.days.get(day) ?? 0) + 1 > dc.cap) return dc.tenant ? 'tenant' : 'day';
+  const mc = minuteCap(s, c, t, req.priority);
+  if (!minuteRoom(s, c, Math.floor(t / c.bucketMs), mc.cap)) return mc.tenant ? 'tenant' : 'minute';
+  if (s.keys.get(req.key)?.has(cell)) return 'spike';
+  return undefined;
+}
+
+/**
+ * The first cell at or after `fromCell` (and at most `lastCell`) where every bound holds, or where
+ * the search stopped. Skips whole buckets, days and cool-downs at once.
+ */
 function findCell(
   s: LedgerState,
   c: LedgerConfig,
   req: SlotRequest,
   fromCell: number,
   lastCell: number,
-  budgetCell: number,
 ): Found {
   const cells = s.keys.get(req.key);
   let cell = fromCell;
-  let reason: DeferReason | undefined;
-  let crossing: DeferReason | undefined;
-  const step = (next: number, why: DeferReason): void => {
-    if (cell <= budgetCell && next > budgetCell && crossing === undefined) crossing = why;
-    reason = why;
-    cell = Math.max(next, cell + 1);
-  };
   while (cell <= lastCell) {
     const t = cell * c.cellMs;
     if (t < s.coolUntil) {
-      step(Math.ceil(s.coolUntil / c.cellMs), 'cool-down');
+      cell = Math.max(cell + 1, Math.ceil(s.coolUntil / c.cellMs));
       continue;
     }
     const day = Math.floor(t / DAY_MS);
     const into = t - day * DAY_MS;
     if (into < c.marginMs) {
-      step(Math.ceil((day * DAY_MS + c.marginMs) / c.cellMs), 'day');
+      cell = Math.max(cell + 1, Math.ceil((day * DAY_MS + c.marginMs) / c.cellMs));
       continue;
     }
-    if (into >= DAY_MS - c.marginMs) {
-      step(Math.ceil(((day + 1) * DAY_MS + c.marginMs) / c.cellMs), 'day');
-      continue;
-    }
-    const dc = dayCap(s, c, day, req.priority);
-    if ((s.days.get(day) ?? 0) + 1 > dc.cap) {
-      step(Math.ceil(((day + 1) * DAY_MS + c.marginMs) / c.cellMs), dc.tenant ? 'tenant' : 'day');
+    if (into >= DAY_MS - c.marginMs || (s.days.get(day) ?? 0) + 1 > dayCap(s, c, day, req.priority).cap) {
+      cell = Math.max(cell + 1, Math.ceil(((day + 1) * DAY_MS + c.marginMs) / c.cellMs));
       continue;
     }
     if (cells?.has(cell)) {
-      step(cell + 1, 'spike');
+      cell++;
       continue;
     }
     const j = Math.floor(t / c.bucketMs);
-    const mc = minuteCap(s, c, t, req.priority);
-    if (!minuteRoom(s, c, j, mc.cap)) {
-      step(Math.ceil(((j + 1) * c.bucketMs) / c.cellMs), mc.tenant ? 'tenant' : 'minute');
+    if (!minuteRoom(s, c, j, minuteCap(s, c, t, req.priority).cap)) {
+      cell = Math.max(cell + 1, Math.ceil(((j + 1) * c.bucketMs) / c.cellMs));
       continue;
     }
-    return { cell, next: cell, reason: crossing ?? reason };
+    return { cell, next: cell, reason: cell > fromCell ? blockerAt(s, c, req, cell - 1) : undefined };
   }
-  return { cell: undefined, next: cell, reason: crossing ?? reason ?? 'minute' };
+  return { cell: undefined, next: cell, reason: blockerAt(s, c, req, Math.min(cell, lastCell + 1) - 1) };
 }
 
 function reserve(s: LedgerState, c: LedgerConfig, key: string, cell: number): void {
@@ -167,7 +172,7 @@ export function allocate(s: LedgerState, c: LedgerConfig, now: number, req: Slot
     for (const cells of s.keys.values()) earliestIdle = Math.min(earliestIdle, Math.max(...cells) + 1);
     return { status: 'deferred', retryAt: earliestIdle * c.cellMs, reason: 'spike' };
   }
-  const first = findCell(s, c, req, fromCell, lastCell, budgetCell);
+  const first = findCell(s, c, req, fromCell, lastCell);
   if (first.cell === undefined) {
     return { status: 'deferred', retryAt: first.next * c.cellMs, reason: first.reason ?? 'minute' };
   }
@@ -181,7 +186,7 @@ export function allocate(s: LedgerState, c: LedgerConfig, now: number, req: Slot
   const spreadCell = Math.min(lastCell, Math.floor((first.cell * c.cellMs + req.spreadMs) / c.cellMs));
   let from = first.cell + gapCells;
   while (slots.length < req.count) {
-    const next = findCell(s, c, req, from, spreadCell, spreadCell);
+    const next = findCell(s, c, req, from, spreadCell);
     if (next.cell === undefined) break;
     reserve(s, c, req.key, next.cell);
     slots.push(next.cell * c.cellMs);

@@ -435,7 +435,9 @@ export class QuotaLedger {
         return;
       }
       base = outcome.current ? this.adopt(pk, outcome.current) : await this.fetch(pk);
-      if (attempt > 1) await new Promise((r) => setTimeout(r, Math.random() * 5 * attempt));
+      // First retry at once on the state we just learned; then jittered exponential backoff.
+      if (attempt > 1)
+        await new Promise((r) => setTimeout(r, Math.random() * Math.min(250, 10 * 2 ** attempt)));
     }
     throw new LedgerContentionError(pk, c.maxContentionRetries);
   }
