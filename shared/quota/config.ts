@@ -56,7 +56,7 @@ export const ledgerSettingsSchema = z
     /** Largest forward correction of this process's clock taken from other workers' stamps. */
     maxClockCorrectionMs: nonNegativeInt.default(2_000),
     /** Requests whose `notBefore` is further away than this wait to share a later write. */
-    coalesceLeadMs: nonNegativeInt.default(400),
+    coalesceLeadMs: nonNegativeInt.default(1_000),
   })
   .strict();
 

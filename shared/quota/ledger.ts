@@ -13,6 +13,7 @@ import {
 } from './errors.ts';
 import { applyFeedback, type KeapQuotaReading } from './feedback.ts';
 import {
+  addToBucket,
   bucketCount,
   cloneState,
   DAY_MS,
@@ -202,30 +203,82 @@ export class QuotaLedger {
   }
 
   /**
-   * Aligns this process's clock with the workers already using the item: stamps it with this clock,
-   * then reads it back after `settleMs` to learn any faster clock. Call at start-up when several
-   * processes begin at once on a quiet item; later, every read and failed write keeps clocks aligned.
+   * Aligns this process's clock with the other workers using the item. For `durationMs` it stamps the
+   * item with its clock and reads it back at short random intervals, so every process that does the
+   * same at the same time sees the others' stamps while they are fresh and moves its clock up to the
+   * fastest one. For fleets on unsynchronised hosts (tests, benchmarks, laptops); Lambda hosts are
+   * NTP-synchronised, and later reads and failed writes keep clocks aligned anyway. Costs about
+   * `durationMs / 25` requests.
    */
-  async syncClock(tenant: string, key: string, settleMs = 250): Promise<void> {
+  async syncClock(tenant: string, key: string, durationMs = 600): Promise<void> {
     this.checkIds(tenant, key);
     const pk = this.itemFor(tenant, key);
-    // The batch runner has already moved the item's clock to ours; writing it is the point.
-    await this.mutate(pk, () => true);
-    await new Promise((r) => setTimeout(r, settleMs));
-    await this.fetch(pk);
+    const deadline = this.localClock() + durationMs;
+    while (this.localClock() < deadline) {
+      // The batch runner moves the item's clock up to ours; writing it is the point. Losing the race
+      // to another prober is fine: we read its stamp on the way.
+      await this.mutate(pk, () => true).catch((err: unknown) => {
+        if (!(err instanceof LedgerContentionError)) throw err;
+      });
+      await new Promise((r) => setTimeout(r, 10 + Math.random() * 40));
+      await this.fetch(pk);
+      await new Promise((r) => setTimeout(r, Math.random() * 40));
+    }
   }
 
   /**
    * Waits until `slot` on the ledger clock. Returns false if this process woke more than
-   * `lateToleranceMs` after it (the slot is spent: sending now could crowd the next caller's slot).
+   * `lateToleranceMs` after it: the slot is spent (sending now could crowd the next caller's slot);
+   * give it back with `release` and acquire again.
    */
   async waitForSlot(slot: number): Promise<boolean> {
+    // Sleep to just before the slot, then yield until it comes: timers alone fire a few ms late.
     for (;;) {
       const wait = slot - this.now();
       if (wait <= 0) break;
-      await new Promise((r) => setTimeout(r, Math.max(1, Math.ceil(wait))));
+      if (wait > 4) await new Promise((r) => setTimeout(r, wait - 3));
+      else await new Promise((r) => setImmediate(r));
     }
     return this.now() - slot <= this.config.lateToleranceMs;
+  }
+
+  /**
+   * Gives back slots that were granted but will not be used (woken too late, job cancelled): they
+   * stop counting against the minute and day budgets. Never release a slot whose call was sent.
+   * Rides along with this process's next write when one comes within a second.
+   */
+  async release(tenant: string, key: string, slots: readonly number[]): Promise<void> {
+    this.checkIds(tenant, key);
+    if (slots.length === 0) return;
+    const pk = this.itemFor(tenant, key);
+    const c = this.config;
+    return new Promise<void>((resolve, reject) => {
+      this.enqueue(pk, {
+        notBefore: this.now() + c.coalesceLeadMs + 1_000,
+        run: (s) => {
+          let changed = false;
+          for (const slot of slots) {
+            const cell = Math.round(slot / c.cellMs);
+            const cells = s.keys.get(key);
+            const bucket = Math.floor(slot / c.bucketMs);
+            const day = Math.floor(slot / DAY_MS);
+            if (bucketCount(s, bucket) > 0) {
+              addToBucket(s, bucket, -1);
+              changed = true;
+            }
+            if ((s.days.get(day) ?? 0) > 0) {
+              s.days.set(day, (s.days.get(day) ?? 0) - 1);
+              changed = true;
+            }
+            // A past cell needs no spacing any more; a future one is free again.
+            cells?.delete(cell);
+          }
+          return changed;
+        },
+        done: resolve,
+        fail: reject,
+      });
+    });
   }
 
   /** Used and left per window for one tenant (and key, in key scope), read fresh from DynamoDB. */
