@@ -23,7 +23,9 @@ export function runWorkerProcess(cfg: WorkerConfig): Promise<WorkerResult> {
     child.on('exit', (code, signal) => {
       clearTimeout(guard);
       if (code !== 0) {
-        reject(new Error(`worker ${cfg.system}#${cfg.index} exited with ${code ?? signal}: ${err.slice(-2000)}`));
+        reject(
+          new Error(`worker ${cfg.system}#${cfg.index} exited with ${code ?? signal}: ${err.slice(-2000)}`),
+        );
         return;
       }
       const line = out.trim().split('\n').pop() ?? '';

@@ -1,7 +1,7 @@
 // Benchmark harness: a strict gateway on 127.0.0.1. Each call's arrival is its receive time plus a
 // random latency; calls are judged by the gateway rules (shared/gateway/rules.ts) in arrival order,
 // once every earlier arrival is in, so the judge's own scheduling delays do not distort the gaps.
-import { createServer, type ServerResponse, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type GatewayLimits, GatewayRules, type Violation } from '../../shared/gateway/rules.ts';
 
@@ -53,7 +53,11 @@ export async function startJudge(
         list = [];
         arrivals.set(p.tenant, list);
       }
-      list.push(v.ok ? { proc: p.proc, t: p.at, key: p.key, ok: true } : { ...p, t: p.at, ok: false, rule: v.rule });
+      list.push(
+        v.ok
+          ? { proc: p.proc, t: p.at, key: p.key, ok: true }
+          : { proc: p.proc, t: p.at, key: p.key, ok: false, rule: v.rule },
+      );
       p.res.writeHead(v.ok ? 200 : 429, { 'content-type': 'application/json' });
       p.res.end(v.ok ? '{}' : `{"fault":{"detail":{"errorcode":"${v.rule}"}}}`);
     }

@@ -3,8 +3,8 @@
 // per-worker split: 64 workers in 4 processes each, clock offsets up to +-50 ms, arrival jitter
 // 0-50 ms, a saturating backlog, Keap's spike and minute limits, a day limit the run exhausts.
 import { spawn } from 'node:child_process';
-import { setPriority } from 'node:os';
 import { writeFileSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { CreateTableCommand, DynamoDBClient, waitUntilTableExists } from '@aws-sdk/client-dynamodb';
@@ -12,7 +12,7 @@ import { LOCAL_AWS } from '../../shared/emulators/dynamo.ts';
 import { KEAP_GATEWAY_LIMITS, minuteUtilization } from '../../shared/gateway/rules.ts';
 import { createLedgerTable } from '../../shared/quota/index.ts';
 import { runWorkerProcess } from './fleet.ts';
-import { startJudge } from './judge.ts';
+import type { JudgedArrival } from './judge.ts';
 import type { SystemName, WorkerConfig, WorkerResult } from './worker.ts';
 
 const HELP = `Usage: npm run bench:quota -- [--quick] [--json FILE]
@@ -80,19 +80,26 @@ function p99(values: number[]): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.99))] ?? 0;
 }
 
-async function startDynamoHost(): Promise<{ endpoint: string; stop: () => void }> {
-  const script = fileURLToPath(new URL('./dynamo-host.ts', import.meta.url));
-  const child = spawn(process.execPath, [script], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const endpoint = await new Promise<string>((resolve, reject) => {
+/** Starts a helper process that prints one JSON line when ready. */
+async function startHost<T>(
+  file: string,
+  env: Record<string, string> = {},
+): Promise<{ info: T; pid: number; stop: () => void }> {
+  const script = fileURLToPath(new URL(file, import.meta.url));
+  const child = spawn(process.execPath, [script], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, ...env },
+  });
+  const info = await new Promise<T>((resolve, reject) => {
     let buf = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => {
       buf += d;
       const line = buf.split('\n')[0];
-      if (buf.includes('\n') && line) resolve((JSON.parse(line) as { endpoint: string }).endpoint);
+      if (buf.includes('\n') && line) resolve(JSON.parse(line) as T);
     });
-    child.once('exit', (code) => reject(new Error(`dynalite host exited with ${code}`)));
+    child.once('exit', (code) => reject(new Error(`${file} exited with ${code}`)));
   });
-  return { endpoint, stop: () => child.kill('SIGTERM') };
+  return { info, pid: child.pid ?? 0, stop: () => child.kill('SIGTERM') };
 }
 
 async function main(): Promise<void> {
@@ -107,7 +114,10 @@ async function main(): Promise<void> {
   if (values.only) {
     const wanted = values.only.split(',');
     const unknown = wanted.filter((w) => !SYSTEMS.some((s) => s.id === w));
-    if (unknown.length) throw new Error(`--only: unknown system ${unknown.join(', ')}; use ${SYSTEMS.map((s) => s.id).join(', ')}`);
+    if (unknown.length)
+      throw new Error(
+        `--only: unknown system ${unknown.join(', ')}; use ${SYSTEMS.map((s) => s.id).join(', ')}`,
+      );
     SYSTEMS.splice(0, SYSTEMS.length, ...SYSTEMS.filter((s) => wanted.includes(s.id)));
   }
   if (values.help) {
@@ -128,8 +138,34 @@ async function main(): Promise<void> {
       `spike ${limits.spikeIntervalMs} ms, ${limits.minuteLimit}/${limits.minuteWindowMs / 1000} s rolling, day ${dayLimit}, ` +
       `run ${runMs / 1000} s\n`,
   );
-  const host = await startDynamoHost();
-  const judge = await startJudge({ ...limits, tenantMinuteLimit: 10_000, tenantDayLimit: 250_000 }, JITTER);
+  const dynamo = await startHost<{ endpoint: string }>('./dynamo-host.ts');
+  const host = { endpoint: dynamo.info.endpoint, stop: dynamo.stop };
+  // One judge process per system: a system's bursts must not delay another's arrival stamps. The
+  // judges stand for Keap's gateway, which does not share our CPU, so they run at a higher priority.
+  const judges = await Promise.all(
+    SYSTEMS.map(() =>
+      startHost<{ url: string; control: string }>('./judge-host.ts', {
+        BENCH_JUDGE: JSON.stringify({
+          limits: { ...limits, tenantMinuteLimit: 10_000, tenantDayLimit: 250_000 },
+          jitter: JITTER,
+        }),
+      }),
+    ),
+  );
+  for (const j of judges) {
+    try {
+      setPriority(j.pid, -10);
+    } catch {
+      process.stderr.write('  (could not raise a judge priority; figures may show scheduling noise)\n');
+    }
+  }
+  const arrivalsOf = async (i: number) => {
+    const j = judges[i];
+    if (!j) return [];
+    const res = await fetch(`${j.info.control}/arrivals`);
+    const all = (await res.json()) as Record<string, JudgedArrival[]>;
+    return Object.values(all).flat();
+  };
   const admin = new DynamoDBClient({ ...LOCAL_AWS, endpoint: host.endpoint });
   try {
     for (const spec of SYSTEMS) {
@@ -147,9 +183,9 @@ async function main(): Promise<void> {
         await waitUntilTableExists({ client: admin, maxWaitTime: 30 }, { TableName: table });
       }
     }
-    const startAt = Date.now() + 8_000;
+    const startAt = Date.now() + 10_000;
     const endAt = startAt + runMs;
-    const runs = SYSTEMS.map((spec) =>
+    const runs = SYSTEMS.map((spec, systemIndex) =>
       Promise.all(
         Array.from({ length: PROCESSES }, (_, index) => {
           const cfg: WorkerConfig = {
@@ -162,36 +198,36 @@ async function main(): Promise<void> {
             tenant: tenantOf(spec),
             keys: [`${tenantOf(spec)}-key`],
             offsetMs: OFFSETS[index] ?? 0,
-            startAt,
-            endAt,
+            // Systems start 2 s apart so their start-up bursts do not meet on the shared CPU.
+            startAt: startAt + systemIndex * 2_000,
+            endAt: endAt + systemIndex * 2_000,
             k: spec.k,
             limits,
             ledger: { marginMs: 90, holdHorizonMs: 90_000 },
-            judgeUrl: judge.url,
+            judgeUrl: judges[systemIndex]?.info.url ?? '',
             syncClock: true,
           };
           return runWorkerProcess(cfg);
         }),
       ),
     );
-    // The judge stands for Keap's gateway, which does not share our CPU: give it priority over the
-    // workers (already started, so they keep the normal priority). Needs root; harmless otherwise.
-    try {
-      setPriority(-10);
-    } catch {
-      process.stderr.write('  (could not raise the judge priority; figures may show scheduling noise)\n');
-    }
     const progress = setInterval(() => {
       const elapsed = Math.max(0, Math.round((Date.now() - startAt) / 1000));
-      const parts = SYSTEMS.map((s) => {
-        const list = judge.arrivals.get(tenantOf(s)) ?? [];
-        return `${s.name}: ${list.filter((a) => a.ok).length} ok/${list.filter((a) => !a.ok).length} 429`;
-      });
-      process.stderr.write(`  ${elapsed}s/${runMs / 1000}s  ${parts.join('  |  ')}\n`);
+      Promise.all(SYSTEMS.map((_, i) => arrivalsOf(i))).then(
+        (lists) => {
+          const parts = SYSTEMS.map((s, i) => {
+            const list = lists[i] ?? [];
+            return `${s.name}: ${list.filter((a) => a.ok).length} ok/${list.filter((a) => !a.ok).length} 429`;
+          });
+          process.stderr.write(`  ${elapsed}s/${runMs / 1000}s  ${parts.join('  |  ')}\n`);
+        },
+        () => undefined,
+      );
     }, 15_000);
     const results = await Promise.all(runs);
     clearInterval(progress);
-    const figures = SYSTEMS.map((spec, i) => figuresOf(spec, results[i] ?? [], judge.arrivals.get(tenantOf(spec)) ?? [], limits));
+    const lists = await Promise.all(SYSTEMS.map((_, i) => arrivalsOf(i)));
+    const figures = SYSTEMS.map((spec, i) => figuresOf(spec, results[i] ?? [], lists[i] ?? [], limits));
     printTable(figures);
     if (values.json) {
       writeFileSync(values.json, `${JSON.stringify({ quick, limits, systems: figures }, null, 2)}\n`);
@@ -199,7 +235,7 @@ async function main(): Promise<void> {
     }
   } finally {
     admin.destroy();
-    await judge.close();
+    for (const j of judges) j.stop();
     host.stop();
   }
 }
@@ -243,7 +279,14 @@ function figuresOf(
     accepted: accepted.length,
     violations: arrivals.length - accepted.length,
     violationsByRule: byRule,
-    minuteUtilization: round(minuteUtilization(accepted.map((a) => a.t), limits.minuteLimit, limits.minuteWindowMs), 3),
+    minuteUtilization: round(
+      minuteUtilization(
+        accepted.map((a) => a.t),
+        limits.minuteLimit,
+        limits.minuteWindowMs,
+      ),
+      3,
+    ),
     dayBudgetUsed: round(accepted.length / limits.dayLimit, 3),
     ddbRequestsPerAcceptedCall: accepted.length ? round((ddb - setup) / accepted.length, 3) : 0,
     setupDdbRequests: setup,
@@ -262,11 +305,26 @@ function round(n: number, digits: number): number {
 }
 
 function printTable(rows: SystemFigures[]): void {
-  const head = ['system', 'accepted', 'violations', 'minuteUtil', 'dayUsed', 'ddbReq/call', 'acquireP99ms', 'missed'];
+  const head = [
+    'system',
+    'accepted',
+    'violations',
+    'minuteUtil',
+    'dayUsed',
+    'ddbReq/call',
+    'acquireP99ms',
+    'missed',
+  ];
   const lines = rows.map((r) => [
     r.name,
     String(r.accepted),
-    `${r.violations}${r.violations ? ` (${Object.entries(r.violationsByRule).map(([k, v]) => `${k} ${v}`).join(', ')})` : ''}`,
+    `${r.violations}${
+      r.violations
+        ? ` (${Object.entries(r.violationsByRule)
+            .map(([k, v]) => `${k} ${v}`)
+            .join(', ')})`
+        : ''
+    }`,
     r.minuteUtilization.toFixed(3),
     r.dayBudgetUsed.toFixed(3),
     r.ddbRequestsPerAcceptedCall.toFixed(3),
@@ -277,7 +335,9 @@ function printTable(rows: SystemFigures[]): void {
   const fmt = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ');
   process.stdout.write(`${fmt(head)}\n${fmt(widths.map((w) => '-'.repeat(w)))}\n`);
   for (const l of lines) process.stdout.write(`${fmt(l)}\n`);
-  process.stdout.write('ddbReq/call excludes one-time clock-alignment requests at start-up (setupDdbRequests in --json).\n');
+  process.stdout.write(
+    'ddbReq/call excludes one-time clock-alignment requests at start-up (setupDdbRequests in --json).\n',
+  );
 }
 
 main().catch((err: unknown) => {

@@ -189,8 +189,18 @@ async function runRateLimiterFlexible(cfg: WorkerConfig, result: WorkerResult, c
   const common = { storeClient: client, tableName: cfg.tableName, tableCreated: true, ttlSet: true };
   const l = cfg.limits;
   const union = new RateLimiterUnion(
-    new RateLimiterDynamo({ ...common, keyPrefix: 'spike', points: Math.round(1000 / l.spikeIntervalMs), duration: 1 }),
-    new RateLimiterDynamo({ ...common, keyPrefix: 'minute', points: l.minuteLimit, duration: l.minuteWindowMs / 1000 }),
+    new RateLimiterDynamo({
+      ...common,
+      keyPrefix: 'spike',
+      points: Math.round(1000 / l.spikeIntervalMs),
+      duration: 1,
+    }),
+    new RateLimiterDynamo({
+      ...common,
+      keyPrefix: 'minute',
+      points: l.minuteLimit,
+      duration: l.minuteWindowMs / 1000,
+    }),
     new RateLimiterDynamo({ ...common, keyPrefix: 'day', points: l.dayLimit, duration: 86_400 }),
   );
   await sleep(cfg.startAt - t());

@@ -22,7 +22,9 @@ describe('quota ledger across OS processes', () => {
     await db?.close();
   });
 
-  it('3 processes x 16 acquirers with skewed clocks: zero violations, no lost reservations', { timeout: 90_000 }, async () => {
+  it('3 processes x 16 acquirers with skewed clocks: zero violations, no lost reservations', {
+    timeout: 90_000,
+  }, async () => {
     const startAt = Date.now() + 3_000;
     const offsets = [-50, 5, 50];
     const configs: WorkerConfig[] = offsets.map((offsetMs, index) => ({
@@ -44,7 +46,15 @@ describe('quota ledger across OS processes', () => {
     }));
     const results = await runFleet(configs);
     expect(results.flatMap((r) => r.errors)).toEqual([]);
-    if (process.env.LEDGER_STATS) console.log(results.map((r) => ({ sends: r.sends.length, missed: r.missedSlots, corr: r.clockCorrectionMs, ddb: r.ddbRequests })));
+    if (process.env.LEDGER_STATS)
+      console.log(
+        results.map((r) => ({
+          sends: r.sends.length,
+          missed: r.missedSlots,
+          corr: r.clockCorrectionMs,
+          ddb: r.ddbRequests,
+        })),
+      );
 
     // Arrival = actual send time + random network jitter inside the margin.
     const jitters = fc.sample(fc.integer({ min: 0, max: JITTER_MS }), { numRuns: 10_000, seed: 42 });
@@ -61,7 +71,11 @@ describe('quota ledger across OS processes', () => {
     const missed = results.reduce((n, r) => n + r.missedSlots, 0);
     expect(sent + missed).toBe(granted);
     const raw = await db.client.send(
-      new GetItemCommand({ TableName: 'ledger', Key: { pk: { S: 'quota#tenant#acme' } }, ConsistentRead: true }),
+      new GetItemCommand({
+        TableName: 'ledger',
+        Key: { pk: { S: 'quota#tenant#acme' } },
+        ConsistentRead: true,
+      }),
     );
     const bytes = raw.Item?.s?.B;
     if (!bytes) throw new Error('no ledger item');
