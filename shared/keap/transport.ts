@@ -1,0 +1,537 @@
+// Adapter: HTTP to Keap through the quota ledger. Every request takes a ledger slot first, waits for
+// it, reports the response's x-keap-* headers (and any 429) back, and maps failures to typed errors.
+// The API key lives only in a private field and in the outgoing header; nothing else ever sees it.
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { inspect } from 'node:util';
+import {
+  type AcquireOptions,
+  type Decision,
+  type KeapQuotaReading,
+  type Priority,
+  parseKeapQuotaHeaders,
+} from '../quota/index.ts';
+import {
+  ConflictError,
+  type KeapError,
+  type KeapErrorDetail,
+  KeyRejectedError,
+  NotFoundError,
+  PermissionError,
+  QuotaDeferredError,
+  RateLimitedError,
+  type RateLimitKind,
+  type RequestContext,
+  RetryableError,
+  UnexpectedResponseError,
+  ValidationError,
+} from './errors.ts';
+import type { KeapClientSettings } from './settings.ts';
+
+/** The part of the quota ledger the client uses (`QuotaLedger` satisfies it). */
+export interface QuotaLedgerPort {
+  acquire(options: AcquireOptions): Promise<Decision>;
+  waitForSlot(slot: number): Promise<boolean>;
+  reportResponse(tenant: string, key: string, slot: number, reading: KeapQuotaReading): Promise<void>;
+  report429(tenant: string, key: string, kind: 'spike' | 'quota', retryAt?: number): Promise<void>;
+  now(): number;
+}
+
+/** Structured logger port. Field names are stable; no field ever holds a header or the key. */
+export interface KeapLogger {
+  debug(message: string, fields: Record<string, unknown>): void;
+  info(message: string, fields: Record<string, unknown>): void;
+  warn(message: string, fields: Record<string, unknown>): void;
+  error(message: string, fields: Record<string, unknown>): void;
+}
+
+const noop = (): void => {};
+export const silentLogger: KeapLogger = { debug: noop, info: noop, warn: noop, error: noop };
+
+/**
+ * Ledger slots reserved for a run of calls (a paging job): used in order, each one waited for; a slot
+ * the caller woke too late for is spent and skipped. When empty, the next acquire reserves `nextCount`
+ * slots spaced `minGapMs` apart.
+ */
+export class SlotPool {
+  readonly slots: number[];
+  nextCount = 1;
+  minGapMs = 0;
+  constructor(initial: readonly number[] = []) {
+    this.slots = [...initial].sort((a, b) => a - b);
+  }
+}
+
+export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
+export interface CallSpec {
+  method: HttpMethod;
+  /** Path below the base URL, ids already encoded. Logged and put in errors; the query never is. */
+  path: string;
+  query?: Record<string, string | number | undefined>;
+  body?: unknown;
+  /** `safe`: reads, upserts, tag changes, retried on transient failures. `create`: never blindly retried. */
+  retry: 'safe' | 'create';
+  priority: Priority;
+  waitBudgetMs: number;
+  hold: boolean;
+  pool?: SlotPool;
+}
+
+export interface CallResult {
+  status: number;
+  json: unknown;
+  requestId: string | undefined;
+  /** HTTP requests this call sent (including retried ones). */
+  attempts: number;
+  /** Duration of the last (successful) request, ms. */
+  latencyMs: number;
+}
+
+/** Counters for operators and the benchmark. */
+export interface TransportStats {
+  requests: number;
+  retries: number;
+  rateLimited: number;
+  acquires: number;
+  slotsGranted: number;
+  slotsSpent: number;
+  deferred: number;
+}
+
+type Outcome =
+  | { type: 'ok'; status: number; json: unknown; requestId: string | undefined }
+  | { type: 'limited'; kind: RateLimitKind; retryAt: number | undefined; context: RequestContext }
+  | { type: 'failed'; error: KeapError; retryable: boolean };
+
+const MAX_SLOT_TRIES = 50;
+const MAX_SLOT_LEAD_MS = 100;
+
+export class Transport {
+  readonly #apiKey: string;
+  /** Moving average of ledger acquire latency, ms. */
+  #acquireLatency = 5;
+  readonly keyId: string;
+  readonly tenant: string;
+  readonly settings: KeapClientSettings;
+  readonly ledger: QuotaLedgerPort;
+  readonly logger: KeapLogger;
+  readonly stats: TransportStats = {
+    requests: 0,
+    retries: 0,
+    rateLimited: 0,
+    acquires: 0,
+    slotsGranted: 0,
+    slotsSpent: 0,
+    deferred: 0,
+  };
+
+  constructor(o: {
+    apiKey: string;
+    keyId: string;
+    tenant: string;
+    settings: KeapClientSettings;
+    ledger: QuotaLedgerPort;
+    logger: KeapLogger;
+  }) {
+    this.#apiKey = o.apiKey;
+    this.keyId = o.keyId;
+    this.tenant = o.tenant;
+    this.settings = o.settings;
+    this.ledger = o.ledger;
+    this.logger = o.logger;
+  }
+
+  toJSON(): Record<string, unknown> {
+    return { tenant: this.tenant, keyId: this.keyId, baseUrl: this.settings.baseUrl };
+  }
+
+  [inspect.custom](): string {
+    return `Transport { tenant: '${this.tenant}', keyId: '${this.keyId}' }`;
+  }
+
+  /** Sends one logical call: slot, request, feedback, and the bounded retries its kind allows. */
+  async call(spec: CallSpec): Promise<CallResult> {
+    const s = this.settings;
+    const started = performance.now();
+    const pool = spec.pool ?? new SlotPool();
+    let attempts = 0;
+    let limited = 0;
+    for (;;) {
+      const slot = await this.#takeSlot(spec, pool);
+      attempts++;
+      const t0 = performance.now();
+      const outcome = await this.#send(spec, slot, attempts);
+      const latencyMs = performance.now() - t0;
+      if (outcome.type === 'ok') {
+        return {
+          status: outcome.status,
+          json: outcome.json,
+          requestId: outcome.requestId,
+          attempts,
+          latencyMs,
+        };
+      }
+      if (outcome.type === 'limited') {
+        this.stats.rateLimited++;
+        limited++;
+        // Slots reserved before the cool-down would break it: drop them.
+        pool.slots.length = 0;
+        await this.ledger.report429(this.tenant, this.keyId, outcome.kind, outcome.retryAt);
+        this.logger.warn('Keap rate-limited a request; the ledger was told', {
+          ...this.#fields(outcome.context),
+          kind: outcome.kind,
+          rateLimitedTimes: limited,
+        });
+        if (limited > s.max429Retries) {
+          const fallback = this.ledger.now() + (outcome.kind === 'spike' ? 1_000 : 60_000);
+          throw new RateLimitedError(outcome.context, outcome.kind, outcome.retryAt ?? fallback);
+        }
+        continue;
+      }
+      const err = outcome.error;
+      if (!outcome.retryable || spec.retry !== 'safe') throw err;
+      const failures = attempts - limited;
+      const delay = backoff(failures, s.backoffBaseMs, s.backoffMaxMs);
+      const elapsed = performance.now() - started;
+      if (failures >= s.maxAttempts || elapsed + delay > s.retryBudgetMs) throw err;
+      this.stats.retries++;
+      this.logger.warn('Retrying a Keap request after a transient failure', {
+        method: spec.method,
+        path: spec.path,
+        status: err.status,
+        attempt: attempts,
+        keyId: this.keyId,
+        tenant: this.tenant,
+        error: err.name,
+        delayMs: Math.round(delay),
+      });
+      await sleep(delay);
+    }
+  }
+
+  /** The next usable slot: from the pool, else from a new acquire. Throws QuotaDeferredError. */
+  async #takeSlot(spec: CallSpec, pool: SlotPool): Promise<number> {
+    for (let i = 0; i < MAX_SLOT_TRIES; i++) {
+      const reserved = pool.slots.shift();
+      if (reserved !== undefined) {
+        if (await this.ledger.waitForSlot(reserved)) return reserved;
+        this.stats.slotsSpent++;
+        continue;
+      }
+      this.stats.acquires++;
+      // A slot at "now" would be past by the time the ledger's write returns (and so spent): ask for
+      // one at least the recent acquire latency ahead.
+      const lead = Math.min(MAX_SLOT_LEAD_MS, Math.ceil(this.#acquireLatency * 1.5));
+      const t0 = performance.now();
+      const d = await this.ledger.acquire({
+        tenant: this.tenant,
+        key: this.keyId,
+        count: Math.max(1, Math.min(100, pool.nextCount)),
+        priority: spec.priority,
+        waitBudgetMs: spec.waitBudgetMs,
+        hold: spec.hold,
+        minGapMs: pool.minGapMs,
+        notBefore: this.ledger.now() + lead,
+      });
+      this.#acquireLatency = 0.8 * this.#acquireLatency + 0.2 * (performance.now() - t0);
+      if (d.status === 'granted') {
+        this.stats.slotsGranted += d.slots.length;
+        pool.slots.push(...d.slots);
+        continue;
+      }
+      this.stats.deferred++;
+      const held = d.status === 'held' ? d.slots : [];
+      this.stats.slotsGranted += held.length;
+      this.logger.info('The quota ledger deferred a Keap call', {
+        method: spec.method,
+        path: spec.path,
+        keyId: this.keyId,
+        tenant: this.tenant,
+        reason: d.reason,
+        retryAt: d.retryAt,
+        heldSlots: held.length,
+      });
+      throw new QuotaDeferredError(
+        { method: spec.method, path: spec.path, keyId: this.keyId, tenant: this.tenant },
+        d.retryAt,
+        d.reason,
+        held,
+      );
+    }
+    // Woke too late for every slot granted in a row (an overloaded event loop): let the job come back.
+    throw new QuotaDeferredError(
+      { method: spec.method, path: spec.path, keyId: this.keyId, tenant: this.tenant },
+      this.ledger.now() + 1_000,
+      'spike',
+      [],
+    );
+  }
+
+  async #send(spec: CallSpec, slot: number, attempt: number): Promise<Outcome> {
+    const s = this.settings;
+    const headers: Record<string, string> = {
+      'X-Keap-API-Key': this.#apiKey,
+      Accept: 'application/json',
+      'User-Agent': s.userAgent,
+    };
+    let body: string | undefined;
+    if (spec.body !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      body = JSON.stringify(spec.body);
+    }
+    const ctx: RequestContext = {
+      method: spec.method,
+      path: spec.path,
+      keyId: this.keyId,
+      tenant: this.tenant,
+      attempts: attempt,
+    };
+    const t0 = performance.now();
+    this.stats.requests++;
+    let res: Response | undefined;
+    let text: string;
+    try {
+      res = await fetch(this.#url(spec.path, spec.query), {
+        method: spec.method,
+        headers,
+        body,
+        signal: AbortSignal.timeout(s.timeoutMs),
+      });
+      text = await res.text();
+    } catch (err) {
+      if (res) {
+        ctx.status = res.status;
+        ctx.requestId = res.headers.get('x-request-id') ?? undefined;
+        await this.#report(slot, res.headers, ctx);
+      }
+      const timeout = isTimeout(err);
+      const code = networkCode(err);
+      // A refused connection never reached Keap: even a create may be sent again.
+      const notSent = !res && (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN');
+      const outcomeUnknown = spec.retry === 'create' && !notSent;
+      this.logger.debug('Keap request failed without a readable response', {
+        ...this.#fields(ctx),
+        durationMs: Math.round(performance.now() - t0),
+        error: timeout ? 'timeout' : (code ?? 'network'),
+      });
+      const detail = timeout ? undefined : this.#redact(code ?? errorText(err));
+      return {
+        type: 'failed',
+        error: new RetryableError(ctx, timeout ? 'timeout' : 'network', outcomeUnknown, detail),
+        retryable: true,
+      };
+    }
+    ctx.status = res.status;
+    ctx.requestId = res.headers.get('x-request-id') ?? undefined;
+    await this.#report(slot, res.headers, ctx);
+    this.logger.debug('Keap responded', {
+      ...this.#fields(ctx),
+      durationMs: Math.round(performance.now() - t0),
+    });
+    return this.#classify(spec, res, text, ctx);
+  }
+
+  #classify(spec: CallSpec, res: Response, text: string, ctx: RequestContext): Outcome {
+    const status = res.status;
+    const body = readBody(text, res.headers.get('content-type'));
+    if (status >= 200 && status < 300) {
+      if (body.kind === 'json' || body.kind === 'empty') {
+        return { type: 'ok', status, json: body.json, requestId: ctx.requestId };
+      }
+      return {
+        type: 'failed',
+        error: new UnexpectedResponseError(ctx, describeBody(body.kind, status)),
+        retryable: spec.retry === 'safe',
+      };
+    }
+    const info = errorInfo(body.json);
+    const message = info.message === undefined ? undefined : this.#redact(info.message);
+    if (status === 429) {
+      const kind = rateLimitKind(info, res.headers);
+      return { type: 'limited', kind, retryAt: quotaRetryAt(kind, res.headers), context: ctx };
+    }
+    if (status === 401)
+      return { type: 'failed', error: new KeyRejectedError(ctx, message), retryable: false };
+    if (status === 403) return { type: 'failed', error: new PermissionError(ctx, message), retryable: false };
+    if (status === 404) return { type: 'failed', error: new NotFoundError(ctx, message), retryable: false };
+    if (status === 409) return { type: 'failed', error: new ConflictError(ctx, message), retryable: false };
+    if (status === 400 || status === 422) {
+      const details = info.details.map((d) => ({
+        domain: d.domain === undefined ? undefined : this.#redact(d.domain),
+        resource: d.resource === undefined ? undefined : this.#redact(d.resource),
+      }));
+      return { type: 'failed', error: new ValidationError(ctx, message, details), retryable: false };
+    }
+    if (status >= 500) {
+      const detail = message ?? (body.kind === 'html' ? 'an HTML error page' : undefined);
+      return {
+        type: 'failed',
+        error: new RetryableError(ctx, 'server', spec.retry === 'create', detail),
+        retryable: true,
+      };
+    }
+    return {
+      type: 'failed',
+      error: new UnexpectedResponseError(ctx, `HTTP ${status}${message ? ` ("${message}")` : ''}`),
+      retryable: false,
+    };
+  }
+
+  async #report(slot: number, headers: Headers, ctx: RequestContext): Promise<void> {
+    try {
+      await this.ledger.reportResponse(this.tenant, this.keyId, slot, parseKeapQuotaHeaders(headers));
+    } catch (err) {
+      // The response is already here; the ledger fails closed on the next acquire if it is down.
+      this.logger.warn('Could not report Keap quota headers to the ledger', {
+        ...this.#fields(ctx),
+        error: err instanceof Error ? err.name : 'unknown',
+      });
+    }
+  }
+
+  #fields(ctx: RequestContext): Record<string, unknown> {
+    return {
+      method: ctx.method,
+      path: ctx.path,
+      status: ctx.status,
+      attempt: ctx.attempts,
+      keyId: ctx.keyId,
+      tenant: ctx.tenant,
+      requestId: ctx.requestId,
+    };
+  }
+
+  #url(path: string, query: CallSpec['query']): string {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined) params.set(k, String(v));
+    const qs = params.toString();
+    return `${this.settings.baseUrl}${path}${qs ? `?${qs}` : ''}`;
+  }
+
+  /** Removes the key from text that came from elsewhere (a server's message, a socket error). */
+  #redact(text: string): string {
+    const clean = text.split(this.#apiKey).join('[redacted]').replace(/\s+/g, ' ').trim();
+    return clean.length > 300 ? `${clean.slice(0, 297)}...` : clean;
+  }
+}
+
+/** Equal-jitter exponential backoff: half fixed, half random. */
+function backoff(failures: number, baseMs: number, maxMs: number): number {
+  const cap = Math.min(maxMs, baseMs * 2 ** Math.max(0, failures - 1));
+  return cap / 2 + Math.random() * (cap / 2);
+}
+
+type BodyKind = 'json' | 'empty' | 'html' | 'malformed';
+
+function readBody(text: string, contentType: string | null): { kind: BodyKind; json: unknown } {
+  const trimmed = text.trim();
+  if (trimmed === '') return { kind: 'empty', json: undefined };
+  if (trimmed.startsWith('<') || (contentType ?? '').toLowerCase().includes('html')) {
+    return { kind: 'html', json: undefined };
+  }
+  try {
+    return { kind: 'json', json: JSON.parse(trimmed) as unknown };
+  } catch {
+    return { kind: 'malformed', json: undefined };
+  }
+}
+
+function describeBody(kind: BodyKind, status: number): string {
+  return kind === 'html'
+    ? `an HTML page instead of JSON (HTTP ${status})`
+    : `malformed JSON (HTTP ${status})`;
+}
+
+interface ErrorInfo {
+  message: string | undefined;
+  details: KeapErrorDetail[];
+  faultCode: string | undefined;
+  code: string | undefined;
+}
+
+function str(v: unknown): string | undefined {
+  return typeof v === 'string' ? v : typeof v === 'number' ? String(v) : undefined;
+}
+
+function obj(v: unknown): Record<string, unknown> | undefined {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+    ? (v as Record<string, unknown>)
+    : undefined;
+}
+
+/** Reads Keap's error bodies: v2 `{code,message,status,details}`, v1 `{message}`, Apigee `{fault}`. */
+function errorInfo(json: unknown): ErrorInfo {
+  const root = obj(json);
+  const fault = obj(root?.fault);
+  const details: KeapErrorDetail[] = [];
+  if (Array.isArray(root?.details)) {
+    for (const d of root.details) {
+      const o = obj(d);
+      if (o) details.push({ domain: str(o.domain), resource: str(o.resource) });
+      else if (typeof d === 'string') details.push({ resource: d });
+    }
+  }
+  return {
+    message: str(root?.message) ?? str(fault?.faultstring),
+    details,
+    faultCode: str(obj(fault?.detail)?.errorcode),
+    code: str(root?.code),
+  };
+}
+
+function headerNumber(h: Headers, name: string): number | undefined {
+  const raw = h.get(name);
+  if (raw === null || raw.trim() === '') return undefined;
+  const n = Number(raw);
+  return Number.isFinite(n) ? n : undefined;
+}
+
+/** Spike arrest or quota, from either body shape; failing that, from the headers (quota when unsure). */
+function rateLimitKind(info: ErrorInfo, h: Headers): RateLimitKind {
+  const fault = info.faultCode ?? '';
+  if (/SpikeArrest/i.test(fault)) return 'spike';
+  if (/Quota/i.test(fault)) return 'quota';
+  if (/quota/i.test(info.message ?? '')) return 'quota';
+  if (/spike/i.test(info.message ?? '')) return 'spike';
+  const available = [
+    'x-keap-product-throttle-available',
+    'x-keap-product-quota-available',
+    'x-keap-tenant-throttle-available',
+    'x-keap-tenant-quota-available',
+  ].map((n) => headerNumber(h, n));
+  if (available.some((a) => a === 0)) return 'quota';
+  if (available.some((a) => a !== undefined && a > 0)) return 'spike';
+  return 'quota';
+}
+
+/** When a quota 429 frees: the day's expiry when a day quota is spent; otherwise unknown (the ledger decides). */
+function quotaRetryAt(kind: RateLimitKind, h: Headers): number | undefined {
+  if (kind !== 'quota') return undefined;
+  for (const prefix of ['x-keap-product-quota', 'x-keap-tenant-quota']) {
+    const available = headerNumber(h, `${prefix}-available`);
+    const expiry = headerNumber(h, `${prefix}-expiry-time`);
+    if (available === 0 && expiry !== undefined && expiry > 0) return expiry < 1e12 ? expiry * 1000 : expiry;
+  }
+  return undefined;
+}
+
+function isTimeout(err: unknown): boolean {
+  return err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError');
+}
+
+function networkCode(err: unknown): string | undefined {
+  let e: unknown = err;
+  for (let i = 0; i < 4 && e instanceof Error; i++) {
+    const code = (e as Error & { code?: unknown }).code;
+    if (typeof code === 'string') return code;
+    e = e.cause;
+  }
+  return undefined;
+}
+
+function errorText(err: unknown): string {
+  if (!(err instanceof Error)) return 'unknown error';
+  const cause = err.cause instanceof Error ? `: ${err.cause.message}` : '';
+  return `${err.message}${cause}`;
+}

@@ -1,0 +1,167 @@
+// Unit: every call passes through the quota ledger: acquire first, headers reported back, deferral
+// surfaced as QuotaDeferredError (with held slots when asked), priorities per call kind.
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { KeapClient, QuotaDeferredError } from '../../shared/keap/index.ts';
+import {
+  type LedgerHost,
+  quotaHeaders,
+  SECRET_KEY,
+  type Stub,
+  sendJson,
+  startLedgerHost,
+  startStub,
+  uniqueTenant,
+} from './support.ts';
+
+let host: LedgerHost;
+let stub: Stub;
+const KEAP_DEFAULTS = {
+  minuteLimit: 240,
+  tenantMinuteLimit: 10_000,
+  dayLimit: 30_000,
+  tenantDayLimit: 250_000,
+};
+
+beforeAll(async () => {
+  host = await startLedgerHost();
+  stub = await startStub((_req, res) => sendJson(res, 200, { custom_fields: [] }, quotaHeaders()));
+});
+afterAll(async () => {
+  await stub.close();
+  await host.close();
+});
+
+describe('ledger feedback', () => {
+  it("reports every response's x-keap-* headers, lowering the ledger's caps to what Keap says is left", async () => {
+    const ledger = host.ledger(KEAP_DEFAULTS);
+    const tenant = uniqueTenant();
+    const client = new KeapClient({
+      apiKey: SECRET_KEY,
+      tenant,
+      ledger,
+      settings: { baseUrl: stub.baseUrl },
+    });
+    const report = vi.spyOn(ledger, 'reportResponse');
+    stub.setHandler((_q, res) =>
+      sendJson(res, 200, { custom_fields: [] }, quotaHeaders({ minuteAvailable: 10, dayAvailable: 100 })),
+    );
+    await client.getModel('contacts');
+    await client.getModel('companies');
+    stub.setHandler((_q, res) =>
+      sendJson(res, 404, { message: 'nope' }, quotaHeaders({ minuteAvailable: 10, dayAvailable: 100 })),
+    );
+    await client.getModel('orders').catch(() => undefined);
+    expect(report).toHaveBeenCalledTimes(3);
+    expect(report.mock.calls[0]?.[3]).toMatchObject({
+      productMinute: { limit: 240, available: 10 },
+      productDay: { limit: 30_000, available: 100 },
+    });
+    const snap = await ledger.snapshot(tenant);
+    // Keap says 230 of 240 are used this minute, and we made only a few of them: far less is left.
+    expect(snap.minute.limit).toBeLessThan(20);
+    expect(snap.day.limit).toBeLessThan(110);
+  });
+
+  it('leaves the caps alone when Keap reports plenty left', async () => {
+    const ledger = host.ledger(KEAP_DEFAULTS);
+    const tenant = uniqueTenant();
+    const client = new KeapClient({
+      apiKey: SECRET_KEY,
+      tenant,
+      ledger,
+      settings: { baseUrl: stub.baseUrl },
+    });
+    stub.setHandler((_q, res) =>
+      sendJson(res, 200, { custom_fields: [] }, quotaHeaders({ minuteAvailable: 239 })),
+    );
+    await client.getModel('contacts');
+    const snap = await ledger.snapshot(tenant);
+    expect(snap.minute.limit).toBe(240);
+  });
+});
+
+describe('deferral', () => {
+  // Wide spacing and late tolerance: on a loaded machine a woken-late slot is spent, and with a budget
+  // of one or two calls that alone would exhaust it.
+  const SLOW = { spikeIntervalMs: 200, marginMs: 150, lateToleranceMs: 140 };
+
+  it('throws QuotaDeferredError (minute) instead of sleeping when the ledger has no slot in the budget', async () => {
+    const ledger = host.ledger({ ...SLOW, minuteLimit: 2 });
+    const client = new KeapClient({
+      apiKey: SECRET_KEY,
+      tenant: uniqueTenant(),
+      ledger,
+      settings: { baseUrl: stub.baseUrl, waitBudgetMs: 1_000 },
+    });
+    stub.setHandler((_q, res) => sendJson(res, 200, { custom_fields: [] }, quotaHeaders()));
+    const before = stub.requests.length;
+    let err: unknown;
+    for (let i = 0; i < 4 && err === undefined; i++) {
+      err = await client.getModel('contacts').then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    }
+    expect(err).toBeInstanceOf(QuotaDeferredError);
+    const e = err as QuotaDeferredError;
+    expect(e.reason).toBe('minute');
+    // Past the wait budget: at the earliest, where the ledger stopped searching (its hold horizon).
+    expect(e.retryAt).toBeGreaterThan(ledger.now() + 1_000);
+    expect(e.heldSlots).toEqual([]);
+    expect(e.message).toMatch(/Defer the job/);
+    const sent = stub.requests.length - before;
+    expect(sent).toBeGreaterThanOrEqual(1);
+    expect(sent).toBeLessThanOrEqual(2);
+  });
+
+  it('holds slots when asked, and a resumed call uses them without a new acquire', async () => {
+    const ledger = host.ledger({ ...SLOW, minuteLimit: 1, minuteWindowMs: 1_000, bucketMs: 250 });
+    const client = new KeapClient({
+      apiKey: SECRET_KEY,
+      tenant: uniqueTenant(),
+      ledger,
+      settings: { baseUrl: stub.baseUrl, waitBudgetMs: 50 },
+    });
+    let err: unknown;
+    for (let i = 0; i < 4 && err === undefined; i++) {
+      err = await client.getModel('contacts', { hold: true }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    }
+    expect(err).toBeInstanceOf(QuotaDeferredError);
+    const held = (err as QuotaDeferredError).heldSlots;
+    expect(held.length).toBe(1);
+    const acquire = vi.spyOn(ledger, 'acquire');
+    const before = stub.requests.length;
+    await client.getModel('contacts', { heldSlots: held });
+    expect(acquire).not.toHaveBeenCalled();
+    expect(stub.requests.length - before).toBe(1);
+    expect(stub.requests.at(-1)?.at ?? 0).toBeGreaterThanOrEqual((held[0] ?? 0) - 50);
+  });
+});
+
+describe('priorities', () => {
+  it("acquires reads as 'bulk' and writes as 'interactive' by default, overridable per call", async () => {
+    const ledger = host.ledger();
+    const client = new KeapClient({
+      apiKey: SECRET_KEY,
+      tenant: uniqueTenant(),
+      ledger,
+      settings: { baseUrl: stub.baseUrl },
+    });
+    const acquire = vi.spyOn(ledger, 'acquire');
+    stub.setHandler((req, res) => {
+      if (req.method === 'POST') sendJson(res, 200, { id: '1' }, quotaHeaders());
+      else sendJson(res, 200, { custom_fields: [] }, quotaHeaders());
+    });
+    await client.getModel('contacts');
+    await client.upsertContact({ email_addresses: [{ email: 'x@example.com', field: 'EMAIL1' }] });
+    await client.getModel('contacts', { priority: 'interactive' });
+    const priorities = acquire.mock.calls.map((c) => c[0].priority);
+    expect(priorities[0]).toBe('bulk');
+    expect(priorities).toContain('interactive');
+    expect(priorities.at(-1)).toBe('interactive');
+    expect(acquire.mock.calls.every((c) => c[0].key === client.keyId && c[0].key !== SECRET_KEY)).toBe(true);
+  });
+});
