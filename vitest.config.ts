@@ -5,8 +5,8 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     testTimeout: 30_000,
     hookTimeout: 60_000,
-    // The DynamoDB Local JVM and the multi-process test are heavy on a 2-core machine.
-    fileParallelism: true,
-    maxWorkers: 2,
+    // One file at a time: the DynamoDB Local JVM, the emulators and the multi-process test each want
+    // the whole of a 2-core machine, and timing-sensitive suites must not starve each other.
+    fileParallelism: false,
   },
 });

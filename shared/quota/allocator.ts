@@ -174,7 +174,11 @@ export function allocate(s: LedgerState, c: LedgerConfig, now: number, req: Slot
   }
   const first = findCell(s, c, req, fromCell, lastCell);
   if (first.cell === undefined) {
-    return { status: 'deferred', retryAt: first.next * c.cellMs, reason: first.reason ?? 'minute' };
+    // Nothing within the hold horizon: look further (without reserving) to say when capacity frees.
+    const farCell = Math.floor((now + c.holdHorizonMs + 2 * c.windowMs) / c.cellMs);
+    const later = findCell(s, c, req, first.next, farCell);
+    const retryCell = later.cell ?? later.next;
+    return { status: 'deferred', retryAt: retryCell * c.cellMs, reason: first.reason ?? 'minute' };
   }
   const withinBudget = first.cell <= budgetCell;
   if (!withinBudget && !req.hold) {

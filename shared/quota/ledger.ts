@@ -88,7 +88,8 @@ interface Cached {
 }
 
 interface Op {
-  notBefore: number;
+  /** performance.now() by which the op must be written; until then it may wait to share a write. */
+  flushBy: number;
   /** Applies the op to `s`; returns whether `s` changed. Called again on every retry. */
   run(s: LedgerState, now: number): boolean;
   done(): void;
@@ -102,6 +103,8 @@ interface Queue {
 }
 
 const DEFAULT_WAIT_BUDGET_MS = 2_000;
+/** A release waits this long for another write of this process to ride along with. */
+const RELEASE_LINGER_MS = 500;
 const TENANT_RE = /^[A-Za-z0-9._:@-]{1,100}$/;
 
 export class QuotaLedger {
@@ -112,6 +115,8 @@ export class QuotaLedger {
   private readonly cache = new Map<string, Cached>();
   private readonly queues = new Map<string, Queue>();
   private readonly registeredKeys = new Set<string>();
+  /** Smoothed latency of a conditional write, ms. */
+  private writeLatencyMs = 10;
 
   constructor(options: QuotaLedgerOptions) {
     this.config = parseLedgerSettings(options.settings);
@@ -150,15 +155,15 @@ export class QuotaLedger {
       trial.clk = Math.max(trial.clk, now);
       const c = this.config;
       trimState(trial, c.windowMs, c.bucketMs, c.cellMs);
-      const d = allocate(trial, c, now, req);
+      const d = allocate(trial, c, now, this.withLead(req, now));
       if (d.status === 'deferred') return d;
     }
     return new Promise<Decision>((resolve, reject) => {
       let decision: Decision | undefined;
       this.enqueue(pk, {
-        notBefore: req.notBefore,
+        flushBy: performance.now() + Math.max(0, req.notBefore - this.config.coalesceLeadMs - this.now()),
         run: (s, now) => {
-          decision = allocate(s, this.config, now, req);
+          decision = allocate(s, this.config, now, this.withLead(req, now));
           return decision.status !== 'deferred';
         },
         done: () => (decision ? resolve(decision) : reject(new QuotaLedgerError('no decision was made'))),
@@ -245,7 +250,7 @@ export class QuotaLedger {
   /**
    * Gives back slots that were granted but will not be used (woken too late, job cancelled): they
    * stop counting against the minute and day budgets. Never release a slot whose call was sent.
-   * Rides along with this process's next write when one comes within a second.
+   * Rides along with this process's next write when one comes within half a second.
    */
   async release(tenant: string, key: string, slots: readonly number[]): Promise<void> {
     this.checkIds(tenant, key);
@@ -254,7 +259,7 @@ export class QuotaLedger {
     const c = this.config;
     return new Promise<void>((resolve, reject) => {
       this.enqueue(pk, {
-        notBefore: this.now() + c.coalesceLeadMs + 1_000,
+        flushBy: performance.now() + RELEASE_LINGER_MS,
         run: (s) => {
           let changed = false;
           for (const slot of slots) {
@@ -375,6 +380,15 @@ export class QuotaLedger {
     };
   }
 
+  /**
+   * A slot is no use if it has passed by the time the write that reserves it returns: ask for none
+   * earlier than about one write from now (bounded, so a slow store cannot push slots far out).
+   */
+  private withLead(req: SlotRequest, now: number): SlotRequest {
+    const lead = Math.min(100, Math.ceil(1.5 * this.writeLatencyMs));
+    return req.notBefore >= now + lead ? req : { ...req, notBefore: now + lead };
+  }
+
   private checkIds(tenant: string, key: string): void {
     if (!TENANT_RE.test(tenant)) {
       throw new QuotaRequestError('tenant', 'must be 1-100 characters of letters, digits and . _ : @ -');
@@ -406,7 +420,7 @@ export class QuotaLedger {
 
   private mutate(pk: string, run: (s: LedgerState, now: number) => boolean): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.enqueue(pk, { notBefore: 0, run, done: resolve, fail: reject });
+      this.enqueue(pk, { flushBy: 0, run, done: resolve, fail: reject });
     });
   }
 
@@ -423,20 +437,18 @@ export class QuotaLedger {
   /** One write in flight per item per process; ops that arrive meanwhile share the next write. */
   private pump(pk: string, q: Queue): void {
     if (q.busy || q.ops.length === 0) return;
-    const now = this.now();
-    const lead = this.config.coalesceLeadMs;
+    const now = performance.now();
     let earliest = Number.POSITIVE_INFINITY;
-    for (const op of q.ops) earliest = Math.min(earliest, op.notBefore);
-    if (earliest - lead > now) {
-      if (!q.timer) {
-        q.timer = setTimeout(
-          () => {
-            q.timer = undefined;
-            this.pump(pk, q);
-          },
-          Math.ceil(earliest - lead - now),
-        );
-      }
+    for (const op of q.ops) earliest = Math.min(earliest, op.flushBy);
+    if (earliest > now) {
+      if (q.timer) clearTimeout(q.timer);
+      q.timer = setTimeout(
+        () => {
+          q.timer = undefined;
+          this.pump(pk, q);
+        },
+        Math.ceil(earliest - now),
+      );
       return;
     }
     if (q.timer) {
@@ -475,8 +487,10 @@ export class QuotaLedger {
       const token = randomBytes(6).toString('base64url');
       const next: StoredItem = { version: base.version + 1, writer: token, state: encodeState(work) };
       let outcome: Awaited<ReturnType<LedgerStore['put']>>;
+      const started = performance.now();
       try {
         outcome = await this.store.put(pk, next, base.exists ? base.version : undefined);
+        this.writeLatencyMs = 0.8 * this.writeLatencyMs + 0.2 * (performance.now() - started);
       } catch (err) {
         // The write may or may not have happened: our token on the stored item says which.
         const current = await this.fetch(pk);

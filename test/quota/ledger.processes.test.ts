@@ -10,7 +10,7 @@ import { judgeArrivals } from '../../shared/gateway/rules.ts';
 import { createLedgerTable, decodeState } from '../../shared/quota/index.ts';
 
 const LIMITS = { spikeIntervalMs: 100, minuteLimit: 30, minuteWindowMs: 3_000, dayLimit: 100 };
-const JITTER_MS = 30;
+const JITTER_MS = 40;
 
 describe('quota ledger across OS processes', () => {
   let db: RunningDynamo;
@@ -65,7 +65,7 @@ describe('quota ledger across OS processes', () => {
     const verdict = judgeArrivals(arrivals, { ...LIMITS, quotaScope: 'tenant' });
     expect(verdict.byRule).toEqual({ spike: 0, minute: 0, day: 0, 'tenant-minute': 0, 'tenant-day': 0 });
 
-    // Every reservation the ledger recorded was handed to exactly one acquirer, and used or reported missed.
+    // Every reservation was handed to exactly one acquirer and either sent or (woken too late) released.
     const granted = results.reduce((n, r) => n + r.slotsGranted, 0);
     const sent = results.reduce((n, r) => n + r.sends.length, 0);
     const missed = results.reduce((n, r) => n + r.missedSlots, 0);
@@ -80,9 +80,9 @@ describe('quota ledger across OS processes', () => {
     const bytes = raw.Item?.s?.B;
     if (!bytes) throw new Error('no ledger item');
     const counted = [...decodeState(bytes).days.values()].reduce((a, b) => a + b, 0);
-    expect(counted).toBe(granted);
-    // The day's budget is used to its last call (slots woken too late are the only loss).
-    expect(granted).toBe(LIMITS.dayLimit);
-    expect(sent).toBeGreaterThanOrEqual(LIMITS.dayLimit * 0.9);
+    // What the ledger still counts is exactly what was sent: no reservation lost or counted twice.
+    expect(counted).toBe(sent);
+    // The day's budget is used to its last call.
+    expect(sent).toBe(LIMITS.dayLimit);
   });
 });

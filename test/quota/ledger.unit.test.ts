@@ -1,0 +1,137 @@
+// The ledger's behaviours on a faithful in-memory store and a controlled clock.
+import { describe, expect, it } from 'vitest';
+import { emptyState, encodeState, QuotaLedger, QuotaRequestError } from '../../shared/quota/index.ts';
+import { MemoryLedgerStore } from '../support/sim.ts';
+
+const settings = {
+  tableName: 'mem',
+  marginMs: 40,
+  minuteLimit: 10,
+  minuteWindowMs: 3_000,
+  dayLimit: 30,
+  bucketMs: 100,
+  holdHorizonMs: 2_000,
+  bulkShare: 0.5,
+};
+
+function setup(overrides: Record<string, unknown> = {}) {
+  let now = Date.UTC(2026, 10, 26, 12, 0, 0);
+  const store = new MemoryLedgerStore();
+  const ledger = new QuotaLedger({ store, settings: { ...settings, ...overrides }, clock: () => now });
+  return { ledger, store, advance: (ms: number) => (now += ms), now: () => now };
+}
+
+describe('quota ledger', () => {
+  it('gives a released slot back to the minute and day budgets', async () => {
+    const { ledger } = setup({ bulkShare: 1 });
+    const all = await ledger.acquire({
+      tenant: 't',
+      key: 'k',
+      count: 10,
+      waitBudgetMs: 10_000,
+      spreadMs: 2_000,
+    });
+    expect(all.status === 'granted' && all.slots.length).toBe(10);
+    expect(await ledger.acquire({ tenant: 't', key: 'k', waitBudgetMs: 1_000 })).toMatchObject({
+      status: 'deferred',
+    });
+    if (all.status !== 'granted') return;
+    await ledger.release('t', 'k', [all.slots[9] ?? 0]);
+    const again = await ledger.acquire({ tenant: 't', key: 'k', waitBudgetMs: 2_000 });
+    expect(again.status).toBe('granted');
+    const snap = await ledger.snapshot('t');
+    expect(snap.day.used + snap.day.heldAhead).toBe(10);
+  });
+
+  it('names when an exhausted minute frees, even past the hold horizon', async () => {
+    const { ledger, now } = setup({ bulkShare: 1 });
+    const first = await ledger.acquire({
+      tenant: 't',
+      key: 'k',
+      count: 10,
+      waitBudgetMs: 10_000,
+      spreadMs: 2_000,
+    });
+    if (first.status !== 'granted') throw new Error('expected a grant');
+    const d = await ledger.acquire({ tenant: 't', key: 'k', waitBudgetMs: 0, hold: true });
+    expect(d).toMatchObject({ status: 'deferred', reason: 'minute' });
+    if (d.status !== 'deferred') return;
+    // Capacity frees one rolling window (plus margin and bucket rounding) after the first slot.
+    const firstSlot = first.slots[0] ?? 0;
+    expect(d.retryAt).toBeGreaterThanOrEqual(firstSlot + 3_000);
+    expect(d.retryAt).toBeLessThanOrEqual(firstSlot + 3_000 + 40 + 2 * 100 + 140);
+    expect(d.retryAt).toBeGreaterThan(now() + 2_000);
+  });
+
+  it('lets bulk work use only its share, interactive work the rest', async () => {
+    const { ledger } = setup();
+    const bulk = await ledger.acquire({
+      tenant: 't',
+      key: 'k',
+      count: 10,
+      waitBudgetMs: 10_000,
+      spreadMs: 2_000,
+    });
+    expect(bulk.status === 'granted' && bulk.slots.length).toBe(5);
+    const interactive = await ledger.acquire({
+      tenant: 't',
+      key: 'k',
+      count: 10,
+      priority: 'interactive',
+      waitBudgetMs: 10_000,
+      spreadMs: 2_000,
+    });
+    expect(interactive.status === 'granted' && interactive.slots.length).toBe(5);
+  });
+
+  it('defers with reason "day" until after the margin past UTC midnight once the day is spent', async () => {
+    const { ledger, advance, now } = setup({ dayLimit: 12, minuteLimit: 100, bulkShare: 1 });
+    for (let i = 0; i < 2; i++) {
+      await ledger.acquire({ tenant: 't', key: 'k', count: 6, waitBudgetMs: 10_000, spreadMs: 2_000 });
+      advance(3_000);
+    }
+    const d = await ledger.acquire({ tenant: 't', key: 'k', waitBudgetMs: 10_000 });
+    expect(d).toMatchObject({ status: 'deferred', reason: 'day' });
+    const midnight = (Math.floor(now() / 86_400_000) + 1) * 86_400_000;
+    if (d.status === 'deferred') expect(d.retryAt).toBeGreaterThanOrEqual(midnight + 40);
+  });
+
+  it('never grants a slot inside the margin band around UTC midnight', async () => {
+    const { ledger, advance, now } = setup({ bulkShare: 1, marginMs: 60 });
+    const midnight = (Math.floor(now() / 86_400_000) + 1) * 86_400_000;
+    advance(midnight - now() - 150);
+    const d = await ledger.acquire({ tenant: 't', key: 'k', count: 3, waitBudgetMs: 1_000 });
+    expect(d.status).toBe('granted');
+    if (d.status !== 'granted') return;
+    for (const slot of d.slots) expect(slot < midnight - 60 || slot >= midnight + 60).toBe(true);
+  });
+
+  it('moves a lagging clock up to the stamps other workers wrote', async () => {
+    let t = Date.UTC(2026, 10, 26, 12, 0, 0);
+    const store = new MemoryLedgerStore();
+    const fast = new QuotaLedger({ store, settings, clock: () => t + 80 });
+    const slow = new QuotaLedger({ store, settings, clock: () => t });
+    await fast.acquire({ tenant: 't', key: 'k' });
+    await slow.acquire({ tenant: 't', key: 'k' });
+    expect(slow.clockCorrectionMs).toBe(80);
+    t += 10;
+    expect(slow.now()).toBe(fast.now());
+  });
+
+  it('fails closed on a stored item whose checksum does not match', async () => {
+    const { ledger, store } = setup();
+    const bytes = encodeState(emptyState());
+    bytes[3] = (bytes[3] ?? 0) ^ 0xff;
+    store.items.set('quota#tenant#t', { version: 1, writer: 'x', state: bytes });
+    await expect(ledger.acquire({ tenant: 't', key: 'k' })).rejects.toThrow(/checksum mismatch/);
+  });
+
+  it('rejects a raw-looking key or a bad count before touching the store', async () => {
+    const { ledger, store } = setup();
+    await expect(ledger.acquire({ tenant: 't', key: 'x'.repeat(40) })).rejects.toBeInstanceOf(
+      QuotaRequestError,
+    );
+    await expect(ledger.acquire({ tenant: 't', key: 'k', count: 0 })).rejects.toThrow(/count/);
+    expect(store.stats.reads + store.stats.writes).toBe(0);
+  });
+});
