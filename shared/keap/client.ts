@@ -371,18 +371,22 @@ export class KeapClient {
     const pool = new SlotPool(options.heldSlots);
     const results: Record<string, string> = {};
     let batches = 0;
-    for (let i = 0; i < ids.length; i += size) {
-      const batch = ids.slice(i, i + size);
-      const r = await this.#call(
-        { method: 'POST', path, body: { contact_ids: batch }, retry: 'safe', pool },
-        options,
-        'write',
-      );
-      batches++;
-      if (action === 'applyTags' && r.json !== undefined) {
-        const parsed = this.#parse(applyTagsResponseSchema, r, path, 'POST');
-        Object.assign(results, parsed.results ?? {});
+    try {
+      for (let i = 0; i < ids.length; i += size) {
+        const batch = ids.slice(i, i + size);
+        const r = await this.#call(
+          { method: 'POST', path, body: { contact_ids: batch }, retry: 'safe', pool },
+          options,
+          'write',
+        );
+        batches++;
+        if (action === 'applyTags' && r.json !== undefined) {
+          const parsed = this.#parse(applyTagsResponseSchema, r, path, 'POST');
+          Object.assign(results, parsed.results ?? {});
+        }
       }
+    } finally {
+      this.#transport.release(pool.slots.splice(0));
     }
     return { results, batches, contacts: ids.length };
   }

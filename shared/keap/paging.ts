@@ -178,83 +178,89 @@ export async function* readPages<R extends ResourceName>(
   let lastResponseAt: number | undefined;
   let lastLatency = 0;
 
-  for (let index = 0; ; index++) {
-    if (lastResponseAt !== undefined) {
-      // Work per page = request latency + the consumer's time with the page; reserved slots are spaced by it.
-      const work = lastLatency + (performance.now() - lastResponseAt);
-      workEwma = workEwma === undefined ? work : 0.7 * workEwma + 0.3 * work;
-      pool.minGapMs = Math.ceil(workEwma * 1.25 + 20);
-    }
-    const result = await transport.call({
-      method: 'GET',
-      path,
-      query: { ...query, page_token: token },
-      retry: 'safe',
-      priority: o.priority ?? s.readPriority,
-      waitBudgetMs: o.waitBudgetMs ?? s.waitBudgetMs,
-      hold: o.hold ?? false,
-      pool,
-    });
-    lastResponseAt = performance.now();
-    lastLatency = result.latencyMs;
-    const ctx = {
-      method: 'GET',
-      path,
-      keyId: transport.keyId,
-      tenant: transport.tenant,
-      attempts: result.attempts,
-      status: result.status,
-      requestId: result.requestId,
-    };
-    const body = result.json;
-    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-      throw new UnexpectedResponseError(ctx, 'the list response is not a JSON object');
-    }
-    const envelope = body as Record<string, unknown>;
-    const rawItems = envelope[spec.itemsKey] ?? [];
-    const parsed = listSchema.safeParse(rawItems);
-    if (!parsed.success) throw new UnexpectedResponseError(ctx, describeIssues(spec.itemsKey, parsed.error));
-    const items = parsed.data as RecordTypes[R][];
-    const rawNext = envelope.next_page_token;
-    if (rawNext !== undefined && rawNext !== null && typeof rawNext !== 'string') {
-      throw new UnexpectedResponseError(ctx, 'next_page_token is not a string');
-    }
-    const next = rawNext || undefined;
+  try {
+    for (let index = 0; ; index++) {
+      if (lastResponseAt !== undefined) {
+        // Work per page = request latency + the consumer's time with the page; reserved slots are spaced by it.
+        const work = lastLatency + (performance.now() - lastResponseAt);
+        workEwma = workEwma === undefined ? work : 0.7 * workEwma + 0.3 * work;
+        pool.minGapMs = Math.ceil(workEwma * 1.25 + 20);
+      }
+      const result = await transport.call({
+        method: 'GET',
+        path,
+        query: { ...query, page_token: token },
+        retry: 'safe',
+        priority: o.priority ?? s.readPriority,
+        waitBudgetMs: o.waitBudgetMs ?? s.waitBudgetMs,
+        hold: o.hold ?? false,
+        pool,
+      });
+      lastResponseAt = performance.now();
+      lastLatency = result.latencyMs;
+      const ctx = {
+        method: 'GET',
+        path,
+        keyId: transport.keyId,
+        tenant: transport.tenant,
+        attempts: result.attempts,
+        status: result.status,
+        requestId: result.requestId,
+      };
+      const body = result.json;
+      if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+        throw new UnexpectedResponseError(ctx, 'the list response is not a JSON object');
+      }
+      const envelope = body as Record<string, unknown>;
+      const rawItems = envelope[spec.itemsKey] ?? [];
+      const parsed = listSchema.safeParse(rawItems);
+      if (!parsed.success)
+        throw new UnexpectedResponseError(ctx, describeIssues(spec.itemsKey, parsed.error));
+      const items = parsed.data as RecordTypes[R][];
+      const rawNext = envelope.next_page_token;
+      if (rawNext !== undefined && rawNext !== null && typeof rawNext !== 'string') {
+        throw new UnexpectedResponseError(ctx, 'next_page_token is not a string');
+      }
+      const next = rawNext || undefined;
 
-    let pastCursor = false;
-    const records: RecordTypes[R][] = [];
-    for (const record of items) {
-      const t = updateTimeOf(spec, record as Record<string, unknown>);
-      if (sinceMs !== undefined && spec.mode !== 'filter' && t !== undefined && t < sinceMs) {
-        // Newest first: everything after this one is older still.
-        if (spec.mode === 'descending') pastCursor = true;
-        continue;
+      let pastCursor = false;
+      const records: RecordTypes[R][] = [];
+      for (const record of items) {
+        const t = updateTimeOf(spec, record as Record<string, unknown>);
+        if (sinceMs !== undefined && spec.mode !== 'filter' && t !== undefined && t < sinceMs) {
+          // Newest first: everything after this one is older still.
+          if (spec.mode === 'descending') pastCursor = true;
+          continue;
+        }
+        if (dedupe) {
+          if (seenIds.has(record.id)) continue;
+          seenIds.add(record.id);
+        }
+        if (t !== undefined && (hwm === undefined || t > hwm)) hwm = t;
+        records.push(record);
       }
-      if (dedupe) {
-        if (seenIds.has(record.id)) continue;
-        seenIds.add(record.id);
-      }
-      if (t !== undefined && (hwm === undefined || t > hwm)) hwm = t;
-      records.push(record);
+      const done = next === undefined || items.length === 0 || pastCursor;
+      if (!done && usedTokens.has(next)) throw new PagingLoopError(ctx, index + 1);
+      if (next !== undefined) usedTokens.add(next);
+      // A full page means more are likely: reserve several slots in one ledger write for what follows.
+      pool.nextCount = !done && items.length >= pageSize ? s.pageSlotBatch : 1;
+      yield {
+        resource,
+        records,
+        index,
+        pageToken: token,
+        nextPageToken: done ? undefined : next,
+        done,
+        highWaterMark: hwm === undefined ? undefined : keapTime(hwm),
+        received: items.length,
+        requests: result.attempts,
+      };
+      if (done) return;
+      token = next;
     }
-    const done = next === undefined || items.length === 0 || pastCursor;
-    if (!done && usedTokens.has(next)) throw new PagingLoopError(ctx, index + 1);
-    if (next !== undefined) usedTokens.add(next);
-    // A full page means more are likely: reserve several slots in one ledger write for what follows.
-    pool.nextCount = !done && items.length >= pageSize ? s.pageSlotBatch : 1;
-    yield {
-      resource,
-      records,
-      index,
-      pageToken: token,
-      nextPageToken: done ? undefined : next,
-      done,
-      highWaterMark: hwm === undefined ? undefined : keapTime(hwm),
-      received: items.length,
-      requests: result.attempts,
-    };
-    if (done) return;
-    token = next;
+  } finally {
+    // Slots reserved for pages that will not be read (last page, consumer stopped, error) go back.
+    transport.release(pool.slots.splice(0));
   }
 }
 

@@ -34,6 +34,8 @@ export interface QuotaLedgerPort {
   waitForSlot(slot: number): Promise<boolean>;
   reportResponse(tenant: string, key: string, slot: number, reading: KeapQuotaReading): Promise<void>;
   report429(tenant: string, key: string, kind: 'spike' | 'quota', retryAt?: number): Promise<void>;
+  /** Gives back reserved slots that will not be used (optional: a ledger without it just loses them). */
+  release?(tenant: string, key: string, slots: readonly number[]): Promise<void>;
   now(): number;
 }
 
@@ -175,8 +177,8 @@ export class Transport {
       if (outcome.type === 'limited') {
         this.stats.rateLimited++;
         limited++;
-        // Slots reserved before the cool-down would break it: drop them.
-        pool.slots.length = 0;
+        // Slots reserved before the cool-down would break it: give them back unused.
+        this.release(pool.slots.splice(0));
         await this.ledger.report429(this.tenant, this.keyId, outcome.kind, outcome.retryAt);
         this.logger.warn('Keap rate-limited a request; the ledger was told', {
           ...this.#fields(outcome.context),
@@ -210,13 +212,28 @@ export class Transport {
     }
   }
 
+  /** Returns unused reserved slots to the ledger, off the caller's path; a failure only costs budget. */
+  release(slots: readonly number[]): void {
+    if (slots.length === 0 || !this.ledger.release) return;
+    this.ledger.release(this.tenant, this.keyId, slots).catch((err: unknown) => {
+      this.logger.warn('Could not give unused ledger slots back', {
+        keyId: this.keyId,
+        tenant: this.tenant,
+        slots: slots.length,
+        error: err instanceof Error ? err.name : 'unknown',
+      });
+    });
+  }
+
   /** The next usable slot: from the pool, else from a new acquire. Throws QuotaDeferredError. */
   async #takeSlot(spec: CallSpec, pool: SlotPool): Promise<number> {
     for (let i = 0; i < MAX_SLOT_TRIES; i++) {
       const reserved = pool.slots.shift();
       if (reserved !== undefined) {
         if (await this.ledger.waitForSlot(reserved)) return reserved;
+        // Woke too late to send safely: the slot goes back to the budget.
         this.stats.slotsSpent++;
+        this.release([reserved]);
         continue;
       }
       this.stats.acquires++;

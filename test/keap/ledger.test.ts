@@ -165,3 +165,33 @@ describe('priorities', () => {
     expect(acquire.mock.calls.every((c) => c[0].key === client.keyId && c[0].key !== SECRET_KEY)).toBe(true);
   });
 });
+
+describe('unused reservations', () => {
+  it('gives slots reserved for pages that are never read back to the ledger', async () => {
+    const ledger = host.ledger({ ...KEAP_DEFAULTS, bulkShare: 1 });
+    const tenant = uniqueTenant();
+    const client = new KeapClient({
+      apiKey: SECRET_KEY,
+      tenant,
+      ledger,
+      settings: { baseUrl: stub.baseUrl, pageSize: 2, pageSlotBatch: 5 },
+    });
+    const release = vi.spyOn(ledger, 'release');
+    let page = 0;
+    // Two full pages then the last one: after each full page the client reserves 5 slots at once.
+    stub.setHandler((_q, res) => {
+      page++;
+      const contacts = page < 3 ? [{ id: `${page}a` }, { id: `${page}b` }] : [{ id: 'last' }];
+      sendJson(res, 200, { contacts, next_page_token: page < 3 ? `t${page}` : '' }, quotaHeaders());
+    });
+    const all = await client.readAll('contacts');
+    expect(all.records).toHaveLength(5);
+    expect(release).toHaveBeenCalled();
+    const released = release.mock.calls.flatMap((c) => [...(c[2] ?? [])]);
+    expect(released.length).toBeGreaterThan(0);
+    await new Promise((r) => setTimeout(r, 700)); // the release rides a write within half a second
+    const snap = await ledger.snapshot(tenant);
+    // Only the three calls made still count against the budgets.
+    expect(snap.day.used + snap.day.heldAhead).toBe(3);
+  });
+});
