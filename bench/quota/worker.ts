@@ -94,8 +94,12 @@ async function runKeapSync(cfg: WorkerConfig, result: WorkerResult, counter: { n
     clock: () => trueNow() + cfg.offsetMs,
   });
   const firstKey = cfg.keys[0] ?? 'key0';
-  // Align clocks with the other processes until the start (they all probe at the same time).
-  if (cfg.syncClock) await ledger.syncClock(cfg.tenant, firstKey, Math.max(0, cfg.startAt - trueNow() - 150));
+  // Align clocks with the other processes just before the start, when all of them are up and probe
+  // at the same time (a second of probing; its requests are reported apart and in the total).
+  if (cfg.syncClock) {
+    await sleep(cfg.startAt - 1_200 - trueNow());
+    await ledger.syncClock(cfg.tenant, firstKey, Math.max(0, Math.min(1_000, cfg.startAt - trueNow() - 150)));
+  }
   result.setupDdbRequests = counter.n;
   result.correctionAtStartMs = ledger.clockCorrectionMs;
   await sleep(cfg.startAt - trueNow());
