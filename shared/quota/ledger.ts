@@ -84,6 +84,8 @@ export interface QuotaSnapshot {
 interface Cached {
   exists: boolean;
   version: number;
+  /** Token of the write that produced this version. */
+  writer: string;
   state: LedgerState;
 }
 
@@ -494,11 +496,11 @@ export class QuotaLedger {
       } catch (err) {
         // The write may or may not have happened: our token on the stored item says which.
         const current = await this.fetch(pk);
-        if (current.exists && current.version === next.version && this.lastWriter.get(pk) === token) return;
+        if (current.exists && current.writer === token) return;
         throw new LedgerUnavailableError(pk, err);
       }
       if (outcome.ok) {
-        this.cache.set(pk, { exists: true, version: next.version, state: work });
+        this.cache.set(pk, { exists: true, version: next.version, writer: token, state: work });
         return;
       }
       base = outcome.current ? this.adopt(pk, outcome.current) : await this.fetch(pk);
@@ -508,8 +510,6 @@ export class QuotaLedger {
     }
     throw new LedgerContentionError(pk, c.maxContentionRetries);
   }
-
-  private readonly lastWriter = new Map<string, string>();
 
   /** Reads the item fresh (consistent read) and caches it. */
   private async fetch(pk: string): Promise<Cached> {
@@ -521,7 +521,7 @@ export class QuotaLedger {
       throw new LedgerUnavailableError(pk, err);
     }
     if (!item) {
-      const empty: Cached = { exists: false, version: 0, state: emptyState() };
+      const empty: Cached = { exists: false, version: 0, writer: '', state: emptyState() };
       this.cache.set(pk, empty);
       return empty;
     }
@@ -536,9 +536,8 @@ export class QuotaLedger {
       if (err instanceof StateDecodeError) throw new LedgerStateError(pk, err.message);
       throw err;
     }
-    this.lastWriter.set(pk, item.writer);
     this.observeClock(state.clk);
-    const cached: Cached = { exists: true, version: item.version, state };
+    const cached: Cached = { exists: true, version: item.version, writer: item.writer, state };
     this.cache.set(pk, cached);
     return cached;
   }

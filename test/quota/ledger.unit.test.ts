@@ -1,6 +1,12 @@
 // The ledger's behaviours on a faithful in-memory store and a controlled clock.
 import { describe, expect, it } from 'vitest';
-import { emptyState, encodeState, QuotaLedger, QuotaRequestError } from '../../shared/quota/index.ts';
+import {
+  emptyState,
+  encodeState,
+  LedgerUnavailableError,
+  QuotaLedger,
+  QuotaRequestError,
+} from '../../shared/quota/index.ts';
 import { MemoryLedgerStore } from '../support/sim.ts';
 
 const settings = {
@@ -124,6 +130,23 @@ describe('quota ledger', () => {
     bytes[3] = (bytes[3] ?? 0) ^ 0xff;
     store.items.set('quota#tenant#t', { version: 1, writer: 'x', state: bytes });
     await expect(ledger.acquire({ tenant: 't', key: 'k' })).rejects.toThrow(/checksum mismatch/);
+  });
+
+  it('settles a write whose answer was lost by the writer token on the item', async () => {
+    const store = new MemoryLedgerStore();
+    let lose: 'after-write' | 'before-write' | undefined;
+    const put = store.put.bind(store);
+    store.put = async (pk, next, expected) => {
+      if (lose === 'before-write') throw new Error('socket hang up');
+      const out = await put(pk, next, expected);
+      if (lose === 'after-write') throw new Error('socket hang up');
+      return out;
+    };
+    const ledger = new QuotaLedger({ store, settings });
+    lose = 'after-write';
+    await expect(ledger.acquire({ tenant: 't', key: 'k' })).resolves.toMatchObject({ status: 'granted' });
+    lose = 'before-write';
+    await expect(ledger.acquire({ tenant: 't', key: 'k' })).rejects.toBeInstanceOf(LedgerUnavailableError);
   });
 
   it('rejects a raw-looking key or a bad count before touching the store', async () => {
