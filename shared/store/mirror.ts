@@ -1,0 +1,327 @@
+// Adapter: the DynamoDB mirror of Keap records. One item per record; conditional puts make the newer
+// record win whatever order concurrent workers write in (no transactions, so it runs on dynalite too).
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { type DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { DynamoCaller, documentClient, isConditionFailure, isItemTooLarge } from './dynamo.ts';
+import {
+  MalformedStoreItemError,
+  RecordTooLargeError,
+  StoreInputError,
+  StoreUnavailableError,
+} from './errors.ts';
+import { type MirrorSettings, type MirrorSettingsInput, parseMirrorSettings } from './settings.ts';
+import { checkId, MAX_ITEM_BYTES, MIRROR_TABLE, mirrorPartitionKey } from './tables.ts';
+
+/** One Keap record to mirror. */
+export interface MirrorRecord {
+  /** Keap record id (the item's sort key). */
+  id: string;
+  /**
+   * The record's update time in epoch ms; for records without one, a value the caller chooses (e.g. the
+   * run's start). An older value never overwrites a newer one; an equal value rewrites (idempotent).
+   */
+  updateTimeMs: number;
+  /** The record as Keap returned it; stored as a native map (undefined values are dropped). */
+  data: Record<string, unknown>;
+}
+
+export interface UpsertResult {
+  /** Records written (new, newer, or an idempotent rewrite of the same update time). */
+  written: number;
+  /** Records not written because the mirror already holds a newer version. */
+  skippedStale: number;
+}
+
+/** A mirrored record as stored. */
+export interface MirrorItem {
+  account: string;
+  resource: string;
+  id: string;
+  data: Record<string, unknown>;
+  updateTimeMs: number;
+  /** ISO form of updateTimeMs. */
+  updateTime: string;
+  /** ISO time of the write that stored this version. */
+  syncedAt: string;
+}
+
+export interface MirrorStoreOptions {
+  settings?: MirrorSettingsInput;
+  /** Clock for `syncedAt`; Date.now by default. */
+  now?: () => number;
+}
+
+const A = MIRROR_TABLE.attributes;
+
+/** The Keap mirror table (partition key `<account>#<resource>`, sort key the record id). */
+export class MirrorStore {
+  readonly tableName: string;
+  readonly settings: MirrorSettings;
+  private readonly doc: DynamoDBDocumentClient;
+  private readonly caller: DynamoCaller;
+  private readonly now: () => number;
+
+  constructor(client: DynamoDBClient, tableName: string, options: MirrorStoreOptions = {}) {
+    this.tableName = tableName;
+    this.settings = parseMirrorSettings(options.settings);
+    this.doc = documentClient(client);
+    this.caller = new DynamoCaller(tableName, this.settings);
+    this.now = options.now ?? Date.now;
+  }
+
+  /**
+   * Writes records newer-wins with conditional puts, `writeConcurrency` at a time. Every record is
+   * checked first (ids, update times, value types, the 400 KB item limit): a bad one throws a
+   * StoreInputError or RecordTooLargeError and nothing of the batch is written.
+   */
+  async upsertMany(
+    account: string,
+    resource: string,
+    records: readonly MirrorRecord[],
+  ): Promise<UpsertResult> {
+    const pk = mirrorPartitionKey(account, resource);
+    const syncedAt = new Date(this.now()).toISOString();
+    const items = records.map((record, index) => {
+      const item = this.toItem(pk, account, resource, record, index, syncedAt);
+      const size = estimateItemSize(item, record.id);
+      if (size > MAX_ITEM_BYTES) {
+        throw new RecordTooLargeError(account, resource, record.id, size, MAX_ITEM_BYTES);
+      }
+      return item;
+    });
+    const result: UpsertResult = { written: 0, skippedStale: 0 };
+    await forEachBounded(items, this.settings.writeConcurrency, async (item) => {
+      if (await this.putIfNotOlder(item, account, resource)) result.written++;
+      else result.skippedStale++;
+    });
+    return result;
+  }
+
+  /** The mirrored record, or undefined when it was never written. Strongly consistent. */
+  async get(account: string, resource: string, id: string): Promise<MirrorItem | undefined> {
+    const key = { [MIRROR_TABLE.partitionKey]: mirrorPartitionKey(account, resource), id: checkId('id', id) };
+    const out = await this.caller.call('GetItem', () =>
+      this.doc.send(new GetCommand({ TableName: this.tableName, Key: key, ConsistentRead: true })),
+    );
+    return out.Item ? this.fromItem(out.Item) : undefined;
+  }
+
+  /** Number of mirrored records of (account, resource); pages through the partition. */
+  async count(account: string, resource: string): Promise<number> {
+    const pk = mirrorPartitionKey(account, resource);
+    let total = 0;
+    let start: Record<string, unknown> | undefined;
+    do {
+      const out = await this.caller.call('Query', () =>
+        this.doc.send(
+          new QueryCommand({
+            ...this.partitionQuery(pk),
+            Select: 'COUNT',
+            ExclusiveStartKey: start,
+          }),
+        ),
+      );
+      total += out.Count ?? 0;
+      start = out.LastEvaluatedKey;
+    } while (start);
+    return total;
+  }
+
+  /** Every mirrored record of (account, resource) in id order (string order), a Query page at a time. */
+  async *iterate(account: string, resource: string): AsyncGenerator<MirrorItem, void, undefined> {
+    const pk = mirrorPartitionKey(account, resource);
+    let start: Record<string, unknown> | undefined;
+    do {
+      const out = await this.caller.call('Query', () =>
+        this.doc.send(new QueryCommand({ ...this.partitionQuery(pk), ExclusiveStartKey: start })),
+      );
+      for (const item of out.Items ?? []) yield this.fromItem(item);
+      start = out.LastEvaluatedKey;
+    } while (start);
+  }
+
+  private partitionQuery(pk: string) {
+    return {
+      TableName: this.tableName,
+      KeyConditionExpression: '#pk = :pk',
+      ExpressionAttributeNames: { '#pk': MIRROR_TABLE.partitionKey },
+      ExpressionAttributeValues: { ':pk': pk },
+      ConsistentRead: true,
+      Limit: this.settings.pageSize,
+    };
+  }
+
+  /** Puts the item unless the stored one is newer; true when written. */
+  private async putIfNotOlder(
+    item: Record<string, unknown>,
+    account: string,
+    resource: string,
+  ): Promise<boolean> {
+    try {
+      await this.caller.call('PutItem', () =>
+        this.doc.send(
+          new PutCommand({
+            TableName: this.tableName,
+            Item: item,
+            ConditionExpression: 'attribute_not_exists(#pk) OR #ut <= :ut',
+            ExpressionAttributeNames: { '#pk': MIRROR_TABLE.partitionKey, '#ut': A.updateTimeMs },
+            ExpressionAttributeValues: { ':ut': item[A.updateTimeMs] },
+          }),
+        ),
+      );
+      return true;
+    } catch (err) {
+      if (isConditionFailure(err)) return false;
+      if (err instanceof StoreUnavailableError && isItemTooLarge(err.cause)) {
+        throw new RecordTooLargeError(account, resource, String(item.id), undefined, MAX_ITEM_BYTES);
+      }
+      throw err;
+    }
+  }
+
+  private toItem(
+    pk: string,
+    account: string,
+    resource: string,
+    record: MirrorRecord,
+    index: number,
+    syncedAt: string,
+  ): Record<string, unknown> {
+    if (typeof record !== 'object' || record === null) {
+      throw new StoreInputError(`records[${index}]`, 'must be an object with id, updateTimeMs and data.');
+    }
+    const id = checkId(`records[${index}].id`, record.id);
+    const ut = record.updateTimeMs;
+    if (typeof ut !== 'number' || !Number.isSafeInteger(ut) || ut < 0 || ut > 8_640_000_000_000_000) {
+      throw new StoreInputError(
+        `records[${index}].updateTimeMs`,
+        `must be epoch milliseconds (a non-negative integer), got ${String(ut)} for record "${id}".`,
+      );
+    }
+    if (!isPlainObject(record.data)) {
+      throw new StoreInputError(`records[${index}].data`, `must be a plain object (record "${id}").`);
+    }
+    return {
+      [MIRROR_TABLE.partitionKey]: pk,
+      [MIRROR_TABLE.sortKey]: id,
+      [A.account]: account,
+      [A.resource]: resource,
+      [A.data]: record.data,
+      [A.updateTimeMs]: ut,
+      [A.updateTime]: new Date(ut).toISOString(),
+      [A.syncedAt]: syncedAt,
+    };
+  }
+
+  private fromItem(item: Record<string, unknown>): MirrorItem {
+    const { account, resource, id, data, ut, updateTime, syncedAt } = {
+      account: item[A.account],
+      resource: item[A.resource],
+      id: item[MIRROR_TABLE.sortKey],
+      data: item[A.data],
+      ut: item[A.updateTimeMs],
+      updateTime: item[A.updateTime],
+      syncedAt: item[A.syncedAt],
+    };
+    if (
+      typeof account !== 'string' ||
+      typeof resource !== 'string' ||
+      typeof id !== 'string' ||
+      !isPlainObject(data) ||
+      typeof ut !== 'number' ||
+      typeof updateTime !== 'string' ||
+      typeof syncedAt !== 'string'
+    ) {
+      throw new MalformedStoreItemError(
+        this.tableName,
+        `${String(item[MIRROR_TABLE.partitionKey])}/${String(id)}`,
+        'attributes account, resource, id, data, ut, updateTime or syncedAt are missing or of the wrong type',
+      );
+    }
+    return { account, resource, id, data, updateTimeMs: ut, updateTime, syncedAt };
+  }
+}
+
+/** Runs fn over items with at most `limit` in flight; after a failure no new item starts; rethrows it. */
+async function forEachBounded<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  let failure: { error: unknown } | undefined;
+  const worker = async () => {
+    while (failure === undefined && next < items.length) {
+      const index = next++;
+      if (!(index in items)) continue;
+      try {
+        await fn(items[index] as T);
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failure) throw failure.error;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+const utf8 = (s: string) => Buffer.byteLength(s, 'utf8');
+
+/**
+ * DynamoDB's size of an item given as plain values (names plus values, per AWS's published rules).
+ * Throws a StoreInputError for values a mirror item cannot hold (functions, Dates, NaN, ...).
+ */
+export function estimateItemSize(item: Record<string, unknown>, recordId = '(item)'): number {
+  let total = 0;
+  for (const [name, value] of Object.entries(item)) {
+    if (value !== undefined) total += utf8(name) + valueSize(value, name, recordId);
+  }
+  return total;
+}
+
+function valueSize(value: unknown, path: string, recordId: string): number {
+  if (value === null || typeof value === 'boolean') return 1;
+  if (typeof value === 'string') return utf8(value);
+  if (typeof value === 'number' || typeof value === 'bigint') {
+    if (typeof value === 'number' && !Number.isFinite(value)) {
+      throw new StoreInputError(
+        path,
+        `holds ${value} in record "${recordId}"; DynamoDB stores finite numbers only.`,
+      );
+    }
+    return numberSize(value);
+  }
+  if (value instanceof Uint8Array) return value.byteLength;
+  if (Array.isArray(value)) {
+    let size = 3;
+    value.forEach((element, i) => {
+      if (element !== undefined) size += 1 + valueSize(element, `${path}[${i}]`, recordId);
+    });
+    return size;
+  }
+  if (isPlainObject(value)) {
+    let size = 3;
+    for (const [key, element] of Object.entries(value)) {
+      if (element !== undefined) size += 1 + utf8(key) + valueSize(element, `${path}.${key}`, recordId);
+    }
+    return size;
+  }
+  const kind = typeof value === 'object' ? (value.constructor?.name ?? 'object') : typeof value;
+  throw new StoreInputError(
+    path,
+    `holds a ${kind} in record "${recordId}"; the mirror stores JSON values only. Convert it first.`,
+  );
+}
+
+function numberSize(n: number | bigint): number {
+  const text = typeof n === 'bigint' ? (n < 0n ? -n : n).toString() : Math.abs(n).toExponential();
+  const mantissa = text.split('e')[0] ?? text;
+  const digits = mantissa.replace('.', '').replace(/^0+/, '').replace(/0+$/, '');
+  return Math.ceil(Math.max(digits.length, 1) / 2) + 1;
+}

@@ -1,0 +1,243 @@
+// Integration: the Keap mirror against real DynamoDB semantics (dynalite and DynamoDB Local).
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  type MirrorRecord,
+  MirrorStore,
+  RecordTooLargeError,
+  StoreInputError,
+  StoreUnavailableError,
+} from '../../shared/store/index.ts';
+import { emulatorCases } from '../support/emulators.ts';
+import { faultyClient, reportMissingEmulator, unique, useTables } from './support.ts';
+
+reportMissingEmulator();
+
+/** A record factory: contacts with a version stamp in their data. */
+function contact(id: string, updateTimeMs: number, extra: Record<string, unknown> = {}): MirrorRecord {
+  return { id, updateTimeMs, data: { id, given_name: `n${id}`, version: updateTimeMs, ...extra } };
+}
+
+describe.each(emulatorCases)('mirror on $name', (emu) => {
+  const tables = useTables(emu);
+  const mirror = (options: ConstructorParameters<typeof MirrorStore>[2] = {}) => {
+    const { db, mirrorTable } = tables();
+    return new MirrorStore(db.client, mirrorTable, options);
+  };
+
+  it('writes a batch and counts every record as written', async () => {
+    const store = mirror();
+    const account = unique('acct');
+    const records = Array.from({ length: 40 }, (_, i) => contact(`c${i}`, 1_000 + i));
+
+    const result = await store.upsertMany(account, 'contacts', records);
+
+    expect(result).toEqual({ written: 40, skippedStale: 0 });
+    expect(await store.count(account, 'contacts')).toBe(40);
+  });
+
+  it('skips older versions, rewrites equal ones and counts each', async () => {
+    const store = mirror();
+    const account = unique('acct');
+    await store.upsertMany(
+      account,
+      'contacts',
+      Array.from({ length: 30 }, (_, i) => contact(`c${i}`, 5_000)),
+    );
+
+    const result = await store.upsertMany(account, 'contacts', [
+      ...Array.from({ length: 10 }, (_, i) => contact(`c${i}`, 4_999, { stale: true })),
+      ...Array.from({ length: 10 }, (_, i) => contact(`c${10 + i}`, 5_000, { rewritten: true })),
+      ...Array.from({ length: 10 }, (_, i) => contact(`c${20 + i}`, 6_000)),
+    ]);
+
+    expect(result).toEqual({ written: 20, skippedStale: 10 });
+    expect((await store.get(account, 'contacts', 'c3'))?.data).not.toHaveProperty('stale');
+    expect((await store.get(account, 'contacts', 'c3'))?.updateTimeMs).toBe(5_000);
+    expect((await store.get(account, 'contacts', 'c13'))?.data).toHaveProperty('rewritten', true);
+    expect((await store.get(account, 'contacts', 'c23'))?.updateTimeMs).toBe(6_000);
+  });
+
+  it('keeps the newest version whatever order concurrent writers use (property)', async () => {
+    const ids = ['a', 'b', 'c'];
+    const writer = fc.record({
+      ops: fc.array(fc.record({ id: fc.constantFrom(...ids), ut: fc.integer({ min: 0, max: 6 }) }), {
+        minLength: 1,
+        maxLength: 8,
+      }),
+      chunk: fc.integer({ min: 1, max: 4 }),
+    });
+    await fc.assert(
+      fc.asyncProperty(fc.array(writer, { minLength: 2, maxLength: 4 }), async (writers) => {
+        const account = unique('prop');
+        const results = await Promise.all(
+          writers.map(async ({ ops, chunk }, w) => {
+            const store = mirror({ settings: { writeConcurrency: 3 } });
+            const totals = { written: 0, skippedStale: 0 };
+            for (let i = 0; i < ops.length; i += chunk) {
+              const batch = ops.slice(i, i + chunk).map((op) => contact(op.id, op.ut, { writer: w }));
+              const r = await store.upsertMany(account, 'contacts', batch);
+              totals.written += r.written;
+              totals.skippedStale += r.skippedStale;
+            }
+            return totals;
+          }),
+        );
+
+        const all = writers.flatMap((w) => w.ops);
+        const store = mirror();
+        for (const id of ids) {
+          const versions = all.filter((op) => op.id === id).map((op) => op.ut);
+          const item = await store.get(account, 'contacts', id);
+          if (versions.length === 0) {
+            expect(item).toBeUndefined();
+            continue;
+          }
+          expect(item?.updateTimeMs).toBe(Math.max(...versions));
+          expect(item?.data.version).toBe(Math.max(...versions));
+        }
+        const written = results.reduce((n, r) => n + r.written, 0);
+        const skipped = results.reduce((n, r) => n + r.skippedStale, 0);
+        expect(written + skipped).toBe(all.length);
+        expect(written).toBeGreaterThanOrEqual(new Set(all.map((op) => op.id)).size);
+      }),
+      { numRuns: 25 },
+    );
+  });
+
+  it('iterates over exactly what was written, page by page, without other partitions', async () => {
+    const store = mirror({ settings: { pageSize: 25 } });
+    const account = unique('acct');
+    const records = Array.from({ length: 130 }, (_, i) =>
+      contact(`id${String(i).padStart(4, '0')}`, 10_000 + i, {
+        tags: [i, `t${i}`],
+        nested: { ok: i % 2 === 0 },
+      }),
+    );
+    await store.upsertMany(account, 'contacts', records);
+    await store.upsertMany(account, 'companies', [contact('id0001', 1)]);
+    await store.upsertMany(unique('other'), 'contacts', [contact('id0002', 1)]);
+
+    const seen = [];
+    for await (const item of store.iterate(account, 'contacts')) seen.push(item);
+
+    expect(seen.map((item) => item.id)).toEqual(records.map((r) => r.id));
+    expect(seen.map((item) => item.data)).toEqual(records.map((r) => r.data));
+    expect(seen.every((item) => item.account === account && item.resource === 'contacts')).toBe(true);
+    expect(await store.count(account, 'contacts')).toBe(130);
+  });
+
+  it('stores data as a native map and drops undefined values', async () => {
+    let clock = 50_000;
+    const store = mirror({ now: () => clock });
+    const account = unique('acct');
+    const data = { id: 'x1', nested: { list: [1, 'two', null, { deep: true }] }, gone: undefined, empty: '' };
+
+    await store.upsertMany(account, 'contacts', [{ id: 'x1', updateTimeMs: 42_000, data }]);
+    const first = await store.get(account, 'contacts', 'x1');
+    clock += 1_000;
+    await store.upsertMany(account, 'contacts', [{ id: 'x1', updateTimeMs: 42_000, data }]);
+    const second = await store.get(account, 'contacts', 'x1');
+
+    expect(first?.data).toEqual({ id: 'x1', nested: { list: [1, 'two', null, { deep: true }] }, empty: '' });
+    expect(first?.data).not.toHaveProperty('gone');
+    expect(first?.updateTime).toBe(new Date(42_000).toISOString());
+    expect(Date.parse(second?.syncedAt ?? '') - Date.parse(first?.syncedAt ?? '')).toBe(1_000);
+    expect(await store.get(account, 'contacts', 'missing')).toBeUndefined();
+  });
+
+  it('refuses a record over 400 KB, naming it, and writes nothing of its batch', async () => {
+    const store = mirror();
+    const account = unique('acct');
+    const batch = [contact('ok1', 1), contact('huge', 1, { notes: 'x'.repeat(410_000) }), contact('ok2', 1)];
+
+    const error = await store.upsertMany(account, 'contacts', batch).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RecordTooLargeError);
+    expect(error).toMatchObject({ recordId: 'huge', resource: 'contacts', account });
+    expect((error as Error).message).toContain('"huge"');
+    expect(await store.count(account, 'contacts')).toBe(0);
+  });
+
+  it('accepts a record just under the limit', async () => {
+    const store = mirror();
+    const account = unique('acct');
+
+    const result = await store.upsertMany(account, 'contacts', [
+      contact('big', 1, { notes: 'y'.repeat(390_000) }),
+    ]);
+
+    expect(result.written).toBe(1);
+    expect((await store.get(account, 'contacts', 'big'))?.data.notes).toHaveLength(390_000);
+  });
+
+  it('rejects bad input before writing anything', async () => {
+    const store = mirror();
+    const account = unique('acct');
+
+    await expect(store.upsertMany('a#b', 'contacts', [contact('c1', 1)])).rejects.toBeInstanceOf(
+      StoreInputError,
+    );
+    await expect(
+      store.upsertMany(account, 'contacts', [
+        contact('c1', 1),
+        { id: 'c2', updateTimeMs: Number.NaN, data: {} },
+      ]),
+    ).rejects.toMatchObject({ name: 'StoreInputError', field: 'records[1].updateTimeMs' });
+    await expect(
+      store.upsertMany(account, 'contacts', [contact('c3', 1, { when: new Date() })]),
+    ).rejects.toMatchObject({ name: 'StoreInputError', field: 'data.when' });
+    expect(await store.count(account, 'contacts')).toBe(0);
+  });
+
+  it('keeps at most writeConcurrency conditional puts in flight', async () => {
+    const faulty = faultyClient(tables().db);
+    const store = new MirrorStore(faulty.client, tables().mirrorTable, { settings: { writeConcurrency: 4 } });
+
+    const result = await store.upsertMany(
+      unique('acct'),
+      'contacts',
+      Array.from({ length: 60 }, (_, i) => contact(`c${i}`, i)),
+    );
+
+    expect(result.written).toBe(60);
+    expect(faulty.maxInFlight).toBeLessThanOrEqual(4);
+    expect(faulty.maxInFlight).toBeGreaterThan(1);
+    faulty.client.destroy();
+  });
+
+  it('retries throttled writes with backoff and reports exhaustion as retryable', async () => {
+    const faulty = faultyClient(tables().db);
+    const store = new MirrorStore(faulty.client, tables().mirrorTable, {
+      settings: { writeConcurrency: 1, maxAttempts: 4, backoffBaseMs: 1, backoffMaxMs: 5 },
+    });
+    const account = unique('acct');
+
+    faulty.throttleNext(3);
+    const ok = await store.upsertMany(account, 'contacts', [contact('c1', 1)]);
+    faulty.throttleNext(10);
+    const error = await store.upsertMany(account, 'contacts', [contact('c2', 1)]).catch((e: unknown) => e);
+
+    expect(ok.written).toBe(1);
+    expect(error).toBeInstanceOf(StoreUnavailableError);
+    expect(error).toMatchObject({ retryable: true, attempts: 4 });
+    faulty.throttleNext(0);
+    expect(await store.count(account, 'contacts')).toBe(1);
+    faulty.client.destroy();
+  });
+
+  it('counts a rewrite whose first answer was lost as written, not stale', async () => {
+    const faulty = faultyClient(tables().db);
+    const store = new MirrorStore(faulty.client, tables().mirrorTable, {
+      settings: { writeConcurrency: 1, backoffBaseMs: 1, backoffMaxMs: 5 },
+    });
+    const account = unique('acct');
+
+    faulty.loseNextAnswers(1);
+    const result = await store.upsertMany(account, 'contacts', [contact('c1', 7)]);
+
+    expect(result).toEqual({ written: 1, skippedStale: 0 });
+    expect(faulty.sent.get('PutItemCommand')).toBe(2);
+    faulty.client.destroy();
+  });
+});

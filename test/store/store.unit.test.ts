@@ -1,0 +1,99 @@
+// Unit: the store's pure parts (settings, key design, item size, error classification); no emulator.
+import { ProvisionedThroughputExceededException } from '@aws-sdk/client-dynamodb';
+import { describe, expect, it } from 'vitest';
+import {
+  estimateItemSize,
+  isTransient,
+  MIRROR_TABLE,
+  mirrorPartitionKey,
+  parseMirrorSettings,
+  parseStateSettings,
+  RecordTooLargeError,
+  STATE_TABLE,
+  StaleRunError,
+  StoreConfigError,
+  StoreError,
+  StoreInputError,
+  stateKey,
+} from '../../shared/store/index.ts';
+
+describe('settings', () => {
+  it('fills defaults', () => {
+    expect(parseMirrorSettings({})).toMatchObject({ writeConcurrency: 16, maxAttempts: 8 });
+    expect(parseStateSettings(undefined)).toMatchObject({ writeTakeoverAfterMs: 16 * 60_000 });
+  });
+
+  it('names a bad or unknown setting', () => {
+    expect(() => parseMirrorSettings({ writeConcurrency: 0 })).toThrow(StoreConfigError);
+    expect(() => parseMirrorSettings({ writeConcurrency: 0 })).toThrow(/writeConcurrency/);
+    expect(() => parseStateSettings({ takeoverMs: 5 })).toThrow(/takeoverMs/);
+    expect(() => parseStateSettings({ backoffBaseMs: 100, backoffMaxMs: 10 })).toThrow(/backoffMaxMs/);
+  });
+});
+
+describe('key design', () => {
+  it('builds the documented keys', () => {
+    expect(MIRROR_TABLE.partitionKeyFormat).toBe('<account>#<resource>');
+    expect(mirrorPartitionKey('acme', 'contacts')).toBe('acme#contacts');
+    expect(stateKey.cursor('acme', 'contacts')).toEqual({ pk: 'acme#contacts', sk: 'cursor' });
+    expect(stateKey.lease('acme', 'contacts')).toEqual({ pk: 'acme#contacts', sk: 'lease' });
+    expect(stateKey.account('acme')).toEqual({ pk: 'acme', sk: 'account' });
+    expect(stateKey.write('k#1')).toEqual({ pk: 'write#k#1', sk: 'write' });
+    expect(Object.values(STATE_TABLE.items).map((i) => i.sk)).toEqual([
+      'cursor',
+      'lease',
+      'account',
+      'write',
+    ]);
+  });
+
+  it('refuses names that would make keys ambiguous', () => {
+    expect(() => mirrorPartitionKey('a#b', 'contacts')).toThrow(StoreInputError);
+    expect(() => mirrorPartitionKey('acme', '')).toThrow(/resource/);
+    expect(() => stateKey.write('')).toThrow(/idempotencyKey/);
+  });
+});
+
+describe('item size estimate', () => {
+  it('follows DynamoDB’s sizing rules', () => {
+    expect(estimateItemSize({ a: 'abc' })).toBe(1 + 3);
+    expect(estimateItemSize({ n: 12345 })).toBe(1 + 4);
+    expect(estimateItemSize({ b: true, z: null, u: undefined })).toBe(4);
+    expect(estimateItemSize({ m: { k: 'v' } })).toBe(1 + 3 + (1 + 1 + 1));
+    expect(estimateItemSize({ l: ['ab', 7] })).toBe(1 + 3 + (1 + 2) + (1 + 2));
+    expect(estimateItemSize({ s: 'é' })).toBe(1 + 2);
+  });
+
+  it('names values a mirror item cannot hold', () => {
+    expect(() => estimateItemSize({ data: { f: () => 1 } }, 'c7')).toThrow(/record "c7"/);
+    expect(() => estimateItemSize({ data: { n: Number.POSITIVE_INFINITY } })).toThrow(StoreInputError);
+  });
+});
+
+describe('errors', () => {
+  it('share one base class, carry names and say what to do next', () => {
+    const tooLarge = new RecordTooLargeError('acme', 'contacts', 'c1', 500_000, 409_600);
+    const stale = new StaleRunError('acme', 'contacts', 'r1', 'r2');
+
+    expect(tooLarge).toBeInstanceOf(StoreError);
+    expect(stale).toBeInstanceOf(StoreError);
+    expect(tooLarge.name).toBe('RecordTooLargeError');
+    expect(stale.message).toMatch(/Stop this run/);
+    expect(tooLarge.message).toMatch(/leave the record out/);
+  });
+
+  it('classifies throttling, 5xx and dropped connections as transient, the rest not', () => {
+    const reset = Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
+    const server = Object.assign(new Error('boom'), { $metadata: { httpStatusCode: 503 } });
+    const validation = Object.assign(new Error('bad'), {
+      name: 'ValidationException',
+      $metadata: { httpStatusCode: 400 },
+    });
+
+    expect(
+      isTransient(new ProvisionedThroughputExceededException({ message: 'slow down', $metadata: {} })),
+    ).toBe(true);
+    expect([isTransient(reset), isTransient(server)]).toEqual([true, true]);
+    expect([isTransient(validation), isTransient('nope')]).toEqual([false, false]);
+  });
+});
