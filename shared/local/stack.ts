@@ -1,0 +1,146 @@
+// Adapter (local runtime and tests): the whole system on one machine. Embedded DynamoDB and SQS, a
+// Secrets Manager stub, optionally the Keap sandbox, the tables and queues, and the same pipeline
+// dependencies the Lambdas build, so the same handler code runs locally.
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { SQSClient } from '@aws-sdk/client-sqs';
+import type { AppConfig } from '../config/app-config.ts';
+import { localDynamoClient, type RunningDynamo, startDynalite } from '../emulators/dynamo.ts';
+import {
+  createWorkerHandler,
+  JobQueue,
+  KeyProvider,
+  type Log,
+  MemoryMetrics,
+  type Metrics,
+  type PipelineDeps,
+  runScheduler,
+  type WorkerHandler,
+} from '../pipeline/index.ts';
+import { createLedgerTable, DynamoLedgerStore, QuotaLedger } from '../quota/index.ts';
+import { createMirrorTable, createStateTable, MirrorStore, StateStore } from '../store/index.ts';
+import { SqsLambdaPoller } from './poller.ts';
+import { type RunningSecrets, startSecretsStub } from './secrets.ts';
+import { type QueuePair, type RunningSqs, startSqs } from './sqs.ts';
+
+export const LOCAL_TABLES = {
+  ledger: 'keap-sync-ledger',
+  state: 'keap-sync-state',
+  mirror: 'keap-sync-mirror',
+};
+export const LOCAL_QUEUE = 'keap-sync-jobs';
+
+export interface LocalStackOptions {
+  config: AppConfig;
+  /** Secret values by secret id (the account keys). */
+  secrets: Record<string, string>;
+  log: Log;
+  metrics?: Metrics;
+  /** An existing DynamoDB endpoint (another process serves it); default: an embedded dynalite. */
+  dynamoEndpoint?: string;
+  /** Where the embedded dynalite keeps its data (default: in memory). */
+  dataPath?: string;
+  /** Queue visibility timeout, seconds (default 6x the worker timeout, as in AWS). */
+  visibilityTimeoutSec?: number;
+  /** This process's clock (tests). */
+  clock?: () => number;
+}
+
+export interface LocalStack {
+  deps: PipelineDeps;
+  handler: WorkerHandler;
+  dynamo: { endpoint: string; client: DynamoDBClient };
+  sqs: { endpoint: string; client: SQSClient; queue: QueuePair };
+  secrets: RunningSecrets;
+  metrics: Metrics;
+  scheduler: () => ReturnType<typeof runScheduler>;
+  /** A poller driving `handler` (or another handler) from the job queue, Lambda-style. */
+  poller(options?: {
+    concurrency?: number;
+    batchSize?: number;
+    functionTimeoutMs?: number;
+    killAfterMs?: number;
+    handler?: WorkerHandler;
+  }): SqsLambdaPoller;
+  close(): Promise<void>;
+}
+
+export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack> {
+  const closers: Array<() => Promise<void>> = [];
+  try {
+    let dynamo: { endpoint: string; client: DynamoDBClient };
+    if (o.dynamoEndpoint) {
+      const client = localDynamoClient(o.dynamoEndpoint);
+      dynamo = { endpoint: o.dynamoEndpoint, client };
+      closers.push(async () => client.destroy());
+    } else {
+      const running: RunningDynamo = await startDynalite({ path: o.dataPath });
+      dynamo = running;
+      closers.push(() => running.close());
+    }
+    await createLedgerTable(dynamo.client, LOCAL_TABLES.ledger);
+    await createStateTable(dynamo.client, LOCAL_TABLES.state);
+    await createMirrorTable(dynamo.client, LOCAL_TABLES.mirror);
+
+    const sqs: RunningSqs = await startSqs();
+    closers.push(() => sqs.close());
+    const visibility = o.visibilityTimeoutSec ?? Math.min(43_200, 6 * o.config.worker.timeoutSeconds);
+    const queue = await sqs.createQueuePair(LOCAL_QUEUE, {
+      visibilityTimeoutSec: visibility,
+      maxReceiveCount: o.config.worker.maxReceiveCount,
+    });
+
+    const secrets = await startSecretsStub(o.secrets);
+    closers.push(() => secrets.close());
+
+    const metrics = o.metrics ?? new MemoryMetrics();
+    const ledger = new QuotaLedger({
+      store: new DynamoLedgerStore(dynamo.client, LOCAL_TABLES.ledger),
+      settings: { tableName: LOCAL_TABLES.ledger, ...o.config.limits },
+      clock: o.clock,
+    });
+    const deps: PipelineDeps = {
+      config: o.config,
+      ledger,
+      state: new StateStore(dynamo.client, LOCAL_TABLES.state, { now: o.clock }),
+      mirror: new MirrorStore(dynamo.client, LOCAL_TABLES.mirror, { now: o.clock }),
+      queue: new JobQueue(sqs.client, queue.queueUrl, queue.dlqUrl),
+      keys: new KeyProvider(secrets.client, o.config.worker.secretMaxAgeMs, o.clock),
+      log: o.log,
+      metrics,
+    };
+    const handler = createWorkerHandler(deps);
+    const pollers: SqsLambdaPoller[] = [];
+    return {
+      deps,
+      handler,
+      dynamo,
+      sqs: { endpoint: sqs.endpoint, client: sqs.client, queue },
+      secrets,
+      metrics,
+      scheduler: () => runScheduler(deps, o.clock?.()),
+      poller: (p = {}) => {
+        const poller = new SqsLambdaPoller({
+          client: sqs.client,
+          queueUrl: queue.queueUrl,
+          queueArn: queue.queueArn,
+          handler: p.handler ?? handler,
+          batchSize: p.batchSize ?? o.config.worker.batchSize,
+          concurrency: p.concurrency ?? o.config.worker.concurrency,
+          functionTimeoutMs:
+            p.functionTimeoutMs ?? Math.min(visibility * 1000, o.config.worker.timeoutSeconds * 1000),
+          killAfterMs: p.killAfterMs,
+          functionName: 'keap-sync-worker',
+        });
+        pollers.push(poller);
+        return poller;
+      },
+      close: async () => {
+        for (const p of pollers) if (p.running) await p.stop();
+        for (const c of closers.reverse()) await c().catch(() => undefined);
+      },
+    };
+  } catch (err) {
+    for (const c of closers.reverse()) await c().catch(() => undefined);
+    throw err;
+  }
+}

@@ -1,0 +1,69 @@
+// Use-case wiring: everything a worker or the scheduler needs, passed in (Lambda and local alike).
+import type { AccountConfig, AppConfig } from '../config/app-config.ts';
+import { KeapClient } from '../keap/index.ts';
+import type { QuotaLedger } from '../quota/index.ts';
+import type { MirrorStore, StateStore } from '../store/index.ts';
+import type { AccountKey, KeyProvider } from './keys.ts';
+import type { Log, Metrics } from './ports.ts';
+import type { JobQueue } from './queue.ts';
+
+export interface PipelineDeps {
+  config: AppConfig;
+  ledger: QuotaLedger;
+  state: StateStore;
+  mirror: MirrorStore;
+  queue: JobQueue;
+  keys: KeyProvider;
+  log: Log;
+  metrics: Metrics;
+}
+
+/** One Keap client per account and key version, built on first use. */
+export class ClientCache {
+  private readonly clients = new Map<string, KeapClient>();
+  private readonly reported = new Map<KeapClient, { requests: number; rateLimited: number }>();
+  private readonly deps: PipelineDeps;
+  constructor(deps: PipelineDeps) {
+    this.deps = deps;
+  }
+  for(account: AccountConfig, key: AccountKey): KeapClient {
+    const id = `${account.id}\u0000${key.versionId}`;
+    let client = this.clients.get(id);
+    if (!client) {
+      const { config, ledger } = this.deps;
+      client = new KeapClient({
+        apiKey: key.apiKey,
+        tenant: account.tenant,
+        ledger,
+        settings: {
+          baseUrl: config.keap.baseUrl,
+          timeoutMs: config.keap.timeoutMs,
+          waitBudgetMs: config.worker.waitBudgetMs,
+        },
+      });
+      for (const [other, c] of this.clients)
+        if (other.startsWith(`${account.id}\u0000`) && c !== client) this.clients.delete(other);
+      this.clients.set(id, client);
+    }
+    return client;
+  }
+
+  /** Keap requests and 429s per account since the last call (clients are shared by concurrent jobs). */
+  drainStats(): Array<{ account: string; requests: number; rateLimited: number }> {
+    const out: Array<{ account: string; requests: number; rateLimited: number }> = [];
+    for (const [id, client] of this.clients) {
+      const seen = this.reported.get(client) ?? { requests: 0, rateLimited: 0 };
+      const now = { requests: client.stats.requests, rateLimited: client.stats.rateLimited };
+      this.reported.set(client, now);
+      const account = id.split('\u0000')[0] ?? id;
+      if (now.requests > seen.requests || now.rateLimited > seen.rateLimited) {
+        out.push({
+          account,
+          requests: now.requests - seen.requests,
+          rateLimited: now.rateLimited - seen.rateLimited,
+        });
+      }
+    }
+    return out;
+  }
+}

@@ -1,0 +1,9 @@
+// Public surface of the sync pipeline (the code the Lambdas and the local runtime share).
+export { ClientCache, type PipelineDeps } from './deps.ts';
+export { type AccountKey, KeyProvider, KeySecretError } from './keys.ts';
+export { jsonLog, type Log, MemoryLog, MemoryMetrics, type MetricName, type Metrics } from './ports.ts';
+export { JobQueue, MAX_DELAY_SECONDS } from './queue.ts';
+export { runScheduler, type SchedulerResult, type SkipReason } from './scheduler.ts';
+export { type Invocation, runSync, type SyncOutcome } from './sync.ts';
+export { createWorkerHandler, type WorkerHandler } from './worker.ts';
+export { runWrite, WriteInProgressError, type WriteJobOutcome } from './writes.ts';

@@ -1,0 +1,46 @@
+// Adapter: the job queue and its dead-letter queue.
+import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import type { JobInput } from '../jobs/schema.ts';
+
+/** SQS's longest message delay. Waits longer than this are re-sent again when they come back. */
+export const MAX_DELAY_SECONDS = 900;
+
+export class JobQueue {
+  readonly queueUrl: string;
+  readonly dlqUrl: string;
+  private readonly sqs: SQSClient;
+
+  constructor(sqs: SQSClient, queueUrl: string, dlqUrl: string) {
+    this.sqs = sqs;
+    this.queueUrl = queueUrl;
+    this.dlqUrl = dlqUrl;
+  }
+
+  /** Sends a job, optionally not visible until `delayMs` from now (capped at SQS's 15 minutes). */
+  async send(job: JobInput, delayMs = 0): Promise<void> {
+    const delay = Math.max(0, Math.min(MAX_DELAY_SECONDS, Math.ceil(delayMs / 1000)));
+    await this.sqs.send(
+      new SendMessageCommand({
+        QueueUrl: this.queueUrl,
+        MessageBody: JSON.stringify(job),
+        DelaySeconds: delay,
+        MessageAttributes: { kind: { DataType: 'String', StringValue: job.kind } },
+      }),
+    );
+  }
+
+  /** Moves a message that can never succeed to the dead-letter queue, with the reason attached. */
+  async deadLetter(body: string, reason: string, detail: string, messageId: string): Promise<void> {
+    await this.sqs.send(
+      new SendMessageCommand({
+        QueueUrl: this.dlqUrl,
+        MessageBody: body,
+        MessageAttributes: {
+          reason: { DataType: 'String', StringValue: reason },
+          error: { DataType: 'String', StringValue: detail.slice(0, 1000) || reason },
+          originalMessageId: { DataType: 'String', StringValue: messageId },
+        },
+      }),
+    );
+  }
+}

@@ -1,0 +1,104 @@
+// Use case: the scheduler. For each configured account and resource that is due, takes the
+// (account, resource) lease and enqueues one sync job; never two in flight, never bulk work the
+// day's quota cannot serve.
+import { randomUUID } from 'node:crypto';
+import type { SyncResource } from '../jobs/schema.ts';
+import { isKeyRejected } from '../store/index.ts';
+import type { PipelineDeps } from './deps.ts';
+
+export type SkipReason = 'not-due' | 'in-flight' | 'quota' | 'key-rejected' | 'key-missing';
+
+export interface SchedulerResult {
+  enqueued: Array<{ account: string; resource: SyncResource; runId: string; mode: 'incremental' | 'full' }>;
+  skipped: Array<{ account: string; resource: SyncResource; reason: SkipReason }>;
+}
+
+export async function runScheduler(deps: PipelineDeps, nowMs: number = Date.now()): Promise<SchedulerResult> {
+  const { config, state, ledger, queue, keys, log, metrics, mirror } = deps;
+  const result: SchedulerResult = { enqueued: [], skipped: [] };
+  const bulkShare = ledger.config.bulkShare;
+  for (const account of config.accounts) {
+    const resources = Object.entries(account.resources) as Array<
+      [SyncResource, { everyMinutes: number; mode: 'incremental' | 'full' }]
+    >;
+    const skipAll = (reason: SkipReason) => {
+      for (const [resource] of resources) result.skipped.push({ account: account.id, resource, reason });
+      metrics.add('JobsSkipped', resources.length, { account: account.id, reason });
+    };
+    const status = await state.getAccountStatus(account.id);
+    if (status.state === 'key-rejected') {
+      const key = await keys.get(account, { fresh: true }).catch(() => undefined);
+      if (!key) {
+        skipAll('key-missing');
+        continue;
+      }
+      if (isKeyRejected(status, key.versionId)) {
+        log.warn('Account stopped: Keap rejected its key; store a new key to resume', {
+          account: account.id,
+        });
+        skipAll('key-rejected');
+        continue;
+      }
+      await state.markActive(account.id);
+    }
+    const snap = await ledger.snapshot(account.tenant);
+    metrics.add('QuotaDayLeft', snap.day.left, { account: account.id });
+    metrics.add('QuotaMinuteLeft', snap.minute.left, { account: account.id });
+    let bulkLeft = Math.floor(snap.day.limit * bulkShare) - (snap.day.used + snap.day.heldAhead);
+    for (const [resource, schedule] of resources) {
+      const cursor = await state.getCursor(account.id, resource);
+      const lastRun = cursor.lastRunAt === null ? null : Date.parse(cursor.lastRunAt);
+      const due = lastRun === null || nowMs - lastRun >= schedule.everyMinutes * 60_000;
+      if (!due && cursor.checkpoint === null) {
+        result.skipped.push({ account: account.id, resource, reason: 'not-due' });
+        continue;
+      }
+      const mode = cursor.highWaterMs === null ? 'full' : schedule.mode;
+      // A full read costs a call per 1,000 records; keep a reserve so incremental syncs still run.
+      const needed =
+        mode === 'full'
+          ? Math.max(1, Math.ceil((await mirror.count(account.id, resource)) / 1000)) +
+            config.scheduler.reserveCallsForIncremental
+          : 1;
+      if (bulkLeft < needed) {
+        log.warn('Not enqueued: the day quota left for bulk work cannot serve this sync', {
+          account: account.id,
+          resource,
+          mode,
+          bulkCallsLeft: bulkLeft,
+          callsNeeded: needed,
+        });
+        metrics.add('JobsSkipped', 1, { account: account.id, resource, reason: 'quota' });
+        result.skipped.push({ account: account.id, resource, reason: 'quota' });
+        continue;
+      }
+      const runId = randomUUID();
+      if (!(await state.acquireLease(account.id, resource, runId, config.worker.leaseTtlMs, nowMs))) {
+        result.skipped.push({ account: account.id, resource, reason: 'in-flight' });
+        continue;
+      }
+      try {
+        await queue.send({
+          kind: 'sync',
+          account: account.id,
+          resource,
+          mode,
+          runId,
+          attempt: 0,
+          enqueuedAt: new Date(nowMs).toISOString(),
+        });
+      } catch (err) {
+        await state.releaseLease(account.id, resource, runId);
+        throw err;
+      }
+      bulkLeft -= mode === 'full' ? needed - config.scheduler.reserveCallsForIncremental : 1;
+      metrics.add('JobsEnqueued', 1, { account: account.id, resource });
+      result.enqueued.push({ account: account.id, resource, runId, mode });
+    }
+  }
+  log.info('Scheduler run', {
+    enqueued: result.enqueued.length,
+    skipped: result.skipped.filter((s) => s.reason !== 'not-due').length,
+  });
+  return result;
+}

@@ -1,0 +1,130 @@
+// Use case: one sync job. Pages while the invocation has time, writes each page to the mirror and
+// checkpoints after it (so a crash resumes from the last page), then continues in a new message or
+// advances the resource's cursor.
+import { randomUUID } from 'node:crypto';
+import type { AccountConfig } from '../config/app-config.ts';
+import type { SyncJob } from '../jobs/schema.ts';
+import { type KeapClient, QuotaDeferredError } from '../keap/index.ts';
+import { RESOURCES, updateTimeOf } from '../keap/resources.ts';
+import type { PipelineDeps } from './deps.ts';
+import type { Log } from './ports.ts';
+
+export interface Invocation {
+  /** Milliseconds left in this invocation (Lambda's context.getRemainingTimeInMillis). */
+  remainingMs(): number;
+}
+
+export type SyncOutcome =
+  | { status: 'finished'; pages: number; records: number; highWaterMs: number | null }
+  | { status: 'continued'; pages: number; records: number }
+  | { status: 'deferred'; retryAt: number; reason: string }
+  | { status: 'skipped'; reason: 'busy' };
+
+export async function runSync(
+  job: SyncJob,
+  account: AccountConfig,
+  client: KeapClient,
+  deps: PipelineDeps,
+  invocation: Invocation,
+  log: Log,
+): Promise<SyncOutcome> {
+  const { state, mirror, queue, metrics, config, ledger } = deps;
+  const { resource } = job;
+  const dims = { account: account.id, resource };
+  const runId = job.runId ?? randomUUID();
+  const ttl = config.worker.leaseTtlMs;
+  // The scheduler took the lease for this run; an on-demand job takes it here.
+  const leased =
+    (await state.renewLease(account.id, resource, runId, ttl)) ||
+    (await state.acquireLease(account.id, resource, runId, ttl));
+  if (!leased) {
+    log.info('Another job is already syncing this resource; this one is dropped', { runId });
+    metrics.add('JobsSkipped', 1, { ...dims, reason: 'busy' });
+    return { status: 'skipped', reason: 'busy' };
+  }
+  const started = await state.startRun(account.id, resource, runId, job.mode, { owner: runId });
+  if (started.status === 'busy') {
+    log.info('Another run holds this resource; this job is dropped', {
+      runId,
+      activeRunId: started.activeRunId,
+    });
+    metrics.add('JobsSkipped', 1, { ...dims, reason: 'busy' });
+    return { status: 'skipped', reason: 'busy' };
+  }
+  const checkpoint = started.checkpoint;
+  const cursor = await state.getCursor(account.id, resource);
+  const since = job.mode === 'incremental' ? (job.cursor ?? cursor.highWaterMs ?? undefined) : undefined;
+  const spec = RESOURCES[resource];
+  let runHigh = checkpoint.pageHighWaterMs;
+  let pages = 0;
+  let records = 0;
+  log.info(started.status === 'resumed' ? 'Resuming sync from its checkpoint' : 'Starting sync', {
+    runId,
+    mode: job.mode,
+    since: since === undefined ? null : new Date(since).toISOString(),
+    fromPage: checkpoint.pages,
+  });
+  try {
+    const iterator = client.pages(resource, {
+      since,
+      pageToken: checkpoint.pageToken ?? undefined,
+      heldSlots: job.heldSlots,
+      hold: true,
+      priority: 'bulk',
+    });
+    for await (const page of iterator) {
+      const rows = page.records.map((rec) => {
+        const data = rec as unknown as Record<string, unknown>;
+        return { id: rec.id, updateTimeMs: updateTimeOf(spec, data) ?? 0, data };
+      });
+      const written = await mirror.upsertMany(account.id, resource, rows);
+      for (const row of rows)
+        if (row.updateTimeMs > 0 && (runHigh === null || row.updateTimeMs > runHigh))
+          runHigh = row.updateTimeMs;
+      await state.checkpoint(account.id, resource, runId, {
+        pageToken: page.nextPageToken ?? null,
+        pageHighWaterMs: runHigh,
+        pagesDelta: 1,
+        recordsDelta: rows.length,
+      });
+      pages++;
+      records += rows.length;
+      metrics.add('Pages', 1, dims);
+      metrics.add('RecordsWritten', written.written, dims);
+      if (written.skippedStale) metrics.add('RecordsStale', written.skippedStale, dims);
+      if (page.done) break;
+      if (invocation.remainingMs() < config.worker.safetyMarginMs) {
+        await iterator.return(undefined);
+        await queue.send({ ...job, runId, attempt: job.attempt + 1, heldSlots: undefined });
+        await state.renewLease(account.id, resource, runId, ttl);
+        log.info('Out of invocation time: continuing in a new message', { runId, pages, records });
+        return { status: 'continued', pages, records };
+      }
+    }
+  } catch (err) {
+    if (!(err instanceof QuotaDeferredError)) throw err;
+    const waitMs = Math.max(0, err.retryAt - ledger.now());
+    await queue.send({ ...job, runId, attempt: job.attempt + 1, heldSlots: [...err.heldSlots] }, waitMs);
+    await state.renewLease(account.id, resource, runId, ttl + waitMs);
+    metrics.add('Deferrals', 1, { ...dims, reason: err.reason });
+    log.info('The quota ledger deferred the job; it comes back through the queue', {
+      runId,
+      reason: err.reason,
+      retryAt: new Date(err.retryAt).toISOString(),
+      heldSlots: err.heldSlots.length,
+    });
+    return { status: 'deferred', retryAt: err.retryAt, reason: err.reason };
+  }
+  const highWaterMs = runHigh ?? cursor.highWaterMs;
+  const finished = await state.finishRun(account.id, resource, runId, highWaterMs);
+  await state.releaseLease(account.id, resource, runId);
+  if (finished.highWaterMs !== null)
+    metrics.add('SyncLagMs', Math.max(0, Date.now() - finished.highWaterMs), dims);
+  log.info('Sync finished', {
+    runId,
+    pages,
+    records,
+    highWater: highWaterMs === null ? null : new Date(highWaterMs).toISOString(),
+  });
+  return { status: 'finished', pages, records, highWaterMs };
+}

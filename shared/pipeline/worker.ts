@@ -1,0 +1,129 @@
+// Handler (adapter): the worker Lambda's SQS batch handler, with partial batch failures. Each record
+// is validated, then run as a sync or a write; poison goes to the dead-letter queue with its reason.
+import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
+import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import { type AccountConfig, findAccount } from '../config/app-config.ts';
+import { type Job, PoisonMessageError, parseJob } from '../jobs/schema.ts';
+import { KeyRejectedError } from '../keap/index.ts';
+import { isKeyRejected } from '../store/index.ts';
+import { ClientCache, type PipelineDeps } from './deps.ts';
+import { KeySecretError } from './keys.ts';
+import type { Log } from './ports.ts';
+import { MAX_DELAY_SECONDS } from './queue.ts';
+import { runSync } from './sync.ts';
+import { runWrite } from './writes.ts';
+
+export type WorkerHandler = (event: SQSEvent, context: Context) => Promise<SQSBatchResponse>;
+
+export function createWorkerHandler(deps: PipelineDeps): WorkerHandler {
+  const clients = new ClientCache(deps);
+  const processor = new BatchProcessor(EventType.SQS);
+  return async (event, context) =>
+    processPartialResponse(
+      event,
+      (record: SQSRecord) => handleRecord(record, context, deps, clients),
+      processor,
+      {
+        context,
+        throwOnFullBatchFailure: false,
+      },
+    );
+}
+
+async function handleRecord(record: SQSRecord, context: Context, deps: PipelineDeps, clients: ClientCache) {
+  const { log: rootLog, metrics, queue } = deps;
+  let job: Job;
+  let account: AccountConfig | undefined;
+  try {
+    job = parseJob(record.body);
+    account = findAccount(deps.config, job.account);
+    if (!account) {
+      throw new PoisonMessageError(
+        'unknown-account',
+        `The account "${job.account}" is not in the configuration; add it or fix the message.`,
+      );
+    }
+  } catch (err) {
+    if (!(err instanceof PoisonMessageError)) throw err;
+    await queue.deadLetter(record.body, err.reason, err.message, record.messageId);
+    metrics.add('DeadLetters', 1, { reason: err.reason });
+    rootLog.warn('Poison message moved to the dead-letter queue', {
+      jobId: record.messageId,
+      reason: err.reason,
+      error: err.message,
+    });
+    return;
+  }
+  const log = rootLog.child({
+    jobId: record.messageId,
+    kind: job.kind,
+    account: account.id,
+    ...(job.kind === 'sync' ? { resource: job.resource } : { idempotencyKey: job.idempotencyKey }),
+    attempt: job.attempt,
+  });
+  await runJob(job, account, context, deps, clients, log);
+}
+
+async function runJob(
+  job: Job,
+  account: AccountConfig,
+  context: Context,
+  deps: PipelineDeps,
+  clients: ClientCache,
+  log: Log,
+): Promise<void> {
+  const { state, keys, metrics, queue } = deps;
+  let key = await keys.get(account).catch((err: unknown) => {
+    if (err instanceof KeySecretError) log.error(err.message, { error: err.name });
+    throw err;
+  });
+  // A key Keap rejected is not used again until a new secret value is stored.
+  const status = await state.getAccountStatus(account.id);
+  if (status.state === 'key-rejected') {
+    if (isKeyRejected(status, key.versionId)) key = await keys.get(account, { fresh: true });
+    if (isKeyRejected(status, key.versionId)) {
+      await queue.send(job, MAX_DELAY_SECONDS * 1000);
+      log.warn('The account is stopped: Keap rejected its key. The job waits for a new key', {
+        reason: status.reason,
+      });
+      metrics.add('Deferrals', 1, { account: account.id, reason: 'key-rejected' });
+      return;
+    }
+    await state.markActive(account.id);
+    log.info('A new key was stored for the account: it is active again');
+  }
+  for (let attempt = 0; ; attempt++) {
+    const client = clients.for(account, key);
+    try {
+      if (job.kind === 'sync') {
+        await runSync(
+          job,
+          account,
+          client,
+          deps,
+          { remainingMs: () => context.getRemainingTimeInMillis() },
+          log,
+        );
+      } else {
+        await runWrite(job, account, client, deps, log);
+      }
+      return;
+    } catch (err) {
+      if (!(err instanceof KeyRejectedError)) throw err;
+      // The key may have been rotated since it was cached: read it once more before giving up.
+      const fresh = await keys.get(account, { fresh: true });
+      if (attempt === 0 && fresh.versionId !== key.versionId) {
+        key = fresh;
+        continue;
+      }
+      await state.markKeyRejected(account.id, fresh.versionId, err.message);
+      metrics.add('KeyRejected', 1, { account: account.id });
+      log.error('Keap rejected the key: the account is stopped until a new key is stored', {
+        error: err.name,
+        message: err.message,
+      });
+      await queue.send(job, MAX_DELAY_SECONDS * 1000);
+      return;
+    }
+  }
+}

@@ -1,0 +1,142 @@
+// Use case: one write operation from the queue (upsert a contact, apply or remove tags, add a note).
+// An idempotency record makes a redelivered or duplicated message never repeat a create; the outcome
+// is recorded for the sender to read.
+import { createHash } from 'node:crypto';
+import type { AccountConfig } from '../config/app-config.ts';
+import type { WriteJob } from '../jobs/schema.ts';
+import {
+  type ContactInput,
+  type KeapClient,
+  KeapError,
+  KeyRejectedError,
+  type NoteInput,
+  QuotaDeferredError,
+  RetryableError,
+} from '../keap/index.ts';
+import type { PipelineDeps } from './deps.ts';
+import type { Log } from './ports.ts';
+
+export type WriteJobOutcome =
+  | { status: 'done'; outcome: Record<string, unknown> }
+  | { status: 'duplicate' }
+  | { status: 'failed'; error: string }
+  | { status: 'deferred'; retryAt: number }
+  | { status: 'outcome-unknown' };
+
+/** A write whose earlier attempt is still in progress: retry the message later (visibility timeout). */
+export class WriteInProgressError extends Error {
+  constructor(idempotencyKey: string) {
+    super(`Write ${idempotencyKey} is being performed by another attempt; this delivery will be retried.`);
+    this.name = 'WriteInProgressError';
+  }
+}
+
+function requestHash(job: WriteJob): string {
+  const { heldSlots: _h, attempt: _a, ...request } = job;
+  return createHash('sha256').update(stableJson(request)).digest('hex').slice(0, 32);
+}
+
+function stableJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(stableJson).join(',')}]`;
+  if (v && typeof v === 'object') {
+    return `{${Object.keys(v)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${stableJson((v as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(v);
+}
+
+async function perform(job: WriteJob, client: KeapClient): Promise<Record<string, unknown>> {
+  const call = { hold: true, heldSlots: job.heldSlots, priority: 'interactive' as const };
+  switch (job.kind) {
+    case 'upsertContact': {
+      const r = await client.upsertContact(job.contact as ContactInput, {
+        ...call,
+        duplicateOption: job.duplicateOption,
+      });
+      return { contactId: r.contact.id, created: r.created };
+    }
+    case 'applyTags':
+    case 'removeTags': {
+      const r =
+        job.kind === 'applyTags'
+          ? await client.applyTags(job.tagId, job.contactIds, call)
+          : await client.removeTags(job.tagId, job.contactIds, call);
+      return { tagId: job.tagId, contacts: r.contacts, batches: r.batches, results: r.results };
+    }
+    case 'createNote': {
+      const note = await client.createNote(job.contactId, job.note as NoteInput, call);
+      return { noteId: note.id, contactId: job.contactId };
+    }
+  }
+}
+
+export async function runWrite(
+  job: WriteJob,
+  account: AccountConfig,
+  client: KeapClient,
+  deps: PipelineDeps,
+  log: Log,
+): Promise<WriteJobOutcome> {
+  const { state, queue, metrics, ledger } = deps;
+  const dims = { account: account.id, operation: job.kind };
+  const begin = await state.beginWrite(job.idempotencyKey, {
+    kind: job.kind === 'createNote' ? 'create' : 'safe',
+    account: account.id,
+    requestHash: requestHash(job),
+    operation: job.kind,
+  });
+  if (begin.state === 'done' || begin.state === 'failed') {
+    metrics.add('WritesDuplicate', 1, dims);
+    log.info('This write was already performed; the duplicate delivery is acknowledged', {
+      state: begin.state,
+    });
+    return { status: 'duplicate' };
+  }
+  if (begin.state === 'in-progress') {
+    if (begin.unknown) {
+      log.error('An earlier attempt of this create may or may not have reached Keap; it is not repeated', {
+        since: begin.since,
+      });
+      return { status: 'outcome-unknown' };
+    }
+    throw new WriteInProgressError(job.idempotencyKey);
+  }
+  try {
+    const outcome = await perform(job, client);
+    await state.completeWrite(job.idempotencyKey, outcome);
+    metrics.add('WritesDone', 1, dims);
+    log.info('Write performed', { outcome });
+    return { status: 'done', outcome };
+  } catch (err) {
+    if (err instanceof QuotaDeferredError) {
+      // Nothing was sent: give the write up for the next delivery, then defer through the queue.
+      await state.failWrite(job.idempotencyKey, err, true);
+      const waitMs = Math.max(0, err.retryAt - ledger.now());
+      await queue.send({ ...job, attempt: job.attempt + 1, heldSlots: [...err.heldSlots] }, waitMs);
+      metrics.add('Deferrals', 1, { ...dims, reason: err.reason });
+      return { status: 'deferred', retryAt: err.retryAt };
+    }
+    if (err instanceof KeyRejectedError) {
+      await state.failWrite(job.idempotencyKey, err, true);
+      throw err;
+    }
+    if (err instanceof RetryableError) {
+      // A create whose answer was lost may have happened: never let it be repeated blindly.
+      await state.failWrite(job.idempotencyKey, err, !err.outcomeUnknown);
+      if (err.outcomeUnknown) return { status: 'outcome-unknown' };
+      throw err;
+    }
+    if (err instanceof KeapError) {
+      await state.failWrite(job.idempotencyKey, err, false);
+      log.warn('Keap refused the write; the failure is recorded for the sender', {
+        error: err.name,
+        message: err.message,
+      });
+      return { status: 'failed', error: err.name };
+    }
+    await state.failWrite(job.idempotencyKey, err instanceof Error ? err : new Error(String(err)), true);
+    throw err;
+  }
+}
