@@ -19,8 +19,8 @@ import {
 import { createLedgerTable, DynamoLedgerStore, QuotaLedger } from '../quota/index.ts';
 import { createMirrorTable, createStateTable, MirrorStore, StateStore } from '../store/index.ts';
 import { SqsLambdaPoller } from './poller.ts';
-import { type RunningSecrets, startSecretsStub } from './secrets.ts';
-import { type QueuePair, type RunningSqs, startSqs } from './sqs.ts';
+import { localSecretsClient, type RunningSecrets, startSecretsStub } from './secrets.ts';
+import { localSqsClient, type QueuePair, type RunningSqs, startSqs } from './sqs.ts';
 
 export const LOCAL_TABLES = {
   ledger: 'keap-sync-ledger',
@@ -31,6 +31,8 @@ export const LOCAL_QUEUE = 'keap-sync-jobs';
 
 export interface LocalStackOptions {
   config: AppConfig;
+  /** Serve the embedded DynamoDB on this port (other processes connect to it); default a free one. */
+  dynamoPort?: number;
   /** Secret values by secret id (the account keys). */
   secrets: Record<string, string>;
   log: Log;
@@ -64,6 +66,79 @@ export interface LocalStack {
   close(): Promise<void>;
 }
 
+/** Where a running local stack's services listen (written to the data folder for other commands). */
+export interface LocalEndpoints {
+  pid: number;
+  dynamo: string;
+  sqs: string;
+  queueUrl: string;
+  dlqUrl: string;
+  queueArn: string;
+  secrets: string;
+  keapBaseUrl: string;
+  startedAt: string;
+}
+
+/**
+ * Builds the pipeline against services another process runs (a worker process of `keap-sync run`, or
+ * the operator commands). No emulator is started; `close` only releases the clients.
+ */
+export function connectLocalStack(o: {
+  config: AppConfig;
+  endpoints: LocalEndpoints;
+  log: Log;
+  metrics?: Metrics;
+}): Omit<LocalStack, 'secrets' | 'dynamo' | 'sqs'> & { sqsClient: SQSClient; dynamoClient: DynamoDBClient } {
+  const dynamoClient = localDynamoClient(o.endpoints.dynamo);
+  const sqsClient = localSqsClient(o.endpoints.sqs);
+  const secretsClient = localSecretsClient(o.endpoints.secrets);
+  const metrics = o.metrics ?? new MemoryMetrics();
+  const deps: PipelineDeps = {
+    config: o.config,
+    ledger: new QuotaLedger({
+      store: new DynamoLedgerStore(dynamoClient, LOCAL_TABLES.ledger),
+      settings: { tableName: LOCAL_TABLES.ledger, ...o.config.limits },
+    }),
+    state: new StateStore(dynamoClient, LOCAL_TABLES.state),
+    mirror: new MirrorStore(dynamoClient, LOCAL_TABLES.mirror),
+    queue: new JobQueue(sqsClient, o.endpoints.queueUrl, o.endpoints.dlqUrl),
+    keys: new KeyProvider(secretsClient, o.config.worker.secretMaxAgeMs),
+    log: o.log,
+    metrics,
+  };
+  const handler = createWorkerHandler(deps);
+  const pollers: SqsLambdaPoller[] = [];
+  return {
+    deps,
+    handler,
+    metrics,
+    sqsClient,
+    dynamoClient,
+    scheduler: () => runScheduler(deps),
+    poller: (p = {}) => {
+      const poller = new SqsLambdaPoller({
+        client: sqsClient,
+        queueUrl: o.endpoints.queueUrl,
+        queueArn: o.endpoints.queueArn,
+        handler: p.handler ?? handler,
+        batchSize: p.batchSize ?? o.config.worker.batchSize,
+        concurrency: p.concurrency ?? o.config.worker.concurrency,
+        functionTimeoutMs: p.functionTimeoutMs ?? o.config.worker.timeoutSeconds * 1000,
+        killAfterMs: p.killAfterMs,
+        functionName: 'keap-sync-worker',
+      });
+      pollers.push(poller);
+      return poller;
+    },
+    close: async () => {
+      for (const p of pollers) if (p.running) await p.stop();
+      dynamoClient.destroy();
+      sqsClient.destroy();
+      secretsClient.destroy();
+    },
+  };
+}
+
 export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack> {
   const closers: Array<() => Promise<void>> = [];
   try {
@@ -73,7 +148,7 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
       dynamo = { endpoint: o.dynamoEndpoint, client };
       closers.push(async () => client.destroy());
     } else {
-      const running: RunningDynamo = await startDynalite({ path: o.dataPath });
+      const running: RunningDynamo = await startDynalite({ path: o.dataPath, port: o.dynamoPort });
       dynamo = running;
       closers.push(() => running.close());
     }

@@ -1,0 +1,252 @@
+// Use cases (CLI): the operator commands that look inside a deployment: status, enqueue, dlq, estimate.
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import {
+  DeleteMessageCommand,
+  ReceiveMessageCommand,
+  SendMessageCommand,
+  type SQSClient,
+} from '@aws-sdk/client-sqs';
+import { type AppConfig, findAccount } from '../config/app-config.ts';
+import { startDynalite } from '../emulators/dynamo.ts';
+import { type Job, type JobInput, PoisonMessageError, parseJob } from '../jobs/schema.ts';
+import { connectLocalStack, LOCAL_TABLES, type LocalEndpoints } from '../local/stack.ts';
+import { JobQueue, type KeyProvider, MemoryLog, type PipelineDeps } from '../pipeline/index.ts';
+import { DynamoLedgerStore, QuotaLedger } from '../quota/index.ts';
+import { MirrorStore, StateStore } from '../store/index.ts';
+import { runningEndpoints } from './run.ts';
+import { collectStatus, formatStatus, type StatusSources } from './status.ts';
+
+/** A command's input is wrong; nothing was written. Exit code 2. */
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+interface Connection {
+  sources: StatusSources;
+  /** Present when the stack is running: the pipeline and its queues. */
+  deps: PipelineDeps | undefined;
+  sqs: SQSClient | undefined;
+  close(): Promise<void>;
+}
+
+/** Connects to the running local stack, or (status only) opens its data folder directly. */
+async function connect(config: AppConfig, dataDir: string, needQueue: boolean): Promise<Connection> {
+  const endpoints: LocalEndpoints | undefined = runningEndpoints(dataDir);
+  if (endpoints) {
+    const stack = connectLocalStack({ config, endpoints, log: new MemoryLog() });
+    const sources: StatusSources = {
+      ...stack.deps,
+      queues: { client: stack.sqsClient, queueUrl: endpoints.queueUrl, dlqUrl: endpoints.dlqUrl },
+    };
+    return { sources, deps: stack.deps, sqs: stack.sqsClient, close: stack.close };
+  }
+  if (needQueue) {
+    throw new UsageError(
+      `keap-sync is not running with data folder ${resolve(dataDir)}: start it with "npm start" (or ` +
+        '"keap-sync run --data-dir <dir>") and try again.',
+    );
+  }
+  const db = await startDynalite({ path: join(resolve(dataDir), 'dynamo') });
+  const sources: StatusSources = {
+    config,
+    ledger: new QuotaLedger({
+      store: new DynamoLedgerStore(db.client, LOCAL_TABLES.ledger),
+      settings: { tableName: LOCAL_TABLES.ledger, ...config.limits },
+    }),
+    state: new StateStore(db.client, LOCAL_TABLES.state),
+    mirror: new MirrorStore(db.client, LOCAL_TABLES.mirror),
+  };
+  return { sources, deps: undefined, sqs: undefined, close: () => db.close() };
+}
+
+export async function statusCommand(config: AppConfig, dataDir: string, json: boolean): Promise<string> {
+  const c = await connect(config, dataDir, false);
+  try {
+    const report = await collectStatus(c.sources);
+    return json ? JSON.stringify(report, null, 2) : formatStatus(report);
+  } finally {
+    await c.close();
+  }
+}
+
+/** Validates every job in the input (one job or an array) before sending any. */
+export function validateJobs(text: string, config: AppConfig): Job[] {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new UsageError(
+      `The input is not JSON (${(err as Error).message}). Give one job object or an array.`,
+    );
+  }
+  const list = Array.isArray(raw) ? raw : [raw];
+  if (list.length === 0) throw new UsageError('The input holds no job.');
+  const problems: string[] = [];
+  const jobs: Job[] = [];
+  list.forEach((item, i) => {
+    try {
+      const job = parseJob(JSON.stringify(item));
+      if (!findAccount(config, job.account)) {
+        throw new PoisonMessageError(
+          'unknown-account',
+          `The account "${job.account}" is not configured (configured: ${config.accounts.map((a) => a.id).join(', ')}).`,
+        );
+      }
+      jobs.push(job);
+    } catch (err) {
+      if (!(err instanceof PoisonMessageError)) throw err;
+      problems.push(`job ${i + 1}: ${err.message}`);
+    }
+  });
+  if (problems.length) throw new UsageError(`Nothing was sent. ${problems.join(' ')}`);
+  return jobs;
+}
+
+export async function enqueueCommand(config: AppConfig, dataDir: string, text: string): Promise<string> {
+  const jobs = validateJobs(text, config);
+  const c = await connect(config, dataDir, true);
+  try {
+    const queue = c.deps?.queue;
+    if (!queue) throw new UsageError('The job queue is not reachable.');
+    for (const job of jobs) await queue.send(job as JobInput);
+    return `Sent ${jobs.length} job(s): ${jobs.map((j) => (j.kind === 'sync' ? `sync ${j.account}/${j.resource}` : `${j.kind} ${j.account} ${j.idempotencyKey}`)).join(', ')}`;
+  } finally {
+    await c.close();
+  }
+}
+
+export async function dlqCommand(
+  config: AppConfig,
+  dataDir: string,
+  action: 'list' | 'redrive',
+  json: boolean,
+): Promise<string> {
+  const c = await connect(config, dataDir, true);
+  const sqs = c.sqs;
+  const queue = c.deps?.queue;
+  if (!sqs || !queue) throw new UsageError('The queue is not reachable.');
+  try {
+    const messages: Array<{ id: string; reason: string; error: string; body: string; receipt: string }> = [];
+    for (let i = 0; i < 100; i++) {
+      const out = await sqs.send(
+        new ReceiveMessageCommand({
+          QueueUrl: queue.dlqUrl,
+          MaxNumberOfMessages: 10,
+          MessageAttributeNames: ['All'],
+          VisibilityTimeout: action === 'list' ? 1 : 30,
+          WaitTimeSeconds: 0,
+        }),
+      );
+      const batch = out.Messages ?? [];
+      if (batch.length === 0) break;
+      for (const m of batch) {
+        messages.push({
+          id: m.MessageId ?? '',
+          reason: m.MessageAttributes?.reason?.StringValue ?? 'failed repeatedly',
+          error: m.MessageAttributes?.error?.StringValue ?? '',
+          body: m.Body ?? '',
+          receipt: m.ReceiptHandle ?? '',
+        });
+      }
+      if (action === 'list' && messages.length >= 100) break;
+    }
+    if (action === 'list') {
+      if (json)
+        return JSON.stringify(
+          messages.map(({ receipt: _r, ...m }) => m),
+          null,
+          2,
+        );
+      if (messages.length === 0) return 'The dead-letter queue is empty.';
+      return messages.map((m) => `${m.id}  ${m.reason}  ${m.error}\n  ${m.body.slice(0, 200)}`).join('\n');
+    }
+    for (const m of messages) {
+      await sqs.send(new SendMessageCommand({ QueueUrl: queue.queueUrl, MessageBody: m.body }));
+      await sqs.send(new DeleteMessageCommand({ QueueUrl: queue.dlqUrl, ReceiptHandle: m.receipt }));
+    }
+    return `Moved ${messages.length} message(s) back to the job queue.`;
+  } finally {
+    await c.close();
+  }
+}
+
+export interface Estimate {
+  resource: string;
+  records: number;
+  calls: number;
+}
+
+const DEFAULT_SHARES: Record<string, number> = {
+  contacts: 1,
+  companies: 0.1,
+  orders: 0.6,
+  opportunities: 0.2,
+  tags: 0.02,
+  notes: 0.8,
+  tasks: 0.4,
+  products: 0.01,
+  subscriptions: 0.1,
+  users: 0.004,
+};
+
+/** Calls and time a full (or incremental) sync needs under the quota, from the dataset's size. */
+export function estimateCommand(
+  config: AppConfig,
+  contacts: number,
+  changedPerResource: number,
+  json: boolean,
+): string {
+  const limits = { minute: config.limits.minuteLimit ?? 240, bulkShare: config.limits.bulkShare ?? 0.8 };
+  const spacingMs = (config.limits.spikeIntervalMs ?? 100) + (config.limits.marginMs ?? 90);
+  const windowMs = (config.limits.minuteWindowMs ?? 60_000) + (config.limits.marginMs ?? 90);
+  const perMinute = Math.floor(limits.minute * limits.bulkShare);
+  const rows: Array<Estimate & { incrementalCalls: number }> = [];
+  const resources = [...new Set(config.accounts.flatMap((a) => Object.keys(a.resources)))];
+  for (const r of resources) {
+    const records = Math.round(contacts * (DEFAULT_SHARES[r] ?? 0.1));
+    const page = r === 'users' ? 100 : 1000;
+    rows.push({
+      resource: r,
+      records,
+      calls: Math.max(1, Math.ceil(records / page)),
+      incrementalCalls: Math.max(1, Math.ceil(Math.min(records, changedPerResource) / page)),
+    });
+  }
+  const time = (calls: number) => {
+    if (calls <= 1) return 0;
+    const blocks = Math.floor((calls - 1) / perMinute);
+    return blocks * windowMs + ((calls - 1) % perMinute) * spacingMs;
+  };
+  const full = rows.reduce((n, r) => n + r.calls, 0);
+  const incremental = rows.reduce((n, r) => n + r.incrementalCalls, 0);
+  const result = {
+    contacts,
+    perMinuteForBulk: perMinute,
+    fullSync: { calls: full, seconds: Math.round(time(full) / 100) / 10 },
+    incrementalSync: {
+      changedPerResource,
+      calls: incremental,
+      seconds: Math.round(time(incremental) / 100) / 10,
+    },
+    perResource: rows,
+    dayBudgetShareOfFullSync:
+      Math.round((full / ((config.limits.dayLimit ?? 30_000) * limits.bulkShare)) * 1000) / 1000,
+  };
+  if (json) return JSON.stringify(result, null, 2);
+  const lines = [
+    `Estimate for ${contacts} contacts (other lists scaled like the sandbox's dataset), ${perMinute} bulk calls per minute:`,
+    ...rows.map(
+      (r) =>
+        `  ${r.resource.padEnd(14)} ${String(r.records).padStart(8)} records  ${String(r.calls).padStart(5)} calls full  ${String(r.incrementalCalls).padStart(3)} incremental`,
+    ),
+    `full sync:        ${full} calls, about ${result.fullSync.seconds} s under the quota (${(result.dayBudgetShareOfFullSync * 100).toFixed(1)}% of the day's bulk budget)`,
+    `incremental sync: ${incremental} calls (${changedPerResource} changes per list), about ${result.incrementalSync.seconds} s`,
+  ];
+  return lines.join('\n');
+}
+
+/** Reads a job file, or standard input for "-". */
+export function readInput(file: string): string {
+  return readFileSync(file === '-' ? 0 : resolve(file), 'utf8');
+}

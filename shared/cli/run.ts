@@ -1,0 +1,227 @@
+// Use case (CLI): `keap-sync run` (what `npm start` runs): the whole system on one machine. Embedded
+// DynamoDB (on disk, so state survives a restart) and SQS, a Secrets Manager stub, the Keap sandbox
+// (or the real Keap with a key), the scheduler on its interval, and workers polling the queue through
+// the same handler code the Lambdas run, in one or more OS processes sharing one ledger.
+import { fork } from 'node:child_process';
+import { appendFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { AppConfig } from '../config/app-config.ts';
+import { type LocalEndpoints, startLocalStack } from '../local/stack.ts';
+import { jsonLog, MemoryMetrics } from '../pipeline/index.ts';
+import { defaultKeys, type RunningSandbox, startSandbox } from '../sandbox/index.ts';
+import { collectStatus, formatStatus, type StatusReport } from './status.ts';
+
+export interface RunOptions {
+  config: AppConfig;
+  dataDir: string;
+  untilIdle: boolean;
+  processes: number;
+  concurrency: number;
+  contacts: number;
+  scheduleSeconds: number | undefined;
+  /** The real Keap key (KEAP_API_KEY or a key file); absent: the sandbox. */
+  realKey: string | undefined;
+  out: (text: string) => void;
+  isTty: boolean;
+}
+
+export const ENDPOINTS_FILE = 'endpoints.json';
+const BIN = fileURLToPath(new URL('../../bin/keap-sync.ts', import.meta.url));
+
+export async function run(o: RunOptions): Promise<number> {
+  const dataDir = resolve(o.dataDir);
+  mkdirSync(dataDir, { recursive: true });
+  const logFile = join(dataDir, 'keap-sync.log');
+  const log = jsonLog((line) => appendFileSync(logFile, `${line}\n`), { process: 'main' });
+  const metrics = new MemoryMetrics();
+  let sandbox: RunningSandbox | undefined;
+  const config: AppConfig = structuredClone(o.config);
+  const secrets: Record<string, string> = {};
+  if (o.realKey) {
+    for (const a of config.accounts) secrets[a.secretId] = o.realKey;
+  } else {
+    // One sandbox key per configured account, on that account's tenant.
+    const keys = config.accounts.map((a, i) => ({
+      key: defaultKeys(i + 1, 1, a.tenant)[0]?.key ?? '',
+      tenant: a.tenant,
+    }));
+    sandbox = await startSandbox({ contacts: o.contacts, seed: 1, keys });
+    config.keap.baseUrl = sandbox.baseUrl;
+    config.accounts.forEach((a, i) => {
+      secrets[a.secretId] = keys[i]?.key ?? '';
+    });
+  }
+  const stack = await startLocalStack({
+    config,
+    secrets,
+    log,
+    metrics,
+    dataPath: join(dataDir, 'dynamo'),
+    dynamoEndpoint: process.env.AWS_ENDPOINT_URL_DYNAMODB,
+  });
+  const { deps } = stack;
+  // This is a fresh start: no worker of an earlier run is alive, and the queue (in memory) is new.
+  // Leases of the dead run are released so resources are enqueued again; checkpoints resume.
+  for (const a of config.accounts) {
+    for (const r of Object.keys(a.resources)) {
+      const lease = await deps.state.getLease(a.id, r);
+      if (lease) await deps.state.releaseLease(a.id, r, lease.owner);
+    }
+  }
+  const endpoints: LocalEndpoints = {
+    pid: process.pid,
+    dynamo: stack.dynamo.endpoint,
+    sqs: stack.sqs.endpoint,
+    queueUrl: stack.sqs.queue.queueUrl,
+    dlqUrl: stack.sqs.queue.dlqUrl,
+    queueArn: stack.sqs.queue.queueArn,
+    secrets: stack.secrets.endpoint,
+    keapBaseUrl: config.keap.baseUrl,
+    startedAt: new Date().toISOString(),
+  };
+  const endpointsPath = join(dataDir, ENDPOINTS_FILE);
+  writeFileSync(endpointsPath, JSON.stringify(endpoints, null, 2));
+
+  const children = Array.from({ length: Math.max(0, o.processes - 1) }, (_, i) =>
+    fork(BIN, ['worker-process'], {
+      env: {
+        ...process.env,
+        KEAP_SYNC_ENDPOINTS: JSON.stringify(endpoints),
+        KEAP_SYNC_RESOLVED_CONFIG: JSON.stringify(config),
+        KEAP_SYNC_CONCURRENCY: String(o.concurrency),
+        KEAP_SYNC_LOG_FILE: logFile,
+        KEAP_SYNC_PROCESS: `worker-${i + 1}`,
+      },
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+    }),
+  );
+  const childMetrics = new Map<number, Array<[string, number]>>();
+  children.forEach((c, i) => {
+    c.on('message', (m: unknown) => {
+      const entries = (m as { metrics?: Array<[string, number]> }).metrics;
+      if (entries) childMetrics.set(i, entries);
+    });
+  });
+  const total = (name: string) => {
+    let n = metrics.sum(name as never);
+    for (const entries of childMetrics.values()) {
+      for (const [k, v] of entries) if (k === name || k.startsWith(`${name}|`)) n += v;
+    }
+    return n;
+  };
+
+  const sources = {
+    ...deps,
+    queues: { client: stack.sqs.client, queueUrl: stack.sqs.queue.queueUrl, dlqUrl: stack.sqs.queue.dlqUrl },
+  };
+  const poller = stack.poller({ concurrency: o.concurrency });
+  await poller.start();
+  const scheduleMs = (o.scheduleSeconds ?? config.scheduler.everyMinutes * 60) * 1000;
+  let schedulerRuns = 0;
+  const schedule = async () => {
+    try {
+      await stack.scheduler();
+      schedulerRuns++;
+    } catch (err) {
+      log.error('Scheduler run failed', { error: (err as Error).name, message: (err as Error).message });
+    }
+  };
+  await schedule();
+  const schedulerTimer = setInterval(() => void schedule(), scheduleMs);
+
+  const started = Date.now();
+  const keapCalls = () =>
+    sandbox ? sandbox.arrivals.filter((a) => a.status !== 401).length : total('KeapCalls');
+  o.out(
+    `keap-sync: ${sandbox ? `Keap sandbox at ${sandbox.baseUrl} (${o.contacts} contacts)` : `Keap at ${config.keap.baseUrl}`}, ` +
+      `${o.processes} process(es) x ${o.concurrency} workers, data in ${dataDir}, logs in ${logFile}`,
+  );
+  let stopping = false;
+  const stop = new Promise<'signal' | 'idle'>((resolveStop) => {
+    const onSignal = () => resolveStop('signal');
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    if (o.untilIdle) {
+      const check = async () => {
+        if (stopping) return;
+        try {
+          const report = await collectStatus(sources);
+          if (report.inSync && schedulerRuns > 0 && poller.stats.inFlight === 0) resolveStop('idle');
+          else setTimeout(() => void check(), 500);
+        } catch {
+          setTimeout(() => void check(), 1000);
+        }
+      };
+      setTimeout(() => void check(), 500);
+    }
+  });
+  let last: StatusReport | undefined;
+  const view = async () => {
+    try {
+      last = await collectStatus(sources);
+      const text = formatStatus(last, { deferrals: total('Deferrals') });
+      const head = `keap-sync running ${Math.round((Date.now() - started) / 1000)}s   Keap calls: ${keapCalls()}`;
+      if (o.isTty) o.out(`\x1b[2J\x1b[H${head}\n${text}`);
+      else o.out(`${head}\n${text}`);
+    } catch (err) {
+      o.out(`(status unavailable: ${(err as Error).message})`);
+    }
+  };
+  const viewTimer = setInterval(() => void view(), o.isTty ? 1_000 : 5_000);
+  const reason = await stop;
+  stopping = true;
+  clearInterval(viewTimer);
+  clearInterval(schedulerTimer);
+  await poller.stop();
+  for (const c of children) c.kill('SIGTERM');
+  last = await collectStatus(sources).catch(() => last);
+  const seconds = ((Date.now() - started) / 1000).toFixed(1);
+  o.out(
+    `\nkeap-sync stopped (${reason === 'idle' ? 'queue drained, every resource in sync' : 'signal'}) after ${seconds}s` +
+      `   Keap calls: ${keapCalls()}   deferrals: ${total('Deferrals')}   dead letters: ${last?.deadLetters ?? '-'}`,
+  );
+  if (last) o.out(formatStatus(last));
+  rmSync(endpointsPath, { force: true });
+  await stack.close();
+  await sandbox?.close();
+  return 0;
+}
+
+/** A worker process of `run --processes P`: pollers against the main process's services. */
+export async function workerProcess(): Promise<void> {
+  const { connectLocalStack } = await import('../local/stack.ts');
+  const endpoints = JSON.parse(process.env.KEAP_SYNC_ENDPOINTS ?? '{}') as LocalEndpoints;
+  const config = JSON.parse(process.env.KEAP_SYNC_RESOLVED_CONFIG ?? '{}') as AppConfig;
+  const logFile = process.env.KEAP_SYNC_LOG_FILE ?? 'keap-sync.log';
+  const log = jsonLog((line) => appendFileSync(logFile, `${line}\n`), {
+    process: process.env.KEAP_SYNC_PROCESS,
+  });
+  const metrics = new MemoryMetrics();
+  const stack = connectLocalStack({ config, endpoints, log, metrics });
+  const poller = stack.poller({
+    concurrency: Number(process.env.KEAP_SYNC_CONCURRENCY ?? config.worker.concurrency),
+  });
+  await poller.start();
+  const report = setInterval(() => process.send?.({ metrics: [...metrics.totals.entries()] }), 1_000);
+  const stop = async () => {
+    clearInterval(report);
+    await poller.stop();
+    await stack.close();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void stop());
+  process.once('SIGINT', () => void stop());
+  process.once('disconnect', () => void stop());
+}
+
+/** The endpoints of a running `keap-sync run` in `dataDir`, if its process is alive. */
+export function runningEndpoints(dataDir: string): LocalEndpoints | undefined {
+  try {
+    const e = JSON.parse(readFileSync(join(resolve(dataDir), ENDPOINTS_FILE), 'utf8')) as LocalEndpoints;
+    process.kill(e.pid, 0);
+    return e;
+  } catch {
+    return undefined;
+  }
+}

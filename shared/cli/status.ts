@@ -1,0 +1,145 @@
+// Use case (CLI): what an operator wants to see: per account the key state, per resource the cursor,
+// lag and last run, per scope the quota used and left per window, and the queues' depths.
+import type { SQSClient } from '@aws-sdk/client-sqs';
+import type { SyncResource } from '../jobs/schema.ts';
+import { queueDepth } from '../local/sqs.ts';
+import type { PipelineDeps } from '../pipeline/index.ts';
+
+export interface ResourceStatus {
+  resource: SyncResource;
+  state: 'never-synced' | 'syncing' | 'in-sync';
+  records: number;
+  highWater: string | null;
+  lagMs: number | null;
+  lastRunAt: string | null;
+  lastRunMode: string | null;
+  lastRunRecords: number | null;
+  pagesThisRun: number | null;
+}
+
+export interface StatusReport {
+  at: string;
+  accounts: Array<{
+    id: string;
+    tenant: string;
+    key: 'active' | 'key-rejected';
+    keyRejectedReason: string | null;
+    resources: ResourceStatus[];
+    quota: {
+      minute: { limit: number; used: number; left: number; heldAhead: number; freesAt: string | null };
+      day: { limit: number; used: number; left: number; resetsAt: string };
+      coolDownUntil: string | null;
+    };
+  }>;
+  queue: { visible: number; inFlight: number; delayed: number } | null;
+  deadLetters: number | null;
+  inSync: boolean;
+}
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+/** What a status report reads: the state and mirror tables, the ledger, and (when running) the queues. */
+export type StatusSources = Pick<PipelineDeps, 'config' | 'state' | 'mirror' | 'ledger'> & {
+  queues?: { client: SQSClient; queueUrl: string; dlqUrl: string };
+};
+
+export async function collectStatus(deps: StatusSources, now: number = Date.now()): Promise<StatusReport> {
+  const accounts: StatusReport['accounts'] = [];
+  let inSync = true;
+  for (const account of deps.config.accounts) {
+    const status = await deps.state.getAccountStatus(account.id);
+    const resources: ResourceStatus[] = [];
+    for (const resource of Object.keys(account.resources) as SyncResource[]) {
+      const cursor = await deps.state.getCursor(account.id, resource);
+      const state = cursor.checkpoint ? 'syncing' : cursor.lastRunAt ? 'in-sync' : 'never-synced';
+      if (state !== 'in-sync') inSync = false;
+      resources.push({
+        resource,
+        state,
+        records: await deps.mirror.count(account.id, resource),
+        highWater: iso(cursor.highWaterMs),
+        lagMs: cursor.highWaterMs === null ? null : Math.max(0, now - cursor.highWaterMs),
+        lastRunAt: cursor.lastRunAt,
+        lastRunMode: cursor.lastRunMode,
+        lastRunRecords: cursor.lastRunRecords,
+        pagesThisRun: cursor.checkpoint?.pages ?? null,
+      });
+    }
+    const snap = await deps.ledger.snapshot(account.tenant);
+    accounts.push({
+      id: account.id,
+      tenant: account.tenant,
+      key: status.state,
+      keyRejectedReason: status.state === 'key-rejected' ? status.reason : null,
+      resources,
+      quota: {
+        minute: {
+          limit: snap.minute.limit,
+          used: snap.minute.used,
+          left: snap.minute.left,
+          heldAhead: snap.minute.heldAhead,
+          freesAt: iso(snap.minute.freesAt),
+        },
+        day: {
+          limit: snap.day.limit,
+          used: snap.day.used,
+          left: snap.day.left,
+          resetsAt: iso(snap.day.resetsAt) ?? '',
+        },
+        coolDownUntil: iso(snap.coolDownUntil),
+      },
+    });
+  }
+  let queue: StatusReport['queue'] = null;
+  let deadLetters: number | null = null;
+  if (deps.queues) {
+    const { client, queueUrl, dlqUrl } = deps.queues;
+    const q = await queueDepth(client, queueUrl);
+    queue = { visible: q.visible, inFlight: q.notVisible, delayed: q.delayed };
+    const d = await queueDepth(client, dlqUrl);
+    deadLetters = d.visible + d.notVisible + d.delayed;
+    if (q.visible + q.notVisible + q.delayed > 0) inSync = false;
+  }
+  return { at: new Date(now).toISOString(), accounts, queue, deadLetters, inSync };
+}
+
+/** The report as a table for a terminal or a log. */
+export function formatStatus(r: StatusReport, extra: { deferrals?: number } = {}): string {
+  const lines: string[] = [];
+  for (const a of r.accounts) {
+    const q = a.quota;
+    lines.push(
+      `account ${a.id} (tenant ${a.tenant})  key: ${a.key}${a.keyRejectedReason ? ` (${a.keyRejectedReason.slice(0, 80)})` : ''}`,
+    );
+    lines.push(
+      `  quota  minute: ${q.minute.used} used, ${q.minute.left} left of ${q.minute.limit}` +
+        `${q.minute.heldAhead ? `, ${q.minute.heldAhead} held` : ''}${q.minute.freesAt ? `, frees ${q.minute.freesAt.slice(11, 19)}` : ''}` +
+        `   day: ${q.day.used} used, ${q.day.left} left of ${q.day.limit}, resets ${q.day.resetsAt.slice(0, 16)}` +
+        `${q.coolDownUntil ? `   cool-down until ${q.coolDownUntil.slice(11, 19)}` : ''}`,
+    );
+    lines.push(
+      `  ${'resource'.padEnd(14)}${'state'.padEnd(14)}${'records'.padStart(8)}  ${'last run'.padEnd(20)}lag`,
+    );
+    for (const res of a.resources) {
+      const state = res.state === 'syncing' ? `syncing p${res.pagesThisRun ?? 0}` : res.state;
+      const lag = res.lagMs === null ? '-' : humanMs(res.lagMs);
+      lines.push(
+        `  ${res.resource.padEnd(14)}${state.padEnd(14)}${String(res.records).padStart(8)}  ${(res.lastRunAt ?? '-').slice(0, 19).padEnd(20)}${lag}`,
+      );
+    }
+  }
+  const queue = r.queue
+    ? `${r.queue.visible} waiting, ${r.queue.inFlight} in flight, ${r.queue.delayed} delayed`
+    : 'not reachable';
+  lines.push(
+    `queue: ${queue}   dead letters: ${r.deadLetters ?? '-'}${extra.deferrals !== undefined ? `   deferrals: ${extra.deferrals}` : ''}   ${r.inSync ? 'IN SYNC' : ''}`,
+  );
+  return lines.join('\n');
+}
+
+function humanMs(ms: number): string {
+  if (ms < 60_000) return `${Math.round(ms / 1000)}s`;
+  if (ms < 3_600_000) return `${Math.round(ms / 60_000)}m`;
+  if (ms < 86_400_000 * 2) return `${Math.round(ms / 3_600_000)}h`;
+  return `${Math.round(ms / 86_400_000)}d`;
+}
