@@ -1,0 +1,334 @@
+// Infrastructure (construct): alarms and the dashboard. The functions publish their metrics as EMF log
+// lines (namespace KeapSync, dimensions account / resource / reason, plus the `service` dimension
+// Powertools adds); alarms and graphs read them with Metrics Insights queries filtered by account, so
+// they match whatever dimension set a metric carries. Alarm notifications go to an optional SNS topic,
+// encrypted with a key CloudWatch may use.
+import { Aws, Duration, RemovalPolicy } from 'aws-cdk-lib';
+import {
+  Alarm,
+  AlarmStatusWidget,
+  ComparisonOperator,
+  Dashboard,
+  GraphWidget,
+  type HorizontalAnnotation,
+  type IMetric,
+  MathExpression,
+  TextWidget,
+  TreatMissingData,
+} from 'aws-cdk-lib/aws-cloudwatch';
+import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
+import { Effect, PolicyStatement, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
+import { Key } from 'aws-cdk-lib/aws-kms';
+import { Topic } from 'aws-cdk-lib/aws-sns';
+import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
+import type { IQueue } from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import type { AppConfig } from '../../shared/config/app-config.ts';
+import type { MetricName } from '../../shared/pipeline/ports.ts';
+import { type DeploySettings, ledgerLimits } from '../settings.ts';
+import type { KeapFunction } from './keap-function.ts';
+
+/** The namespace the functions publish to (their METRICS_NAMESPACE). */
+export const METRICS_NAMESPACE = 'KeapSync';
+
+/** Every alarm looks at 5-minute periods, one period at a time. */
+export const ALARM_PERIOD = Duration.minutes(5);
+
+type Aggregate = 'SUM' | 'MIN' | 'MAX' | 'AVG';
+
+/**
+ * A Metrics Insights query over one of the app's metrics, across every dimension set it is published
+ * with (account ids are validated as [a-z0-9-], so they are safe inside the quotes).
+ */
+export function metricsQuery(
+  aggregate: Aggregate,
+  metric: MetricName,
+  account?: string,
+  groupBy?: 'resource' | 'reason',
+): string {
+  const where = account === undefined ? '' : ` WHERE account = '${account}'`;
+  const group = groupBy === undefined ? '' : ` GROUP BY ${groupBy}`;
+  return `SELECT ${aggregate}(${metric}) FROM ${METRICS_NAMESPACE}${where}${group}`;
+}
+
+function query(
+  aggregate: Aggregate,
+  metric: MetricName,
+  options: { account?: string; groupBy?: 'resource' | 'reason'; label?: string; period?: Duration } = {},
+): MathExpression {
+  return new MathExpression({
+    expression: metricsQuery(aggregate, metric, options.account, options.groupBy),
+    period: options.period ?? ALARM_PERIOD,
+    // No label for a GROUP BY query: CloudWatch then names each line by its group (resource, reason).
+    label: options.label ?? (options.groupBy === undefined ? metric : ''),
+  });
+}
+
+export interface MonitoringProps {
+  config: AppConfig;
+  settings: DeploySettings;
+  worker: KeapFunction;
+  scheduler: KeapFunction;
+  jobQueue: IQueue;
+  deadLetterQueue: IQueue;
+}
+
+export class Monitoring extends Construct {
+  readonly alarms: Alarm[] = [];
+  readonly dashboard: Dashboard;
+  readonly topic: Topic | undefined;
+
+  constructor(scope: Construct, id: string, props: MonitoringProps) {
+    super(scope, id);
+    const { config, settings, worker, scheduler, deadLetterQueue } = props;
+    this.topic = settings.alarmEmail === undefined ? undefined : this.createTopic(settings.alarmEmail);
+
+    // Alarms for the whole deployment.
+    this.alarm('DeadLettersAlarm', {
+      description: 'Messages are in the dead-letter queue: poison jobs or jobs that failed every retry.',
+      metric: deadLetterQueue.metricApproximateNumberOfMessagesVisible({
+        period: ALARM_PERIOD,
+        statistic: 'Maximum',
+      }),
+      threshold: 0,
+      comparison: ComparisonOperator.GREATER_THAN_THRESHOLD,
+      missing: TreatMissingData.NOT_BREACHING,
+    });
+    for (const [name, fn] of [
+      ['Worker', worker],
+      ['Scheduler', scheduler],
+    ] as const) {
+      this.alarm(`${name}ErrorsAlarm`, {
+        description: `The ${name.toLowerCase()} function failed (an error or a timeout of a whole invocation).`,
+        metric: fn.function.metricErrors({ period: ALARM_PERIOD, statistic: 'Sum' }),
+        threshold: settings.functionErrorsAlarmThreshold,
+        comparison: ComparisonOperator.GREATER_THAN_THRESHOLD,
+        missing: TreatMissingData.NOT_BREACHING,
+      });
+    }
+
+    // Alarms per account.
+    for (const account of config.accounts) {
+      const a = account.id;
+      this.alarm(`Keap429sAlarm-${a}`, {
+        description: `Keap answered 429 (too many requests) to account "${a}": something else shares its quota.`,
+        metric: query('SUM', 'Keap429s', { account: a }),
+        threshold: 0,
+        comparison: ComparisonOperator.GREATER_THAN_THRESHOLD,
+        missing: TreatMissingData.NOT_BREACHING,
+      });
+      this.alarm(`KeyRejectedAlarm-${a}`, {
+        description: `Keap rejected the key of account "${a}"; its syncs stop until a new key is stored.`,
+        metric: query('SUM', 'KeyRejected', { account: a }),
+        threshold: 0,
+        comparison: ComparisonOperator.GREATER_THAN_THRESHOLD,
+        missing: TreatMissingData.NOT_BREACHING,
+      });
+      this.alarm(`QuotaDayLeftAlarm-${a}`, {
+        description: `Fewer than ${settings.quotaDayLeftAlarmBelow} Keap calls are left today for account "${a}".`,
+        metric: query('MIN', 'QuotaDayLeft', { account: a }),
+        threshold: settings.quotaDayLeftAlarmBelow,
+        comparison: ComparisonOperator.LESS_THAN_THRESHOLD,
+        // Published once per scheduler run: between runs the alarm keeps its state.
+        missing: TreatMissingData.IGNORE,
+      });
+      this.alarm(`SyncLagAlarm-${a}`, {
+        description: `A sync of account "${a}" finished more than ${settings.syncLagAlarmMinutes} minutes behind Keap.`,
+        metric: query('MAX', 'SyncLagMs', { account: a }),
+        threshold: settings.syncLagAlarmMinutes * 60_000,
+        comparison: ComparisonOperator.GREATER_THAN_THRESHOLD,
+        missing: TreatMissingData.IGNORE,
+      });
+    }
+
+    this.dashboard = this.createDashboard(props);
+  }
+
+  private alarm(
+    id: string,
+    spec: {
+      description: string;
+      metric: IMetric;
+      threshold: number;
+      comparison: ComparisonOperator;
+      missing: TreatMissingData;
+    },
+  ): Alarm {
+    const alarm = new Alarm(this, id, {
+      alarmDescription: spec.description,
+      metric: spec.metric,
+      threshold: spec.threshold,
+      comparisonOperator: spec.comparison,
+      evaluationPeriods: 1,
+      datapointsToAlarm: 1,
+      treatMissingData: spec.missing,
+    });
+    if (this.topic) alarm.addAlarmAction(new SnsAction(this.topic));
+    this.alarms.push(alarm);
+    return alarm;
+  }
+
+  /**
+   * SNS encrypts at rest only with KMS, and CloudWatch can publish to an encrypted topic only if the
+   * key lets it: the AWS managed aws/sns key does not, so the topic gets a key of its own.
+   */
+  private createTopic(email: string): Topic {
+    const key = new Key(this, 'AlarmTopicKey', {
+      description: 'Encrypts keap-sync alarm notifications (SNS topic)',
+      enableKeyRotation: true,
+      // It protects notifications in transit through SNS only; nothing stored depends on it.
+      removalPolicy: RemovalPolicy.DESTROY,
+      pendingWindow: Duration.days(7),
+    });
+    key.addToResourcePolicy(
+      new PolicyStatement({
+        sid: 'AllowCloudWatchAlarmsToPublish',
+        principals: [new ServicePrincipal('cloudwatch.amazonaws.com')],
+        actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+        resources: ['*'],
+      }),
+    );
+    const topic = new Topic(this, 'AlarmTopic', {
+      displayName: 'keap-sync alarms',
+      masterKey: key,
+      enforceSSL: true,
+    });
+    // The topic's policy replaces the default one: let this account's alarms publish.
+    topic.addToResourcePolicy(
+      new PolicyStatement({
+        sid: 'AllowThisAccountsAlarmsToPublish',
+        effect: Effect.ALLOW,
+        principals: [new ServicePrincipal('cloudwatch.amazonaws.com')],
+        actions: ['sns:Publish'],
+        resources: [topic.topicArn],
+        conditions: {
+          StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID },
+          ArnLike: {
+            'aws:SourceArn': `arn:${Aws.PARTITION}:cloudwatch:${Aws.REGION}:${Aws.ACCOUNT_ID}:alarm:*`,
+          },
+        },
+      }),
+    );
+    topic.addSubscription(new EmailSubscription(email));
+    return topic;
+  }
+
+  private createDashboard(props: MonitoringProps): Dashboard {
+    const { config, settings, worker, scheduler, jobQueue, deadLetterQueue } = props;
+    const limits = ledgerLimits(config);
+    const quotaPeriod = Duration.minutes(Math.max(5, config.scheduler.everyMinutes));
+    const dashboard = new Dashboard(this, 'Dashboard', {
+      defaultInterval: Duration.days(1),
+    });
+    dashboard.addWidgets(
+      new TextWidget({
+        markdown:
+          '# keap-sync\n' +
+          `Accounts: ${config.accounts.map((a) => `**${a.id}** (${Object.keys(a.resources).length} lists)`).join(', ')}. ` +
+          'Quota "used" is the ledger limit minus what is left (Keap may lower the limit for a while after a 429).',
+        width: 24,
+        height: 2,
+      }),
+      new AlarmStatusWidget({ title: 'Alarms', alarms: this.alarms, width: 24, height: 3 }),
+    );
+    for (const account of config.accounts) {
+      const a = account.id;
+      const search = (metric: MetricName) =>
+        `SEARCH('Namespace="${METRICS_NAMESPACE}" MetricName="${metric}" account="${a}"', 'Minimum', ${quotaPeriod.toSeconds()})`;
+      const window = (title: string, metric: MetricName, limit: number, extra: HorizontalAnnotation[] = []) =>
+        new GraphWidget({
+          title: `${a}: Keap quota, ${title} (calls)`,
+          left: [
+            query('MIN', metric, { account: a, label: 'left', period: quotaPeriod }),
+            new MathExpression({
+              expression: `${limit} - ${search(metric)}`,
+              label: 'used',
+              period: quotaPeriod,
+            }),
+          ],
+          leftAnnotations: [{ value: limit, label: 'limit' }, ...extra],
+          leftYAxis: { min: 0 },
+          period: quotaPeriod,
+          width: 12,
+        });
+      dashboard.addWidgets(
+        window('minute window', 'QuotaMinuteLeft', limits.minute),
+        window('day window', 'QuotaDayLeft', limits.day, [
+          { value: settings.quotaDayLeftAlarmBelow, label: 'alarm: left below' },
+        ]),
+      );
+      dashboard.addWidgets(
+        new GraphWidget({
+          title: `${a}: Keap calls and 429s`,
+          left: [query('SUM', 'KeapCalls', { account: a, label: 'calls' })],
+          right: [query('SUM', 'Keap429s', { account: a, label: '429s' })],
+          width: 8,
+        }),
+        new GraphWidget({
+          title: `${a}: deferrals by reason`,
+          left: [query('SUM', 'Deferrals', { account: a, groupBy: 'reason' })],
+          width: 8,
+        }),
+        new GraphWidget({
+          title: `${a}: jobs enqueued and skipped`,
+          left: [
+            query('SUM', 'JobsEnqueued', { account: a, label: 'enqueued' }),
+            query('SUM', 'JobsSkipped', { account: a, label: 'skipped' }),
+          ],
+          width: 8,
+        }),
+      );
+      dashboard.addWidgets(
+        new GraphWidget({
+          title: `${a}: records synced per resource`,
+          left: [query('SUM', 'RecordsWritten', { account: a, groupBy: 'resource' })],
+          width: 12,
+        }),
+        new GraphWidget({
+          title: `${a}: sync lag per resource (ms)`,
+          left: [query('MAX', 'SyncLagMs', { account: a, groupBy: 'resource' })],
+          leftAnnotations: [{ value: settings.syncLagAlarmMinutes * 60_000, label: 'alarm' }],
+          width: 12,
+        }),
+      );
+    }
+    const fiveMinutes = { period: ALARM_PERIOD };
+    dashboard.addWidgets(
+      new GraphWidget({
+        title: 'Job queue',
+        left: [
+          jobQueue.metricApproximateNumberOfMessagesVisible({ ...fiveMinutes, label: 'waiting' }),
+          jobQueue.metricApproximateNumberOfMessagesNotVisible({
+            ...fiveMinutes,
+            label: 'in flight or delayed',
+          }),
+          deadLetterQueue.metricApproximateNumberOfMessagesVisible({ ...fiveMinutes, label: 'dead letters' }),
+        ],
+        right: [jobQueue.metricApproximateAgeOfOldestMessage({ ...fiveMinutes, label: 'oldest (s)' })],
+        width: 8,
+      }),
+      new GraphWidget({
+        title: 'Functions: invocations and errors',
+        left: [
+          worker.function.metricInvocations({ ...fiveMinutes, label: 'worker invocations' }),
+          scheduler.function.metricInvocations({ ...fiveMinutes, label: 'scheduler invocations' }),
+        ],
+        right: [
+          worker.function.metricErrors({ ...fiveMinutes, label: 'worker errors' }),
+          scheduler.function.metricErrors({ ...fiveMinutes, label: 'scheduler errors' }),
+          worker.function.metricThrottles({ ...fiveMinutes, label: 'worker throttles' }),
+        ],
+        width: 8,
+      }),
+      new GraphWidget({
+        title: 'Functions: duration (ms, p95)',
+        left: [
+          worker.function.metricDuration({ ...fiveMinutes, statistic: 'p95', label: 'worker' }),
+          scheduler.function.metricDuration({ ...fiveMinutes, statistic: 'p95', label: 'scheduler' }),
+        ],
+        width: 8,
+      }),
+    );
+    return dashboard;
+  }
+}

@@ -1,0 +1,174 @@
+// Infrastructure (stateless stack): the code and what watches it. The worker (fed by the job queue),
+// the scheduler (started by EventBridge Scheduler), read-only references to the accounts' key
+// secrets, alarms and the dashboard. Holds no data: destroy and redeploy it freely.
+import { Aws, CfnOutput, Duration, Stack, type StackProps } from 'aws-cdk-lib';
+import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
+import { RecursiveLoop } from 'aws-cdk-lib/aws-lambda';
+import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
+import { Schedule, ScheduleExpression } from 'aws-cdk-lib/aws-scheduler';
+import { LambdaInvoke } from 'aws-cdk-lib/aws-scheduler-targets';
+import { type ISecret, Secret } from 'aws-cdk-lib/aws-secretsmanager';
+import { NagSuppressions } from 'cdk-nag';
+import type { Construct } from 'constructs';
+import { KeapFunction } from '../constructs/keap-function.ts';
+import { METRICS_NAMESPACE, Monitoring } from '../constructs/monitoring.ts';
+import { type DeploySettings, type LoadedConfig, secretReference } from '../settings.ts';
+import type { KeapSyncDataStack } from './data-stack.ts';
+
+export interface AppStackProps extends StackProps {
+  loaded: LoadedConfig;
+  settings: DeploySettings;
+  data: KeapSyncDataStack;
+}
+
+export class KeapSyncAppStack extends Stack {
+  readonly worker: KeapFunction;
+  readonly scheduler: KeapFunction;
+  readonly schedule: Schedule;
+  readonly monitoring: Monitoring;
+  /** One per distinct secretId in the configuration. */
+  readonly secrets: ISecret[];
+
+  constructor(scope: Construct, id: string, props: AppStackProps) {
+    super(scope, id, props);
+    const { loaded, settings, data } = props;
+    const { config } = loaded;
+    this.secrets = importSecrets(this, loaded);
+    const environment = {
+      KEAP_SYNC_CONFIG: loaded.json,
+      LOG_LEVEL: settings.logLevel,
+      METRICS_NAMESPACE,
+    };
+
+    // The worker: every access below is one the pipeline makes (shared/pipeline, shared/store,
+    // shared/quota); nothing else, and nothing on the tables themselves.
+    this.worker = new KeapFunction(this, 'Worker', {
+      entry: 'functions/worker.ts',
+      description: 'keap-sync worker: runs the sync and write jobs from the job queue',
+      timeout: Duration.seconds(config.worker.timeoutSeconds),
+      memorySize: settings.workerMemoryMb,
+      logRetention: settings.logRetention,
+      environment,
+      // The worker sends jobs to the queue it reads: a long sync continues in a new message, a quota
+      // deferral comes back after its delay, a job of a rejected key waits 15 minutes at a time. Each
+      // hop is a deliberate step of one job (its `attempt` grows), so Lambda must not cut the chain
+      // after 16 hops; maxConcurrency and the quota ledger bound what the chain can spend.
+      recursiveLoop: RecursiveLoop.ALLOW,
+    })
+      // Ledger: read, conditional put, key registration (UpdateItem ADD).
+      .useTable('LEDGER_TABLE', data.ledgerTable, ['GetItem', 'PutItem', 'UpdateItem'])
+      // State: cursors, checkpoints, leases (released with DeleteItem), account status, write records.
+      .useTable('STATE_TABLE', data.stateTable, ['GetItem', 'PutItem', 'UpdateItem', 'DeleteItem'])
+      // Mirror: newer-wins conditional puts, one record at a time.
+      .useTable('MIRROR_TABLE', data.mirrorTable, ['PutItem'])
+      // Continuations and deferrals go back to the job queue; poison goes to the DLQ with its reason.
+      .useQueue('JOB_QUEUE_URL', data.jobQueue, 'send')
+      .useQueue('DEAD_LETTER_QUEUE_URL', data.deadLetterQueue, 'send')
+      .readSecrets(this.secrets);
+    this.worker.function.addEventSource(
+      new SqsEventSource(data.jobQueue, {
+        batchSize: config.worker.batchSize,
+        maxConcurrency: config.worker.concurrency,
+        reportBatchItemFailures: true,
+        ...(settings.workerMaxBatchingWindowSeconds > 0
+          ? { maxBatchingWindow: Duration.seconds(settings.workerMaxBatchingWindowSeconds) }
+          : {}),
+      }),
+    );
+
+    // The scheduler: reads quota snapshots, takes leases, counts the mirror, enqueues sync jobs, and
+    // re-reads a rejected account's key to see whether a new one was stored.
+    const interval = Duration.minutes(config.scheduler.everyMinutes);
+    // A run that cannot start before the next one is due is dropped: the next one does its work.
+    const maxEventAge = Duration.minutes(Math.min(Math.max(config.scheduler.everyMinutes, 1), 360));
+    this.scheduler = new KeapFunction(this, 'Scheduler', {
+      entry: 'functions/scheduler.ts',
+      description: 'keap-sync scheduler: enqueues the sync jobs that are due',
+      timeout: Duration.seconds(settings.schedulerTimeoutSeconds),
+      memorySize: settings.schedulerMemoryMb,
+      logRetention: settings.logRetention,
+      environment,
+      retryAttempts: 0,
+      maxEventAge,
+    })
+      .useTable('LEDGER_TABLE', data.ledgerTable, ['GetItem'])
+      .useTable('STATE_TABLE', data.stateTable, ['GetItem', 'PutItem', 'UpdateItem', 'DeleteItem'])
+      .useTable('MIRROR_TABLE', data.mirrorTable, ['Query'])
+      .useQueue('JOB_QUEUE_URL', data.jobQueue, 'send')
+      // Required at cold start by the shared runtime; the scheduler never sends to it.
+      .useQueue('DEAD_LETTER_QUEUE_URL', data.deadLetterQueue, 'none')
+      .readSecrets(this.secrets);
+
+    // EventBridge Scheduler's role, only for schedules of this account's default group.
+    const scheduleRole = new Role(this, 'ScheduleRole', {
+      description: 'EventBridge Scheduler: invokes the keap-sync scheduler function',
+      assumedBy: new ServicePrincipal('scheduler.amazonaws.com', {
+        conditions: {
+          StringEquals: {
+            'aws:SourceAccount': Aws.ACCOUNT_ID,
+            'aws:SourceArn': `arn:${Aws.PARTITION}:scheduler:${Aws.REGION}:${Aws.ACCOUNT_ID}:schedule-group/default`,
+          },
+        },
+      }),
+    });
+    this.schedule = new Schedule(this, 'SchedulerSchedule', {
+      description: `Runs the keap-sync scheduler every ${config.scheduler.everyMinutes} minute(s)`,
+      schedule: ScheduleExpression.rate(interval),
+      target: new LambdaInvoke(this.scheduler.function, {
+        role: scheduleRole,
+        retryAttempts: 2,
+        maxEventAge,
+      }),
+    });
+    // The policy the target just wrote on the role (Role's `DefaultPolicy`), and nothing else.
+    NagSuppressions.addResourceSuppressions(scheduleRole.node.findChild('DefaultPolicy'), [
+      {
+        id: 'AwsSolutions-IAM5',
+        reason:
+          'EventBridge Scheduler may invoke the scheduler function and its versions ("<function arn>:*"): ' +
+          "the grant Lambda's grantInvoke writes for one function. No other function matches.",
+        appliesTo: [{ regex: '/^Resource::<SchedulerFunction[0-9A-F]+\\.Arn>:\\*$/' }],
+      },
+    ]);
+
+    this.monitoring = new Monitoring(this, 'Monitoring', {
+      config,
+      settings,
+      worker: this.worker,
+      scheduler: this.scheduler,
+      jobQueue: data.jobQueue,
+      deadLetterQueue: data.deadLetterQueue,
+    });
+
+    new CfnOutput(this, 'DashboardUrl', {
+      description: 'CloudWatch dashboard: quota, calls, deferrals, records synced, lag',
+      value: `https://console.aws.amazon.com/cloudwatch/home?region=${Aws.REGION}#dashboards:name=${this.monitoring.dashboard.dashboardName}`,
+    });
+    new CfnOutput(this, 'WorkerFunctionName', { value: this.worker.function.functionName });
+    new CfnOutput(this, 'SchedulerFunctionName', { value: this.scheduler.function.functionName });
+    new CfnOutput(this, 'WorkerLogGroupName', { value: this.worker.logGroup.logGroupName });
+    new CfnOutput(this, 'SchedulerLogGroupName', { value: this.scheduler.logGroup.logGroupName });
+    new CfnOutput(this, 'ScheduleName', { value: this.schedule.scheduleName });
+    if (this.monitoring.topic) {
+      new CfnOutput(this, 'AlarmTopicArn', { value: this.monitoring.topic.topicArn });
+    }
+  }
+}
+
+/** References (never values) to the secrets named in the configuration, one per distinct secretId. */
+function importSecrets(scope: Construct, loaded: LoadedConfig): ISecret[] {
+  const bySecretId = new Map<string, ISecret>();
+  loaded.config.accounts.forEach((account, i) => {
+    if (bySecretId.has(account.secretId)) return;
+    const ref = secretReference(account.secretId, loaded.source, `accounts.${i}.secretId`);
+    const id = `KeySecret-${account.id}`;
+    const secret =
+      ref.kind === 'name'
+        ? Secret.fromSecretNameV2(scope, id, ref.name)
+        : ref.kind === 'completeArn'
+          ? Secret.fromSecretCompleteArn(scope, id, ref.secretId)
+          : Secret.fromSecretPartialArn(scope, id, ref.secretId);
+    bySecretId.set(account.secretId, secret);
+  });
+  return [...bySecretId.values()];
+}

@@ -1,0 +1,56 @@
+// Tests (infrastructure): the one test that really bundles. esbuild (no Docker) builds both entries as
+// ESM with source maps, and the worker's bundle loads in Node 24 (the Lambda runtime) with the
+// environment the stack gives it.
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { build, testConfig } from './support.ts';
+
+describe('bundles', () => {
+  const savedEnv = { ...process.env };
+  let assets: string[];
+  afterAll(() => {
+    process.env = savedEnv;
+  });
+  beforeAll(() => {
+    const { cdkApp } = build({ config: testConfig(), bundle: true });
+    const outdir = cdkApp.synth().directory;
+    assets = readdirSync(outdir)
+      .filter((name) => name.startsWith('asset.') && existsSync(path.join(outdir, name, 'index.mjs')))
+      .map((name) => path.join(outdir, name));
+  }, 60_000);
+
+  it('builds each entry as an ESM bundle with the require shim and a source map', () => {
+    const entries = assets.map((dir) => {
+      const code = readFileSync(path.join(dir, 'index.mjs'), 'utf8');
+      expect(code.startsWith("import { createRequire as __keapSyncCreateRequire } from 'node:module';")).toBe(
+        true,
+      );
+      expect(code).toMatch(/\/\/# sourceMappingURL=index\.mjs\.map\s*$/);
+      const map = JSON.parse(readFileSync(path.join(dir, 'index.mjs.map'), 'utf8')) as { sources: string[] };
+      return map.sources
+        .filter((source) => /functions\/(worker|scheduler)\.ts$/.test(source))
+        .map((source) => source.replace(/^.*functions\//, 'functions/'));
+    });
+    expect(entries.flat().sort()).toEqual(['functions/scheduler.ts', 'functions/worker.ts']);
+  });
+
+  it('loads the worker bundle as Lambda would, and exports its handler', async () => {
+    const worker = assets.find((dir) =>
+      readFileSync(path.join(dir, 'index.mjs.map'), 'utf8').includes('functions/worker.ts'),
+    );
+    if (!worker) throw new Error('no worker bundle');
+    Object.assign(process.env, {
+      KEAP_SYNC_CONFIG: JSON.stringify(testConfig()),
+      LEDGER_TABLE: 'ledger',
+      STATE_TABLE: 'state',
+      MIRROR_TABLE: 'mirror',
+      JOB_QUEUE_URL: 'https://sqs.eu-west-1.amazonaws.com/111122223333/jobs',
+      DEAD_LETTER_QUEUE_URL: 'https://sqs.eu-west-1.amazonaws.com/111122223333/dlq',
+      AWS_REGION: 'eu-west-1',
+    });
+    const mod = (await import(pathToFileURL(path.join(worker, 'index.mjs')).href)) as { handler?: unknown };
+    expect(typeof mod.handler).toBe('function');
+  });
+});

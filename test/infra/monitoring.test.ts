@@ -1,0 +1,230 @@
+// Tests (infrastructure): alarms, their thresholds and settings, the notification topic, the
+// dashboard, and the contract between the alarms' queries and the metrics the functions emit.
+import { Match } from 'aws-cdk-lib/assertions';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { METRICS_NAMESPACE, metricsQuery } from '../../infra/constructs/monitoring.ts';
+import { buildLambdaDeps, loadLambdaEnvironment } from '../../shared/lambda/runtime.ts';
+import { logicalId, type Synth, synth, testConfig } from './support.ts';
+
+function alarmOn(s: Synth, expression: string) {
+  return s.app.findResources('AWS::CloudWatch::Alarm', {
+    Properties: { Metrics: [Match.objectLike({ Expression: expression })] },
+  });
+}
+
+describe('alarms', () => {
+  let s: Synth;
+  beforeAll(() => {
+    s = synth();
+  });
+
+  it('alarms as soon as a message is in the dead-letter queue', () => {
+    s.app.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'AWS/SQS',
+      MetricName: 'ApproximateNumberOfMessagesVisible',
+      Dimensions: [
+        { Name: 'QueueName', Value: { 'Fn::ImportValue': Match.stringLikeRegexp('DeadLetterQueue') } },
+      ],
+      Statistic: 'Maximum',
+      Period: 300,
+      ComparisonOperator: 'GreaterThanThreshold',
+      Threshold: 0,
+      TreatMissingData: 'notBreaching',
+    });
+  });
+
+  it('alarms on worker and scheduler errors above the setting', () => {
+    for (const fn of ['WorkerFunction', 'SchedulerFunction']) {
+      s.app.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        Namespace: 'AWS/Lambda',
+        MetricName: 'Errors',
+        Dimensions: [{ Name: 'FunctionName', Value: { Ref: logicalId(s.app, 'AWS::Lambda::Function', fn) } }],
+        Statistic: 'Sum',
+        ComparisonOperator: 'GreaterThanThreshold',
+        Threshold: 0,
+      });
+    }
+    const t = synth({ context: { functionErrorsAlarmThreshold: '3' } });
+    t.app.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'Errors', Threshold: 3 });
+  });
+
+  it('alarms on any Keap 429 and any rejected key, per account', () => {
+    for (const account of ['acme', 'globex']) {
+      for (const metric of ['Keap429s', 'KeyRejected'] as const) {
+        s.app.hasResourceProperties('AWS::CloudWatch::Alarm', {
+          Metrics: [
+            {
+              Id: Match.anyValue(),
+              Expression: `SELECT SUM(${metric}) FROM KeapSync WHERE account = '${account}'`,
+              Period: 300,
+              ReturnData: true,
+            },
+          ],
+          ComparisonOperator: 'GreaterThanThreshold',
+          Threshold: 0,
+          TreatMissingData: 'notBreaching',
+        });
+      }
+    }
+  });
+
+  it('alarms when less than 10% of the day budget is left, by default', () => {
+    // Keap's day limit is 30,000 calls per tenant.
+    s.app.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Metrics: [
+        Match.objectLike({ Expression: "SELECT MIN(QuotaDayLeft) FROM KeapSync WHERE account = 'acme'" }),
+      ],
+      ComparisonOperator: 'LessThanThreshold',
+      Threshold: 3000,
+      TreatMissingData: 'ignore',
+    });
+  });
+
+  it('follows the configured day limit, and takes the threshold from context', () => {
+    const config = { ...testConfig(), limits: { dayLimit: 12_000 } };
+    const t = synth({ config });
+    expect(
+      Object.values(alarmOn(t, "SELECT MIN(QuotaDayLeft) FROM KeapSync WHERE account = 'acme'")),
+    ).toEqual([expect.objectContaining({ Properties: expect.objectContaining({ Threshold: 1200 }) })]);
+    const u = synth({ context: { quotaDayLeftAlarmBelow: 500 } });
+    expect(
+      Object.values(alarmOn(u, "SELECT MIN(QuotaDayLeft) FROM KeapSync WHERE account = 'acme'")),
+    ).toEqual([expect.objectContaining({ Properties: expect.objectContaining({ Threshold: 500 }) })]);
+  });
+
+  it('alarms when a sync finishes more than syncLagAlarmMinutes behind (default one day)', () => {
+    s.app.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Metrics: [
+        Match.objectLike({ Expression: "SELECT MAX(SyncLagMs) FROM KeapSync WHERE account = 'globex'" }),
+      ],
+      ComparisonOperator: 'GreaterThanThreshold',
+      Threshold: 86_400_000,
+    });
+    const t = synth({ context: { syncLagAlarmMinutes: '90' } });
+    t.app.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Metrics: [
+        Match.objectLike({ Expression: "SELECT MAX(SyncLagMs) FROM KeapSync WHERE account = 'globex'" }),
+      ],
+      Threshold: 5_400_000,
+    });
+  });
+
+  it('creates no topic unless alarmEmail is set, and then notifies it from every alarm', () => {
+    s.app.resourceCountIs('AWS::SNS::Topic', 0);
+    const t = synth({ context: { alarmEmail: 'ops@example.com' } });
+    const topic = logicalId(t.app, 'AWS::SNS::Topic', 'MonitoringAlarmTopic');
+    t.app.hasResourceProperties('AWS::SNS::Subscription', {
+      Protocol: 'email',
+      Endpoint: 'ops@example.com',
+      TopicArn: { Ref: topic },
+    });
+    for (const alarm of Object.values(t.app.findResources('AWS::CloudWatch::Alarm'))) {
+      expect(alarm.Properties.AlarmActions).toEqual([{ Ref: topic }]);
+    }
+  });
+
+  it('encrypts the topic with a rotating key CloudWatch may use, and denies non-TLS publishing', () => {
+    const t = synth({ context: { alarmEmail: 'ops@example.com' } });
+    const key = logicalId(t.app, 'AWS::KMS::Key', 'MonitoringAlarmTopicKey');
+    t.app.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: { 'Fn::GetAtt': [key, 'Arn'] } });
+    t.app.hasResourceProperties('AWS::KMS::Key', {
+      EnableKeyRotation: true,
+      KeyPolicy: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Principal: { Service: 'cloudwatch.amazonaws.com' },
+            Action: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+          }),
+        ]),
+      },
+    });
+    t.app.hasResourceProperties('AWS::SNS::TopicPolicy', {
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+          Match.objectLike({
+            Effect: 'Allow',
+            Principal: { Service: 'cloudwatch.amazonaws.com' },
+            Action: 'sns:Publish',
+            Condition: Match.objectLike({ StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } } }),
+          }),
+        ]),
+      },
+    });
+  });
+});
+
+/** The dashboard's body as JSON, with CloudFormation references replaced by placeholders. */
+function dashboardExpressions(s: Synth): string[] {
+  const dashboards = Object.values(s.app.findResources('AWS::CloudWatch::Dashboard'));
+  expect(dashboards).toHaveLength(1);
+  const body = dashboards[0]?.Properties.DashboardBody as { 'Fn::Join': [string, unknown[]] };
+  const text = body['Fn::Join'][1].map((part) => (typeof part === 'string' ? part : 'REF')).join('');
+  const parsed = JSON.parse(text) as { widgets: Array<{ properties: { metrics?: unknown[][] } }> };
+  return parsed.widgets
+    .flatMap((w) => w.properties.metrics ?? [])
+    .flat()
+    .flatMap((m) => (typeof m === 'object' && m !== null && 'expression' in m ? [String(m.expression)] : []));
+}
+
+describe('dashboard', () => {
+  it('shows quota used and left per window, calls, deferrals, records and lag per resource', () => {
+    const s = synth();
+    const expressions = dashboardExpressions(s);
+    for (const account of ['acme', 'globex']) {
+      expect(expressions).toEqual(
+        expect.arrayContaining([
+          metricsQuery('MIN', 'QuotaMinuteLeft', account),
+          metricsQuery('MIN', 'QuotaDayLeft', account),
+          metricsQuery('SUM', 'KeapCalls', account),
+          metricsQuery('SUM', 'Deferrals', account, 'reason'),
+          metricsQuery('SUM', 'RecordsWritten', account, 'resource'),
+          metricsQuery('MAX', 'SyncLagMs', account, 'resource'),
+          // "used" is the ledger's limit minus what is left: 240 a minute, 30,000 a day.
+          `240 - SEARCH('Namespace="KeapSync" MetricName="QuotaMinuteLeft" account="${account}"', 'Minimum', 600)`,
+          `30000 - SEARCH('Namespace="KeapSync" MetricName="QuotaDayLeft" account="${account}"', 'Minimum', 600)`,
+        ]),
+      );
+    }
+    s.app.hasOutput('DashboardUrl', { Value: Match.anyValue() });
+  });
+});
+
+describe('metrics contract', () => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  it('the functions emit into the alarms namespace with the account dimension the queries filter on', () => {
+    const lines: string[] = [];
+    vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      lines.push(String(chunk));
+      return true;
+    });
+    const env = loadLambdaEnvironment({
+      KEAP_SYNC_CONFIG: JSON.stringify(testConfig()),
+      LEDGER_TABLE: 'ledger',
+      STATE_TABLE: 'state',
+      MIRROR_TABLE: 'mirror',
+      JOB_QUEUE_URL: 'https://sqs.eu-west-1.amazonaws.com/111122223333/jobs',
+      DEAD_LETTER_QUEUE_URL: 'https://sqs.eu-west-1.amazonaws.com/111122223333/dlq',
+      METRICS_NAMESPACE,
+      AWS_REGION: 'eu-west-1',
+    });
+    buildLambdaDeps(env, 'worker').metrics.add('KeyRejected', 1, { account: 'acme' });
+    const emf = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => '_aws' in l);
+    expect(emf).toMatchObject({
+      _aws: {
+        CloudWatchMetrics: [
+          {
+            Namespace: 'KeapSync',
+            Dimensions: [expect.arrayContaining(['account'])],
+            Metrics: [expect.objectContaining({ Name: 'KeyRejected' })],
+          },
+        ],
+      },
+      account: 'acme',
+      KeyRejected: 1,
+    });
+  });
+});
