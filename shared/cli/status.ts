@@ -10,6 +10,7 @@ export interface ResourceStatus {
   state: 'never-synced' | 'syncing' | 'in-sync';
   records: number;
   highWater: string | null;
+  /** Time since the last finished run: how old the mirror's view of the list is. */
   lagMs: number | null;
   lastRunAt: string | null;
   lastRunMode: string | null;
@@ -58,7 +59,7 @@ export async function collectStatus(deps: StatusSources, now: number = Date.now(
         state,
         records: await deps.mirror.count(account.id, resource),
         highWater: iso(cursor.highWaterMs),
-        lagMs: cursor.highWaterMs === null ? null : Math.max(0, now - cursor.highWaterMs),
+        lagMs: cursor.lastRunAt === null ? null : Math.max(0, now - Date.parse(cursor.lastRunAt)),
         lastRunAt: cursor.lastRunAt,
         lastRunMode: cursor.lastRunMode,
         lastRunRecords: cursor.lastRunRecords,
