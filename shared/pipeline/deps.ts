@@ -1,6 +1,6 @@
 // Use-case wiring: everything a worker or the scheduler needs, passed in (Lambda and local alike).
 import type { AccountConfig, AppConfig } from '../config/app-config.ts';
-import { KeapClient } from '../keap/index.ts';
+import { deriveKeyId, KeapClient, KeyRejectedError, type QuotaLedgerPort } from '../keap/index.ts';
 import type { QuotaLedger } from '../quota/index.ts';
 import type { MirrorStore, StateStore } from '../store/index.ts';
 import type { AccountKey, KeyProvider } from './keys.ts';
@@ -22,19 +22,49 @@ export interface PipelineDeps {
 export class ClientCache {
   private readonly clients = new Map<string, KeapClient>();
   private readonly reported = new Map<KeapClient, { requests: number; rateLimited: number }>();
+  /** Key versions Keap answered 401 in this process (account \u0000 version). */
+  private readonly rejected = new Set<string>();
   private readonly deps: PipelineDeps;
   constructor(deps: PipelineDeps) {
     this.deps = deps;
   }
+
+  /**
+   * Keap rejected this key version: calls with it that are not sent yet (the other records of the batch,
+   * concurrent invocations) stop at their ledger slot with KeyRejectedError instead of calling Keap.
+   */
+  markRejected(accountId: string, versionId: string): void {
+    this.rejected.add(`${accountId}\u0000${versionId}`);
+  }
+
   for(account: AccountConfig, key: AccountKey): KeapClient {
     const id = `${account.id}\u0000${key.versionId}`;
     let client = this.clients.get(id);
     if (!client) {
       const { config, ledger } = this.deps;
+      const keyId = deriveKeyId(key.apiKey); // the id the client derives for itself
+      const gated: QuotaLedgerPort = {
+        acquire: (o) => ledger.acquire(o),
+        waitForSlot: async (slot) => {
+          const onTime = await ledger.waitForSlot(slot);
+          if (this.rejected.has(id)) {
+            ledger.release(account.tenant, keyId, [slot]).catch(() => undefined);
+            throw new KeyRejectedError(
+              { method: 'any', path: 'request', keyId, tenant: account.tenant, attempts: 0 },
+              'an earlier request with this key was answered 401; this one was not sent',
+            );
+          }
+          return onTime;
+        },
+        reportResponse: (tenant, k, slot, reading) => ledger.reportResponse(tenant, k, slot, reading),
+        report429: (tenant, k, kind, retryAt) => ledger.report429(tenant, k, kind, retryAt),
+        release: (tenant, k, slots) => ledger.release(tenant, k, slots),
+        now: () => ledger.now(),
+      };
       client = new KeapClient({
         apiKey: key.apiKey,
         tenant: account.tenant,
-        ledger,
+        ledger: gated,
         settings: {
           baseUrl: config.keap.baseUrl,
           timeoutMs: config.keap.timeoutMs,

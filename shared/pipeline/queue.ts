@@ -5,6 +5,20 @@ import type { JobInput } from '../jobs/schema.ts';
 /** SQS's longest message delay. Waits longer than this are re-sent again when they come back. */
 export const MAX_DELAY_SECONDS = 900;
 
+/** A deferred job comes back this much before its retry time: time to receive and start it. */
+export const RETURN_EARLY_MS = 1_000;
+
+/**
+ * The queue delay for a job the ledger deferred until `retryAt`, often the slot it holds for the job.
+ * SQS delays are whole seconds and a held slot is missed when woken for more than lateToleranceMs
+ * after it (its quota is then wasted), so round down, less the time to receive and start the job:
+ * the job comes back early and the client sleeps until its slot.
+ */
+export function deferralDelayMs(retryAt: number, now: number): number {
+  const wait = retryAt - now - RETURN_EARLY_MS;
+  return wait <= 0 ? 0 : Math.floor(wait / 1000) * 1000;
+}
+
 export class JobQueue {
   readonly queueUrl: string;
   readonly dlqUrl: string;

@@ -49,7 +49,8 @@ export async function runScheduler(deps: PipelineDeps, nowMs: number = Date.now(
       const cursor = await state.getCursor(account.id, resource);
       const lastRun = cursor.lastRunAt === null ? null : Date.parse(cursor.lastRunAt);
       // Sync lag: how old the mirror's view of this list is (time since its last finished run).
-      if (lastRun !== null) metrics.add('SyncLagMs', Math.max(0, nowMs - lastRun), { account: account.id, resource });
+      if (lastRun !== null)
+        metrics.add('SyncLagMs', Math.max(0, nowMs - lastRun), { account: account.id, resource });
       const due = lastRun === null || nowMs - lastRun >= schedule.everyMinutes * 60_000;
       if (!due && cursor.checkpoint === null) {
         result.skipped.push({ account: account.id, resource, reason: 'not-due' });

@@ -8,6 +8,7 @@ import { type KeapClient, QuotaDeferredError } from '../keap/index.ts';
 import { RESOURCES, updateTimeOf } from '../keap/resources.ts';
 import type { PipelineDeps } from './deps.ts';
 import type { Log } from './ports.ts';
+import { deferralDelayMs } from './queue.ts';
 
 export interface Invocation {
   /** Milliseconds left in this invocation (Lambda's context.getRemainingTimeInMillis). */
@@ -103,7 +104,7 @@ export async function runSync(
     }
   } catch (err) {
     if (!(err instanceof QuotaDeferredError)) throw err;
-    const waitMs = Math.max(0, err.retryAt - ledger.now());
+    const waitMs = deferralDelayMs(err.retryAt, ledger.now());
     await queue.send({ ...job, runId, attempt: job.attempt + 1, heldSlots: [...err.heldSlots] }, waitMs);
     await state.renewLease(account.id, resource, runId, ttl + waitMs);
     metrics.add('Deferrals', 1, { ...dims, reason: err.reason });

@@ -17,17 +17,27 @@ export type WorkerHandler = (event: SQSEvent, context: Context) => Promise<SQSBa
 
 export function createWorkerHandler(deps: PipelineDeps): WorkerHandler {
   const clients = new ClientCache(deps);
-  const processor = new BatchProcessor(EventType.SQS);
-  return async (event, context) =>
-    processPartialResponse(
-      event,
-      (record: SQSRecord) => handleRecord(record, context, deps, clients),
-      processor,
-      {
-        context,
-        throwOnFullBatchFailure: false,
-      },
-    );
+  return async (event, context) => {
+    try {
+      return await processPartialResponse(
+        event,
+        (record: SQSRecord) => handleRecord(record, context, deps, clients),
+        // One processor per invocation: outside Lambda's InvokeStore a processor keeps its records and
+        // failures in instance fields, so concurrent invocations sharing one would report (or lose)
+        // each other's failures.
+        new BatchProcessor(EventType.SQS),
+        {
+          context,
+          throwOnFullBatchFailure: false,
+        },
+      );
+    } finally {
+      for (const s of clients.drainStats()) {
+        deps.metrics.add('KeapCalls', s.requests, { account: s.account });
+        if (s.rateLimited > 0) deps.metrics.add('Keap429s', s.rateLimited, { account: s.account });
+      }
+    }
+  };
 }
 
 async function handleRecord(record: SQSRecord, context: Context, deps: PipelineDeps, clients: ClientCache) {
@@ -110,6 +120,7 @@ async function runJob(
       return;
     } catch (err) {
       if (!(err instanceof KeyRejectedError)) throw err;
+      clients.markRejected(account.id, key.versionId);
       // The key may have been rotated since it was cached: read it once more before giving up.
       const fresh = await keys.get(account, { fresh: true });
       if (attempt === 0 && fresh.versionId !== key.versionId) {

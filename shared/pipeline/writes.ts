@@ -15,6 +15,7 @@ import {
 } from '../keap/index.ts';
 import type { PipelineDeps } from './deps.ts';
 import type { Log } from './ports.ts';
+import { deferralDelayMs } from './queue.ts';
 
 export type WriteJobOutcome =
   | { status: 'done'; outcome: Record<string, unknown> }
@@ -66,7 +67,11 @@ async function perform(job: WriteJob, client: KeapClient): Promise<Record<string
       return { tagId: job.tagId, contacts: r.contacts, batches: r.batches, results: r.results };
     }
     case 'createNote': {
-      const note = await client.createNote(job.contactId, job.note as NoteInput, call);
+      // The job carries the note's text as `body` (Keap's field is `text`, and the client drops
+      // properties it does not know): send it as `text` unless the job set `text` itself.
+      const { body, ...rest } = job.note;
+      const input = rest.text === undefined && body !== undefined ? { ...rest, text: body } : rest;
+      const note = await client.createNote(job.contactId, input as NoteInput, call);
       return { noteId: note.id, contactId: job.contactId };
     }
   }
@@ -113,7 +118,7 @@ export async function runWrite(
     if (err instanceof QuotaDeferredError) {
       // Nothing was sent: give the write up for the next delivery, then defer through the queue.
       await state.failWrite(job.idempotencyKey, err, true);
-      const waitMs = Math.max(0, err.retryAt - ledger.now());
+      const waitMs = deferralDelayMs(err.retryAt, ledger.now());
       await queue.send({ ...job, attempt: job.attempt + 1, heldSlots: [...err.heldSlots] }, waitMs);
       metrics.add('Deferrals', 1, { ...dims, reason: err.reason });
       return { status: 'deferred', retryAt: err.retryAt };

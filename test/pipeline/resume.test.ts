@@ -1,0 +1,153 @@
+// End to end: a worker killed in the middle of a sync job loses nothing. SQS delivers the message
+// again after its visibility timeout; the new invocation resumes from the last checkpoint, the mirror
+// ends complete without duplicates, and the cursor advances.
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { abortSignalOf, type SqsLambdaPoller } from '../../shared/local/index.ts';
+import { createWorkerHandler, type PipelineDeps, type WorkerHandler } from '../../shared/pipeline/index.ts';
+import {
+  arrivalsSince,
+  eventually,
+  mirrorOf,
+  sandboxKey,
+  startWorld,
+  TENANT_A,
+  type World,
+} from './support.ts';
+
+const ACCOUNT = 'acme';
+const KEY = sandboxKey(TENANT_A, 0);
+// The client reads 1,000 records a page and the app config cannot lower it (reported): 3,000
+// contacts make a three-page sync.
+const CONTACTS = 3_000;
+
+const never = new Promise<never>(() => {});
+
+/**
+ * `target` whose async methods never settle once `signal` aborted: a killed worker's process is gone,
+ * so it writes nothing more (the poller's abandon() only stops waiting for the handler).
+ */
+function frozenWhenKilled<T extends object>(target: T, signal: AbortSignal): T {
+  return new Proxy(target, {
+    get(t, prop) {
+      const value: unknown = Reflect.get(t, prop, t);
+      if (typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        if (signal.aborted) return never;
+        const out: unknown = value.apply(t, args);
+        if (!(out instanceof Promise)) return out;
+        return out.then((v: unknown) => (signal.aborted ? never : v));
+      };
+    },
+  });
+}
+
+describe('a worker killed mid-sync', () => {
+  let w: World;
+  beforeAll(async () => {
+    w = await startWorld({
+      contacts: CONTACTS,
+      keys: [KEY],
+      accounts: [{ id: ACCOUNT, tenant: TENANT_A, key: KEY.key, resources: ['contacts'] }],
+      // A short visibility timeout (= the function timeout) for a quick redelivery; the safety margin
+      // makes a slow invocation continue in a new message instead of timing out mid-page.
+      worker: { timeoutSeconds: 10, safetyMarginMs: 4_000 },
+      visibilityTimeoutSec: 8,
+    });
+  });
+  afterAll(async () => {
+    await w?.close();
+  });
+
+  test('resumes from its checkpoint with no record lost or duplicated', async () => {
+    const { state } = w.stack.deps;
+    /** Pages checkpointed when the worker was killed (page + 1 was in the mirror, not checkpointed). */
+    let killedAtPage: number | undefined;
+    const invocations: Array<{ fromPage: number | null; killed: boolean }> = [];
+    let poller: SqsLambdaPoller | undefined;
+    // Each invocation runs the pipeline over stores that freeze once it is killed. The first time a
+    // page reaches the mirror while an earlier page is checkpointed, that worker is killed before it
+    // checkpoints the page: one page saved, the next one written but not recorded.
+    const handler: WorkerHandler = async (event, context) => {
+      const signal = abortSignalOf(context);
+      if (!signal) throw new Error('not invoked by the poller');
+      const cursor = await state.getCursor(ACCOUNT, 'contacts');
+      const invocation = { fromPage: cursor.checkpoint?.pages ?? null, killed: false };
+      invocations.push(invocation);
+      const killing = new Proxy(w.stack.deps.mirror, {
+        get(t, prop) {
+          if (prop !== 'upsertMany') return Reflect.get(t, prop, t);
+          return async (...args: Parameters<typeof t.upsertMany>) => {
+            const out = await t.upsertMany(...args);
+            const pages = (await state.getCursor(ACCOUNT, 'contacts')).checkpoint?.pages ?? 0;
+            if (killedAtPage === undefined && pages >= 1 && !signal.aborted) {
+              killedAtPage = pages;
+              invocation.killed = true;
+              poller?.abandon(context.awsRequestId);
+            }
+            return out;
+          };
+        },
+      });
+      const deps: PipelineDeps = {
+        ...w.stack.deps,
+        mirror: frozenWhenKilled(killing, signal),
+        state: frozenWhenKilled(state, signal),
+        queue: frozenWhenKilled(w.stack.deps.queue, signal),
+      };
+      return createWorkerHandler(deps)(event, context);
+    };
+
+    const scheduled = await w.stack.scheduler();
+    expect(scheduled.enqueued).toHaveLength(1);
+    const runId = scheduled.enqueued[0]?.runId;
+    const mark = w.sandbox.arrivals.length;
+    poller = w.stack.poller({ concurrency: 1, batchSize: 1, handler });
+    await poller.start();
+    try {
+      expect(await eventually(() => killedAtPage !== undefined, 30_000)).toBe(true);
+      const k = killedAtPage ?? 0;
+      // Killed: k pages checkpointed, page k + 1 in the mirror only.
+      const killed = await state.getCursor(ACCOUNT, 'contacts');
+      expect(killed.checkpoint?.runId).toBe(runId);
+      expect(killed.checkpoint?.pages).toBe(k);
+      expect(killed.checkpoint?.pageToken).toBeTruthy();
+      expect(await w.stack.deps.mirror.count(ACCOUNT, 'contacts')).toBe((k + 1) * 1_000);
+      expect(killed.highWaterMs).toBeNull();
+
+      await poller.whenIdle({ timeoutMs: 40_000 });
+    } finally {
+      await poller.stop();
+    }
+
+    expect(poller.stats.killed).toBe(1);
+    // The redelivered message resumed where the killed worker's checkpoint was.
+    const killedIndex = invocations.findIndex((i) => i.killed);
+    expect(invocations[killedIndex + 1]?.fromPage).toBe(killedAtPage);
+    expect(
+      w.log.lines.some(
+        (l) => l.message === 'Resuming sync from its checkpoint' && l.fromPage === killedAtPage,
+      ),
+    ).toBe(true);
+
+    // Complete, no duplicates, every record at its Keap version.
+    const mirror = await mirrorOf(w.stack, ACCOUNT, 'contacts');
+    const contacts = w.sandbox.dataset.contacts.values();
+    expect(mirror.size).toBe(CONTACTS);
+    expect(await w.stack.deps.mirror.count(ACCOUNT, 'contacts')).toBe(CONTACTS);
+    const missing = contacts.filter((c) => mirror.get(c.id)?.updateTime !== c.update_time);
+    expect(missing.map((c) => c.id)).toEqual([]);
+
+    // The cursor advanced to the newest record; the run finished under the scheduler's run id.
+    const cursor = await state.getCursor(ACCOUNT, 'contacts');
+    expect(cursor.checkpoint).toBeNull();
+    expect(cursor.lastRunId).toBe(runId);
+    expect(cursor.highWaterMs).toBe(Math.max(...contacts.map((c) => Date.parse(c.update_time))));
+    expect(await state.getLease(ACCOUNT, 'contacts')).toBeUndefined();
+
+    // Three pages, plus the one page that was written but not checkpointed when the worker died
+    // (plus one per invocation that timed out mid-page, on a slow machine).
+    const reads = arrivalsSince(w.sandbox, mark).filter((a) => a.method === 'GET');
+    expect(reads.length).toBeGreaterThanOrEqual(4);
+    expect(reads.length).toBeLessThanOrEqual(4 + poller.stats.timeouts);
+  }, 60_000);
+});

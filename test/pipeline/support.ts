@@ -1,0 +1,361 @@
+// Test support for the end-to-end pipeline suites: a Keap sandbox and the whole local stack (dynalite,
+// fauxqs, the Secrets Manager stub) wired to one configuration, plus the readers each test compares with.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  ChangeMessageVisibilityCommand,
+  ReceiveMessageCommand,
+  SendMessageBatchCommand,
+} from '@aws-sdk/client-sqs';
+import { type AppConfig, type AppConfigInput, parseAppConfig } from '../../shared/config/app-config.ts';
+import type { SyncResource } from '../../shared/jobs/schema.ts';
+import { type LocalStack, startLocalStack } from '../../shared/local/stack.ts';
+import { MemoryLog, MemoryMetrics } from '../../shared/pipeline/index.ts';
+import {
+  type ArrivalRecord,
+  type RunningSandbox,
+  type SandboxKey,
+  type SandboxOptions,
+  startSandbox,
+} from '../../shared/sandbox/index.ts';
+import type { MirrorItem } from '../../shared/store/index.ts';
+
+/**
+ * Gateway limits far above what a small test uses, and no spike arrest: the sandbox stamps arrivals
+ * in the test's own busy process, so a tight spike rule would judge that process's pauses. The quota
+ * test (quota.test.ts) enforces Keap-shaped limits against a sandbox in its own process instead.
+ */
+export const RELAXED_LIMITS = {
+  spikeIntervalMs: 0,
+  minuteLimit: 100_000,
+  minuteWindowMs: 60_000,
+  dayLimit: 1_000_000,
+  tenantMinuteLimit: 1_000_000,
+  tenantDayLimit: 10_000_000,
+} as const;
+
+/** Ledger settings for RELAXED_LIMITS: the ledger still spaces (20 ms) and counts every call. */
+export const RELAXED_LEDGER = {
+  ...RELAXED_LIMITS,
+  spikeIntervalMs: 20,
+  marginMs: 10,
+  lateToleranceMs: 5,
+  bucketMs: 1_000,
+  holdHorizonMs: 10_000,
+  bulkShare: 1,
+  spikeCoolDownMs: 200,
+  quotaCoolDownMs: 2_000,
+} as const;
+
+export const TENANT_A = 'tenant-a.infusionsoft.com';
+export const TENANT_B = 'tenant-b.infusionsoft.com';
+
+/** A fixed, valid-looking key per (tenant, index): the sandbox accepts exactly the keys it was given. */
+export function sandboxKey(tenant: string, index: number): SandboxKey {
+  const tag = tenant.replace(/[^a-z0-9]/gi, '').slice(0, 12);
+  return { key: `KeapAK-test-${tag}-${index}-0123456789abcdef`, tenant };
+}
+
+export interface AccountSpec {
+  id: string;
+  tenant: string;
+  /** Key the secret holds at start. */
+  key: string;
+  resources: SyncResource[];
+}
+
+export interface World {
+  sandbox: RunningSandbox;
+  stack: LocalStack;
+  config: AppConfig;
+  log: MemoryLog;
+  metrics: MemoryMetrics;
+  close(): Promise<void>;
+}
+
+export interface WorldOptions {
+  contacts: number;
+  seed?: number;
+  keys: SandboxKey[];
+  accounts: AccountSpec[];
+  /** Sandbox gateway limits (default RELAXED_LIMITS). */
+  gateway?: SandboxOptions['limits'];
+  /** Ledger settings (default RELAXED_LEDGER). */
+  limits?: AppConfigInput['limits'];
+  worker?: AppConfigInput['worker'];
+  scheduler?: AppConfigInput['scheduler'];
+  visibilityTimeoutSec?: number;
+}
+
+export function secretIdOf(account: string): string {
+  return `keap-sync/${account}`;
+}
+
+/** The app configuration of a test: the accounts, and settings sized for a quick local run. */
+export function testConfig(
+  o: Omit<WorldOptions, 'contacts' | 'seed' | 'keys' | 'gateway'>,
+  baseUrl: string,
+): AppConfig {
+  return parseAppConfig({
+    accounts: o.accounts.map((a) => ({
+      id: a.id,
+      tenant: a.tenant,
+      secretId: secretIdOf(a.id),
+      resources: Object.fromEntries(a.resources.map((r) => [r, { everyMinutes: 5 }])),
+    })),
+    limits: o.limits ?? RELAXED_LEDGER,
+    keap: { baseUrl, timeoutMs: 10_000 },
+    worker: {
+      batchSize: 5,
+      concurrency: 4,
+      timeoutSeconds: 60,
+      safetyMarginMs: 2_000,
+      waitBudgetMs: 2_000,
+      secretMaxAgeMs: 60_000,
+      leaseTtlMs: 60_000,
+      maxReceiveCount: 5,
+      ...o.worker,
+    },
+    scheduler: { everyMinutes: 5, reserveCallsForIncremental: 0, ...o.scheduler },
+  });
+}
+
+/** The local stack (dynalite, fauxqs, secrets holding each account's key) for `config`. */
+export async function startTestStack(
+  config: AppConfig,
+  accounts: readonly AccountSpec[],
+  visibilityTimeoutSec?: number,
+): Promise<{ stack: LocalStack; log: MemoryLog; metrics: MemoryMetrics }> {
+  const log = new MemoryLog();
+  const metrics = new MemoryMetrics();
+  const stack = await startLocalStack({
+    config,
+    secrets: Object.fromEntries(accounts.map((a) => [secretIdOf(a.id), a.key])),
+    log,
+    metrics,
+    visibilityTimeoutSec,
+  });
+  return { stack, log, metrics };
+}
+
+/** Starts the sandbox (in this process) and the local stack around it. Close it in afterAll. */
+export async function startWorld(o: WorldOptions): Promise<World> {
+  const sandbox = await startSandbox({
+    contacts: o.contacts,
+    seed: o.seed ?? 7,
+    keys: o.keys,
+    limits: o.gateway ?? RELAXED_LIMITS,
+  });
+  try {
+    const config = testConfig(o, sandbox.baseUrl);
+    const { stack, log, metrics } = await startTestStack(config, o.accounts, o.visibilityTimeoutSec);
+    return {
+      sandbox,
+      stack,
+      config,
+      log,
+      metrics,
+      close: async () => {
+        await stack.close();
+        await sandbox.close();
+      },
+    };
+  } catch (err) {
+    await sandbox.close();
+    throw err;
+  }
+}
+
+export interface SandboxProcess {
+  baseUrl: string;
+  keys: SandboxKey[];
+  /** Record counts per type, from the admin health route. */
+  counts(): Promise<Record<string, number>>;
+  /** Stops the sandbox and returns every arrival it logged. */
+  stop(): Promise<ArrivalRecord[]>;
+}
+
+const ROOT = resolve(import.meta.dirname, '../..');
+
+/**
+ * Runs the sandbox CLI in its own process, as Keap is a remote server: its arrival times (what the
+ * gateway rules judge) do not depend on how busy the workers' process is.
+ */
+export async function startSandboxProcess(args: string[]): Promise<SandboxProcess> {
+  const dir = await mkdtemp(join(tmpdir(), 'keap-sync-sandbox-'));
+  const log = join(dir, 'arrivals.jsonl');
+  const child = spawn(
+    process.execPath,
+    ['scripts/sandbox.ts', '--port', '0', '--arrival-log', log, ...args],
+    {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  const exited = once(child, 'exit');
+  try {
+    if (!child.stdout) throw new Error('the sandbox process has no stdout');
+    let first: string | undefined;
+    for await (const line of createInterface({ input: child.stdout })) {
+      first = line;
+      break;
+    }
+    if (first === undefined) throw new Error('the sandbox process printed nothing');
+    const info = JSON.parse(first) as { baseUrl: string; keys: SandboxKey[] };
+    return {
+      baseUrl: info.baseUrl,
+      keys: info.keys,
+      counts: async () => {
+        const res = await fetch(`${info.baseUrl}/__admin/health`);
+        return ((await res.json()) as { counts: Record<string, number> }).counts;
+      },
+      stop: async () => {
+        if (child.exitCode === null) child.kill('SIGTERM');
+        await exited;
+        const text = await readFile(log, 'utf8').catch(() => '');
+        await rm(dir, { recursive: true, force: true });
+        return text
+          .split('\n')
+          .filter((l) => l.trim() !== '')
+          .map((l) => JSON.parse(l) as ArrivalRecord);
+      },
+    };
+  } catch (err) {
+    if (child.exitCode === null) child.kill('SIGTERM');
+    await exited;
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** The mirror of (account, resource) as a map by id. */
+export async function mirrorOf(stack: LocalStack, account: string, resource: string) {
+  const out = new Map<string, MirrorItem>();
+  for await (const item of stack.deps.mirror.iterate(account, resource)) out.set(item.id, item);
+  return out;
+}
+
+/** Sends job bodies (raw strings, so poison can be sent too), ten per SendMessageBatch. */
+export async function sendRaw(stack: LocalStack, bodies: string[]): Promise<void> {
+  for (let i = 0; i < bodies.length; i += 10) {
+    const chunk = bodies.slice(i, i + 10);
+    const out = await stack.sqs.client.send(
+      new SendMessageBatchCommand({
+        QueueUrl: stack.sqs.queue.queueUrl,
+        Entries: chunk.map((body, j) => ({ Id: `m${j}`, MessageBody: body })),
+      }),
+    );
+    if ((out.Failed ?? []).length > 0)
+      throw new Error(`SendMessageBatch failed: ${JSON.stringify(out.Failed)}`);
+  }
+}
+
+export interface QueuedMessage {
+  body: string;
+  attributes: Record<string, string>;
+}
+
+/**
+ * Receives everything visible in a queue now, with string attributes. `putBack`: make them visible
+ * again afterwards (a peek); otherwise they stay in flight for ten minutes.
+ */
+export async function receiveAll(
+  stack: LocalStack,
+  queueUrl: string,
+  options: { putBack?: boolean } = {},
+): Promise<QueuedMessage[]> {
+  const out: QueuedMessage[] = [];
+  const handles: string[] = [];
+  for (let empty = 0; empty < 2; ) {
+    const r = await stack.sqs.client.send(
+      new ReceiveMessageCommand({
+        QueueUrl: queueUrl,
+        MaxNumberOfMessages: 10,
+        WaitTimeSeconds: 0,
+        VisibilityTimeout: 600,
+        MessageAttributeNames: ['All'],
+      }),
+    );
+    const got = r.Messages ?? [];
+    if (got.length === 0) {
+      empty++;
+      continue;
+    }
+    for (const m of got) {
+      const attributes: Record<string, string> = {};
+      for (const [k, v] of Object.entries(m.MessageAttributes ?? {}))
+        if (v.StringValue !== undefined) attributes[k] = v.StringValue;
+      out.push({ body: m.Body ?? '', attributes });
+      if (m.ReceiptHandle) handles.push(m.ReceiptHandle);
+    }
+  }
+  if (options.putBack) {
+    for (const ReceiptHandle of handles)
+      await stack.sqs.client.send(
+        new ChangeMessageVisibilityCommand({ QueueUrl: queueUrl, ReceiptHandle, VisibilityTimeout: 0 }),
+      );
+  }
+  return out;
+}
+
+/** Arrivals from index `from` on (the sandbox's log only grows). */
+export function arrivalsSince(sandbox: RunningSandbox, from: number): ArrivalRecord[] {
+  return sandbox.arrivals.slice(from);
+}
+
+/** Runs `fn` until it returns true or `timeoutMs` passes; returns whether it did. */
+export async function eventually(fn: () => Promise<boolean> | boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await fn()) return true;
+    if (Date.now() >= deadline) return false;
+    await sleep(50);
+  }
+}
+
+/** Compares mirrored records with the sandbox's: ids, update times and the named data fields. */
+export function diffRecords(
+  expected: ReadonlyArray<Record<string, unknown> & { id: string }>,
+  mirror: ReadonlyMap<string, MirrorItem>,
+  timeField: string,
+  fields: readonly string[],
+): string[] {
+  const problems: string[] = [];
+  const ids = new Set(expected.map((r) => r.id));
+  for (const id of mirror.keys()) if (!ids.has(id)) problems.push(`${id}: in the mirror, not in Keap`);
+  for (const rec of expected) {
+    const item = mirror.get(rec.id);
+    if (!item) {
+      problems.push(`${rec.id}: missing from the mirror`);
+      continue;
+    }
+    const t = rec[timeField];
+    if (typeof t !== 'string' || item.updateTimeMs !== Date.parse(t))
+      problems.push(`${rec.id}: update time ${item.updateTime} in the mirror, ${String(t)} in Keap`);
+    for (const f of fields) {
+      const want = stableJson(rec[f] ?? null);
+      const have = stableJson(item.data[f] ?? null);
+      if (want !== have) problems.push(`${rec.id}.${f}: mirror ${have}, Keap ${want}`);
+    }
+  }
+  return problems;
+}
+
+/** JSON with object keys sorted (DynamoDB maps do not keep key order). */
+export function stableJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(stableJson).join(',')}]`;
+  if (v && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o)
+      .filter((k) => o[k] !== undefined)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${stableJson(o[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(v);
+}
