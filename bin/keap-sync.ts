@@ -108,8 +108,11 @@ function out(text: string): void {
 }
 
 function fail(err: unknown): number {
-  if (err instanceof ConfigError || err instanceof UsageError) {
-    process.stderr.write(`keap-sync: ${err.message}\n`);
+  // An unknown option or a bad option value (node:util parseArgs) is a usage error too.
+  const parseError = String((err as { code?: unknown }).code ?? '').startsWith('ERR_PARSE_ARGS');
+  if (err instanceof ConfigError || err instanceof UsageError || parseError) {
+    const hint = parseError ? '\nRun "keap-sync <command> --help" for the options.' : '';
+    process.stderr.write(`keap-sync: ${(err as Error).message}${hint}\n`);
     return 2;
   }
   process.stderr.write(`keap-sync: ${(err as Error).name}: ${(err as Error).message}\n`);

@@ -28,6 +28,7 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
   } catch (err) {
     throw new ConfigError('(file)', [`${path} is not valid JSON (${(err as Error).message})`]);
   }
+  const applied: Array<{ name: string; setting: string; value: string }> = [];
   for (const [name, setting] of Object.entries(ENV_OVERRIDES)) {
     const value = env[name];
     if (value === undefined || value === '') continue;
@@ -35,6 +36,17 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
     const target = { ...((raw[section] as Record<string, unknown> | undefined) ?? {}) };
     target[key] = /^\d+$/.test(value) ? Number(value) : value;
     raw[section] = target;
+    applied.push({ name, setting, value });
   }
-  return parseAppConfig(raw, path);
+  try {
+    return parseAppConfig(raw, path);
+  } catch (err) {
+    if (!(err instanceof ConfigError) || applied.length === 0) throw err;
+    // A bad value that came from the environment: say so, or the operator looks for it in the file.
+    const problems = err.problems.map((p) => {
+      const from = applied.find((a) => p.includes(`: ${a.setting}:`));
+      return from ? `${p} (set by the environment variable ${from.name}="${from.value}")` : p;
+    });
+    throw new ConfigError(err.setting, problems);
+  }
 }

@@ -248,5 +248,12 @@ export function estimateCommand(
 
 /** Reads a job file, or standard input for "-". */
 export function readInput(file: string): string {
-  return readFileSync(file === '-' ? 0 : resolve(file), 'utf8');
+  try {
+    return readFileSync(file === '-' ? 0 : resolve(file), 'utf8');
+  } catch (err) {
+    const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new UsageError(
+      `Cannot read the job file ${file === '-' ? '(standard input)' : resolve(file)} (${why}).`,
+    );
+  }
 }

@@ -30,6 +30,15 @@ export const ENDPOINTS_FILE = 'endpoints.json';
 const BIN = fileURLToPath(new URL('../../bin/keap-sync.ts', import.meta.url));
 
 export async function run(o: RunOptions): Promise<number> {
+  // Ctrl-C / SIGTERM are caught from the start: one that arrives while the system is starting up stops it
+  // cleanly as soon as it is up (a second one ends the process at once).
+  let signalled = false;
+  let onStopSignal = () => {
+    signalled = true;
+  };
+  const onSignal = () => onStopSignal();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   const dataDir = resolve(o.dataDir);
   mkdirSync(dataDir, { recursive: true });
   const logFile = join(dataDir, 'keap-sync.log');
@@ -115,6 +124,18 @@ export async function run(o: RunOptions): Promise<number> {
     ...deps,
     queues: { client: stack.sqs.client, queueUrl: stack.sqs.queue.queueUrl, dlqUrl: stack.sqs.queue.dlqUrl },
   };
+  // Keap calls of this run. With the sandbox: what it received. With a real key: what the shared ledger
+  // counted since start-up over the configured tenants: every process's calls go through it, while the
+  // worker processes' metrics arrive once a second and not at all once they are stopped. A new UTC day
+  // restarts the ledger's count.
+  const tenants = [...new Set(config.accounts.map((a) => a.tenant))];
+  const ledgerDayUsed = async () => {
+    let n = 0;
+    for (const t of tenants) n += (await deps.ledger.snapshot(t)).day.used;
+    return n;
+  };
+  let ledgerSeen = sandbox ? 0 : await ledgerDayUsed();
+  let ledgerCalls = 0;
   const poller = stack.poller({ concurrency: o.concurrency });
   await poller.start();
   const scheduleMs = (o.scheduleSeconds ?? config.scheduler.everyMinutes * 60) * 1000;
@@ -131,17 +152,30 @@ export async function run(o: RunOptions): Promise<number> {
   const schedulerTimer = setInterval(() => void schedule(), scheduleMs);
 
   const started = Date.now();
-  const keapCalls = () =>
-    sandbox ? sandbox.arrivals.filter((a) => a.status !== 401).length : total('KeapCalls');
+  let counting = Promise.resolve(0);
+  const keapCalls = async (): Promise<number> => {
+    if (sandbox) return sandbox.arrivals.filter((a) => a.status !== 401).length;
+    // One count at a time, so an older reading never looks like the start of a new day.
+    counting = counting.then(async () => {
+      try {
+        const used = await ledgerDayUsed();
+        ledgerCalls += used >= ledgerSeen ? used - ledgerSeen : used;
+        ledgerSeen = used;
+      } catch {
+        // the ledger is unreachable for a moment: show the last count
+      }
+      return ledgerCalls;
+    });
+    return counting;
+  };
   o.out(
     `keap-sync: ${sandbox ? `Keap sandbox at ${sandbox.baseUrl} (${o.contacts} contacts)` : `Keap at ${config.keap.baseUrl}`}, ` +
       `${o.processes} process(es) x ${o.concurrency} workers, data in ${dataDir}, logs in ${logFile}`,
   );
   let stopping = false;
   const stop = new Promise<'signal' | 'idle'>((resolveStop) => {
-    const onSignal = () => resolveStop('signal');
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
+    onStopSignal = () => resolveStop('signal');
+    if (signalled) resolveStop('signal');
     if (o.untilIdle) {
       const check = async () => {
         if (stopping) return;
@@ -161,7 +195,7 @@ export async function run(o: RunOptions): Promise<number> {
     try {
       last = await collectStatus(sources);
       const text = formatStatus(last, { deferrals: total('Deferrals') });
-      const head = `keap-sync running ${Math.round((Date.now() - started) / 1000)}s   Keap calls: ${keapCalls()}`;
+      const head = `keap-sync running ${Math.round((Date.now() - started) / 1000)}s   Keap calls: ${await keapCalls()}`;
       if (o.isTty) o.out(`\x1b[2J\x1b[H${head}\n${text}`);
       else o.out(`${head}\n${text}`);
     } catch (err) {
@@ -179,7 +213,7 @@ export async function run(o: RunOptions): Promise<number> {
   const seconds = ((Date.now() - started) / 1000).toFixed(1);
   o.out(
     `\nkeap-sync stopped (${reason === 'idle' ? 'queue drained, every resource in sync' : 'signal'}) after ${seconds}s` +
-      `   Keap calls: ${keapCalls()}   deferrals: ${total('Deferrals')}   dead letters: ${last?.deadLetters ?? '-'}`,
+      `   Keap calls: ${await keapCalls()}   deferrals: ${total('Deferrals')}   dead letters: ${last?.deadLetters ?? '-'}`,
   );
   if (last) o.out(formatStatus(last));
   rmSync(endpointsPath, { force: true });

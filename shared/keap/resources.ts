@@ -273,7 +273,7 @@ export const RESOURCES: { readonly [R in ResourceName]: ResourceSpec } = {
     mode: 'descending',
     timeFields: ['last_updated_time', 'update_time'],
     descendingOrderBy: 'update_time desc',
-    fields: ['custom_fields'],
+    fields: ['custom_fields', 'created_by', 'last_updated_by', 'status_id'],
     schema: opportunitySchema,
   },
   tags: {

@@ -5,7 +5,7 @@ import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda'
 import { type AccountConfig, findAccount } from '../config/app-config.ts';
 import { type Job, PoisonMessageError, parseJob } from '../jobs/schema.ts';
 import { KeyRejectedError } from '../keap/index.ts';
-import { isKeyRejected } from '../store/index.ts';
+import { IdempotencyConflictError, isKeyRejected } from '../store/index.ts';
 import { ClientCache, type PipelineDeps } from './deps.ts';
 import { KeySecretError } from './keys.ts';
 import type { Log } from './ports.ts';
@@ -71,7 +71,17 @@ async function handleRecord(record: SQSRecord, context: Context, deps: PipelineD
     ...(job.kind === 'sync' ? { resource: job.resource } : { idempotencyKey: job.idempotencyKey }),
     attempt: job.attempt,
   });
-  await runJob(job, account, context, deps, clients, log);
+  try {
+    await runJob(job, account, context, deps, clients, log);
+  } catch (err) {
+    if (!(err instanceof IdempotencyConflictError)) throw err;
+    // The same idempotency key with a different request never succeeds: poison, with its reason.
+    await queue.deadLetter(record.body, 'idempotency-conflict', err.message, record.messageId);
+    metrics.add('DeadLetters', 1, { reason: 'idempotency-conflict' });
+    log.warn('Message reuses an idempotency key for a different request: dead-lettered', {
+      error: err.message,
+    });
+  }
 }
 
 async function runJob(
@@ -92,11 +102,7 @@ async function runJob(
   if (status.state === 'key-rejected') {
     if (isKeyRejected(status, key.versionId)) key = await keys.get(account, { fresh: true });
     if (isKeyRejected(status, key.versionId)) {
-      await queue.send(job, MAX_DELAY_SECONDS * 1000);
-      log.warn('The account is stopped: Keap rejected its key. The job waits for a new key', {
-        reason: status.reason,
-      });
-      metrics.add('Deferrals', 1, { account: account.id, reason: 'key-rejected' });
+      await parkForNewKey(job, account, deps, log);
       return;
     }
     await state.markActive(account.id);
@@ -133,8 +139,25 @@ async function runJob(
         error: err.name,
         message: err.message,
       });
-      await queue.send(job, MAX_DELAY_SECONDS * 1000);
+      await parkForNewKey(job, account, deps, log);
       return;
     }
   }
+}
+
+/**
+ * The account's key is rejected. A write waits in the queue (re-sent with SQS's longest delay, no
+ * Keap call) until a new key is stored; a sync is dropped and its lease freed, because the scheduler
+ * enqueues it again as soon as the account is active, without waiting for the lease to expire.
+ */
+async function parkForNewKey(job: Job, account: AccountConfig, deps: PipelineDeps, log: Log): Promise<void> {
+  if (job.kind === 'sync') {
+    if (job.runId) await deps.state.releaseLease(account.id, job.resource, job.runId);
+    log.warn('The account is stopped: Keap rejected its key. The sync resumes when a new key is stored');
+    deps.metrics.add('JobsSkipped', 1, { account: account.id, reason: 'key-rejected' });
+    return;
+  }
+  await deps.queue.send(job, MAX_DELAY_SECONDS * 1000);
+  log.warn('The account is stopped: Keap rejected its key. The write waits for a new key');
+  deps.metrics.add('Deferrals', 1, { account: account.id, reason: 'key-rejected' });
 }

@@ -83,8 +83,11 @@ describe('a revoked key', () => {
     );
     expect(await complete('beta')).toBe(true);
     for (const resource of RESOURCES) expect((await mirrorOf(w.stack, 'acme', resource)).size).toBe(0);
+    // The account's syncs are dropped with their leases freed (the scheduler re-creates them).
     const depth = await queueDepth(w.stack.sqs.client, w.stack.sqs.queue.queueUrl);
-    expect(depth.delayed).toBe(RESOURCES.length);
+    expect(depth.delayed + depth.visible + depth.notVisible).toBe(0);
+    for (const resource of RESOURCES)
+      expect(await w.stack.deps.state.getLease('acme', resource)).toBeUndefined();
 
     // Nothing more is sent with the rejected key: the scheduler skips the account.
     const again = await runScheduler(w.stack.deps, Date.now() + 6 * 60_000);
@@ -96,10 +99,8 @@ describe('a revoked key', () => {
   test('resumes once a new key is stored', async () => {
     const before401 = w.sandbox.arrivals.filter((a) => a.status === 401).length;
     w.stack.secrets.put(secretIdOf('acme'), A_NEW.key);
-    // The rejected runs still hold their (account, resource) leases, so a scheduler tick right now
-    // skips acme as in-flight (reported: resumption waits for leaseTtlMs, 15 minutes by default, or
-    // for the delayed jobs). The first tick after the leases expired enqueues the account again.
-    const tick = await runScheduler(w.stack.deps, Date.now() + LEASE_TTL_MS + 1_000);
+    // The next scheduler tick sees the new secret version and enqueues the account again at once.
+    const tick = await runScheduler(w.stack.deps, Date.now());
     expect(
       tick.enqueued
         .filter((e) => e.account === 'acme')
