@@ -11,7 +11,7 @@ import { type AppConfig, findAccount } from '../config/app-config.ts';
 import { startDynalite } from '../emulators/dynamo.ts';
 import { type Job, type JobInput, PoisonMessageError, parseJob } from '../jobs/schema.ts';
 import { connectLocalStack, LOCAL_TABLES, type LocalEndpoints } from '../local/stack.ts';
-import { JobQueue, type KeyProvider, MemoryLog, type PipelineDeps } from '../pipeline/index.ts';
+import { MemoryLog, type PipelineDeps } from '../pipeline/index.ts';
 import { DynamoLedgerStore, QuotaLedger } from '../quota/index.ts';
 import { MirrorStore, StateStore } from '../store/index.ts';
 import { runningEndpoints } from './run.ts';

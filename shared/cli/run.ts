@@ -142,7 +142,7 @@ export async function run(o: RunOptions): Promise<number> {
   let schedulerRuns = 0;
   const schedule = async () => {
     try {
-      await stack.scheduler();
+      await stack.scheduler(scheduleMs);
       schedulerRuns++;
     } catch (err) {
       log.error('Scheduler run failed', { error: (err as Error).name, message: (err as Error).message });

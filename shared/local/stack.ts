@@ -54,7 +54,8 @@ export interface LocalStack {
   sqs: { endpoint: string; client: SQSClient; queue: QueuePair };
   secrets: RunningSecrets;
   metrics: Metrics;
-  scheduler: () => ReturnType<typeof runScheduler>;
+  /** One scheduler run; `tickMs` is how often the caller runs it (default the configured interval). */
+  scheduler: (tickMs?: number) => ReturnType<typeof runScheduler>;
   /** A poller driving `handler` (or another handler) from the job queue, Lambda-style. */
   poller(options?: {
     concurrency?: number;
@@ -114,7 +115,7 @@ export function connectLocalStack(o: {
     metrics,
     sqsClient,
     dynamoClient,
-    scheduler: () => runScheduler(deps),
+    scheduler: (tickMs?: number) => runScheduler(deps, Date.now(), tickMs),
     poller: (p = {}) => {
       const poller = new SqsLambdaPoller({
         client: sqsClient,
@@ -192,7 +193,7 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
       sqs: { endpoint: sqs.endpoint, client: sqs.client, queue },
       secrets,
       metrics,
-      scheduler: () => runScheduler(deps, o.clock?.()),
+      scheduler: (tickMs?: number) => runScheduler(deps, o.clock?.() ?? Date.now(), tickMs),
       poller: (p = {}) => {
         const poller = new SqsLambdaPoller({
           client: sqs.client,

@@ -13,7 +13,16 @@ export interface SchedulerResult {
   skipped: Array<{ account: string; resource: SyncResource; reason: SkipReason }>;
 }
 
-export async function runScheduler(deps: PipelineDeps, nowMs: number = Date.now()): Promise<SchedulerResult> {
+/**
+ * `tickMs`: how often the scheduler runs (default `scheduler.everyMinutes`). A list is due when its
+ * interval has passed since its last run finished, less half a tick: a run finishes a little after
+ * the tick that queued it, and without the slack every list would sync one tick late.
+ */
+export async function runScheduler(
+  deps: PipelineDeps,
+  nowMs: number = Date.now(),
+  tickMs: number = deps.config.scheduler.everyMinutes * 60_000,
+): Promise<SchedulerResult> {
   const { config, state, ledger, queue, keys, log, metrics, mirror } = deps;
   const result: SchedulerResult = { enqueued: [], skipped: [] };
   const bulkShare = ledger.config.bulkShare;
@@ -51,7 +60,9 @@ export async function runScheduler(deps: PipelineDeps, nowMs: number = Date.now(
       // Sync lag: how old the mirror's view of this list is (time since its last finished run).
       if (lastRun !== null)
         metrics.add('SyncLagMs', Math.max(0, nowMs - lastRun), { account: account.id, resource });
-      const due = lastRun === null || nowMs - lastRun >= schedule.everyMinutes * 60_000;
+      const everyMs = schedule.everyMinutes * 60_000;
+      const slack = Math.min(tickMs, everyMs) / 2;
+      const due = lastRun === null || nowMs - lastRun >= everyMs - slack;
       if (!due && cursor.checkpoint === null) {
         result.skipped.push({ account: account.id, resource, reason: 'not-due' });
         continue;

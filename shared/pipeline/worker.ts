@@ -92,7 +92,7 @@ async function runJob(
   clients: ClientCache,
   log: Log,
 ): Promise<void> {
-  const { state, keys, metrics, queue } = deps;
+  const { state, keys, metrics } = deps;
   let key = await keys.get(account).catch((err: unknown) => {
     if (err instanceof KeySecretError) log.error(err.message, { error: err.name });
     throw err;
