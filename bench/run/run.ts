@@ -312,9 +312,9 @@ async function idleCost(contacts: number, tickSeconds: number, idleSeconds: numb
 /**
  * COMPUTED from the measured calls per due resource: calls per hour at keap-sync.config.json's
  * intervals. "nominal": each resource synced exactly every everyMinutes. "as scheduled": the scheduler
- * runs every scheduler.everyMinutes (P) and a resource is due once everyMinutes (I) have passed since
- * its last run FINISHED, which is a moment after the tick that enqueued it; so it is next enqueued at
- * the first tick more than I after that tick: every P * (floor(I / P) + 1) minutes (the part-2
+ * runs every scheduler.everyMinutes (P) and a resource is due once everyMinutes (I), less half a tick
+ * (min(P, I) / 2), have passed since its last run FINISHED, a moment after the tick that enqueued it;
+ * so it is next enqueued k ticks later, k = max(1, ceil((I - min(P, I) / 2) / P)) (the part-2
  * measurement checks this rule at P = tick seconds, I = 60 s).
  */
 function extrapolate(callsPerDue: Record<string, number>, fallback: number) {
@@ -334,7 +334,8 @@ function extrapolate(callsPerDue: Record<string, number>, fallback: number) {
   for (const a of config.accounts) {
     for (const [resource, s] of Object.entries(a.resources)) {
       const c = Number.isFinite(callsPerDue[resource]) ? (callsPerDue[resource] ?? fallback) : fallback;
-      const scheduled = P * (Math.floor(s.everyMinutes / P) + 1);
+      const threshold = s.everyMinutes - Math.min(P, s.everyMinutes) / 2;
+      const scheduled = P * Math.max(1, Math.ceil(threshold / P));
       rows.push({
         resource,
         everyMinutes: s.everyMinutes,
@@ -457,8 +458,8 @@ async function main(): Promise<void> {
         `calls per tick: ${f(idle.callsPerTick)} (mean over all ticks)   calls per due resource: ${f(idle.callsPerDueResource)}   ` +
         `calls on ticks with nothing due: ${idle.callsOnTicksWithNothingDue}\n` +
         `measured seconds between syncs of each resource (configured: 60): ${intervals}\n` +
-        `the scheduling rule of part 3 predicts ${tickSeconds * (Math.floor(60 / tickSeconds) + 1)} s at a ${tickSeconds} s tick ` +
-        '(a resource is due at the first tick at least everyMinutes after its last run finished)\n\n' +
+        `the scheduling rule of part 3 predicts ${tickSeconds * Math.max(1, Math.ceil((60 - Math.min(tickSeconds, 60) / 2) / tickSeconds))} s at a ${tickSeconds} s tick ` +
+        '(a resource is due at the first tick at least everyMinutes, less half a tick, after its last run finished)\n\n' +
         `3. Idle cost at keap-sync.config.json's intervals (COMPUTED from the measured calls per due sync; ` +
         `scheduler every ${ex.schedulerEveryMinutes} min)\n\n${table(
           [
