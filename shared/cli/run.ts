@@ -68,6 +68,8 @@ export async function run(o: RunOptions): Promise<number> {
     metrics,
     dataPath: join(dataDir, 'dynamo'),
     dynamoEndpoint: process.env.AWS_ENDPOINT_URL_DYNAMODB,
+    sqsEndpoint: process.env.AWS_ENDPOINT_URL_SQS,
+    secretsEndpoint: process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER,
   });
   const { deps } = stack;
   // This is a fresh start: no worker of an earlier run is alive, and the queue (in memory) is new.

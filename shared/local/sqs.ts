@@ -84,7 +84,12 @@ export async function startSqs(options: { port?: number } = {}): Promise<Running
   };
 }
 
-async function createQueuePair(client: SQSClient, name: string, opts: QueuePairOptions): Promise<QueuePair> {
+/** Creates (or finds) a standard queue and its dead-letter queue with a redrive policy, on any SQS. */
+export async function createQueuePair(
+  client: SQSClient,
+  name: string,
+  opts: QueuePairOptions,
+): Promise<QueuePair> {
   if (name.endsWith('.fifo')) {
     throw new LocalHarnessError(
       `createQueuePair makes standard queues only; "${name}" is a FIFO name. Drop the .fifo suffix.`,

@@ -1,8 +1,9 @@
 // Adapter (local runtime and tests): the whole system on one machine. Embedded DynamoDB and SQS, a
 // Secrets Manager stub, optionally the Keap sandbox, the tables and queues, and the same pipeline
 // dependencies the Lambdas build, so the same handler code runs locally.
-import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import type { SQSClient } from '@aws-sdk/client-sqs';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { SQSClient } from '@aws-sdk/client-sqs';
 import type { AppConfig } from '../config/app-config.ts';
 import { localDynamoClient, type RunningDynamo, startDynalite } from '../emulators/dynamo.ts';
 import {
@@ -20,7 +21,7 @@ import { createLedgerTable, DynamoLedgerStore, QuotaLedger } from '../quota/inde
 import { createMirrorTable, createStateTable, MirrorStore, StateStore } from '../store/index.ts';
 import { SqsLambdaPoller } from './poller.ts';
 import { localSecretsClient, type RunningSecrets, startSecretsStub } from './secrets.ts';
-import { localSqsClient, type QueuePair, type RunningSqs, startSqs } from './sqs.ts';
+import { createQueuePair, localSqsClient, type QueuePair, type RunningSqs, startSqs } from './sqs.ts';
 
 export const LOCAL_TABLES = {
   ledger: 'keap-sync-ledger',
@@ -37,8 +38,14 @@ export interface LocalStackOptions {
   secrets: Record<string, string>;
   log: Log;
   metrics?: Metrics;
-  /** An existing DynamoDB endpoint (another process serves it); default: an embedded dynalite. */
+  /**
+   * Services to use instead of the embedded ones (another emulator, or a real AWS account): the
+   * AWS_ENDPOINT_URL_DYNAMODB / _SQS / _SECRETS_MANAGER values. Credentials and region then come from
+   * the AWS SDK's usual chain; with an external Secrets Manager the account secrets must exist there.
+   */
   dynamoEndpoint?: string;
+  sqsEndpoint?: string;
+  secretsEndpoint?: string;
   /** Where the embedded dynalite keeps its data (default: in memory). */
   dataPath?: string;
   /** Queue visibility timeout, seconds (default 6x the worker timeout, as in AWS). */
@@ -140,12 +147,16 @@ export function connectLocalStack(o: {
   };
 }
 
+function externalRegion(): string {
+  return process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1';
+}
+
 export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack> {
   const closers: Array<() => Promise<void>> = [];
   try {
     let dynamo: { endpoint: string; client: DynamoDBClient };
     if (o.dynamoEndpoint) {
-      const client = localDynamoClient(o.dynamoEndpoint);
+      const client = new DynamoDBClient({ region: externalRegion(), endpoint: o.dynamoEndpoint });
       dynamo = { endpoint: o.dynamoEndpoint, client };
       closers.push(async () => client.destroy());
     } else {
@@ -157,15 +168,39 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
     await createStateTable(dynamo.client, LOCAL_TABLES.state);
     await createMirrorTable(dynamo.client, LOCAL_TABLES.mirror);
 
-    const sqs: RunningSqs = await startSqs();
-    closers.push(() => sqs.close());
+    let sqs: Pick<RunningSqs, 'endpoint' | 'client'>;
+    if (o.sqsEndpoint) {
+      const client = new SQSClient({ region: externalRegion(), endpoint: o.sqsEndpoint });
+      sqs = { endpoint: o.sqsEndpoint, client };
+      closers.push(async () => client.destroy());
+    } else {
+      const running = await startSqs();
+      sqs = running;
+      closers.push(() => running.close());
+    }
     const visibility = o.visibilityTimeoutSec ?? Math.min(43_200, 6 * o.config.worker.timeoutSeconds);
-    const queue = await sqs.createQueuePair(LOCAL_QUEUE, {
+    const queue = await createQueuePair(sqs.client, LOCAL_QUEUE, {
       visibilityTimeoutSec: visibility,
       maxReceiveCount: o.config.worker.maxReceiveCount,
     });
 
-    const secrets = await startSecretsStub(o.secrets);
+    let secrets: RunningSecrets;
+    if (o.secretsEndpoint) {
+      const client = new SecretsManagerClient({ region: externalRegion(), endpoint: o.secretsEndpoint });
+      const unsupported = () => {
+        throw new Error('The Secrets Manager in use is external: store and rotate keys there.');
+      };
+      secrets = {
+        endpoint: o.secretsEndpoint,
+        client,
+        put: unsupported,
+        remove: unsupported,
+        requestCount: () => 0,
+        close: async () => client.destroy(),
+      };
+    } else {
+      secrets = await startSecretsStub(o.secrets);
+    }
     closers.push(() => secrets.close());
 
     const metrics = o.metrics ?? new MemoryMetrics();
