@@ -20,6 +20,10 @@ const COMMON = `  --config <file>     configuration file (default keap-sync.conf
   --data-dir <dir>    local data folder (default .data, or KEAP_SYNC_DATA_DIR)
   --help              this text`;
 
+const AWS = `  --aws               a deployed stack instead of the local system: set LEDGER_TABLE, STATE_TABLE,
+                      MIRROR_TABLE, JOB_QUEUE_URL, DEAD_LETTER_QUEUE_URL from the KeapSyncData outputs;
+                      credentials and region from the AWS SDK's usual chain`;
+
 const HELP: Record<string, string> = {
   main: `keap-sync: keeps your systems in sync with Keap, inside Keap's API quota.
 
@@ -64,15 +68,18 @@ Examples
 Reads the state and mirror tables, the ledger and the queues of the running system (or, when it is
 not running, its data folder).
   --json              machine-readable output
+${AWS}
 ${COMMON}
 
 Examples
   keap-sync status
-  keap-sync status --json | jq '.accounts[0].quota'`,
+  keap-sync status --json | jq '.accounts[0].quota'
+  LEDGER_TABLE=... STATE_TABLE=... MIRROR_TABLE=... JOB_QUEUE_URL=... DEAD_LETTER_QUEUE_URL=... keap-sync status --aws`,
   enqueue: `Usage: keap-sync enqueue <file|-> [options]
 
 Validates every job (one JSON object or an array) against the job schemas and the configured accounts,
 then sends them to the running system's queue. If any job is invalid, nothing is sent (exit 2).
+${AWS}
 ${COMMON}
 
 Examples
@@ -82,6 +89,7 @@ Examples
 
   list      show the dead letters with the reason each was moved there
   redrive   move every dead letter back to the job queue
+${AWS}
 ${COMMON}
 
 Examples
@@ -154,6 +162,7 @@ async function main(argv: string[]): Promise<number> {
       help: { type: 'boolean' },
       config: { type: 'string' },
       'data-dir': { type: 'string' },
+      aws: { type: 'boolean' },
       json: { type: 'boolean' },
       'until-idle': { type: 'boolean' },
       processes: { type: 'string' },
@@ -169,6 +178,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const config = loadConfig(values.config ?? process.env.KEAP_SYNC_CONFIG_FILE ?? 'keap-sync.config.json');
   const dataDir = values['data-dir'] ?? process.env.KEAP_SYNC_DATA_DIR ?? '.data';
+  const target = { dataDir, aws: values.aws ?? false };
   switch (command) {
     case 'run': {
       const keyFile = process.env.KEAP_API_KEY_FILE;
@@ -190,18 +200,18 @@ async function main(argv: string[]): Promise<number> {
       });
     }
     case 'status':
-      out(await statusCommand(config, dataDir, values.json ?? false));
+      out(await statusCommand(config, target, values.json ?? false));
       return 0;
     case 'enqueue': {
       const file = positionals[0];
       if (!file) throw new UsageError('enqueue needs a job file, or - for standard input.');
-      out(await enqueueCommand(config, dataDir, readInput(file)));
+      out(await enqueueCommand(config, target, readInput(file)));
       return 0;
     }
     case 'dlq': {
       const action = positionals[0];
       if (action !== 'list' && action !== 'redrive') throw new UsageError('dlq needs "list" or "redrive".');
-      out(await dlqCommand(config, dataDir, action, values.json ?? false));
+      out(await dlqCommand(config, target, action, values.json ?? false));
       return 0;
     }
     case 'estimate':

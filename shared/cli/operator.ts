@@ -1,17 +1,19 @@
 // Use cases (CLI): the operator commands that look inside a deployment: status, enqueue, dlq, estimate.
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import {
   DeleteMessageCommand,
   ReceiveMessageCommand,
   SendMessageCommand,
-  type SQSClient,
+  SQSClient,
 } from '@aws-sdk/client-sqs';
 import { type AppConfig, findAccount } from '../config/app-config.ts';
 import { startDynalite } from '../emulators/dynamo.ts';
 import { type Job, type JobInput, PoisonMessageError, parseJob } from '../jobs/schema.ts';
 import { connectLocalStack, LOCAL_TABLES, type LocalEndpoints } from '../local/stack.ts';
-import { MemoryLog, type PipelineDeps } from '../pipeline/index.ts';
+import { JobQueue, KeyProvider, MemoryLog, MemoryMetrics, type PipelineDeps } from '../pipeline/index.ts';
 import { DynamoLedgerStore, QuotaLedger } from '../quota/index.ts';
 import { MirrorStore, StateStore } from '../store/index.ts';
 import { runningEndpoints } from './run.ts';
@@ -30,8 +32,66 @@ interface Connection {
   close(): Promise<void>;
 }
 
+/** Where a deployed stack is: the CDK stack's outputs, in the variables the Lambdas use too. */
+export const AWS_TARGET_VARIABLES = {
+  LEDGER_TABLE: 'LedgerTableName',
+  STATE_TABLE: 'StateTableName',
+  MIRROR_TABLE: 'MirrorTableName',
+  JOB_QUEUE_URL: 'JobQueueUrl',
+  DEAD_LETTER_QUEUE_URL: 'DeadLetterQueueUrl',
+} as const;
+
+/** Connects to a deployed stack with the AWS SDK's usual credentials, region and endpoints. */
+function connectAws(config: AppConfig, env: NodeJS.ProcessEnv): Connection {
+  const missing = Object.entries(AWS_TARGET_VARIABLES).filter(([name]) => !env[name]);
+  if (missing.length > 0) {
+    throw new UsageError(
+      `--aws needs ${missing.map(([name, output]) => `${name} (the KeapSyncData output ${output})`).join(', ')}. ` +
+        'Set them from "aws cloudformation describe-stacks --stack-name KeapSyncData".',
+    );
+  }
+  const need = (name: keyof typeof AWS_TARGET_VARIABLES) => env[name] ?? '';
+  const dynamo = new DynamoDBClient({});
+  const sqs = new SQSClient({});
+  const secrets = new SecretsManagerClient({});
+  const deps: PipelineDeps = {
+    config,
+    ledger: new QuotaLedger({
+      store: new DynamoLedgerStore(dynamo, need('LEDGER_TABLE')),
+      settings: { tableName: need('LEDGER_TABLE'), ...config.limits },
+    }),
+    state: new StateStore(dynamo, need('STATE_TABLE')),
+    mirror: new MirrorStore(dynamo, need('MIRROR_TABLE')),
+    queue: new JobQueue(sqs, need('JOB_QUEUE_URL'), need('DEAD_LETTER_QUEUE_URL')),
+    keys: new KeyProvider(secrets, config.worker.secretMaxAgeMs),
+    log: new MemoryLog(),
+    metrics: new MemoryMetrics(),
+  };
+  return {
+    sources: {
+      ...deps,
+      queues: { client: sqs, queueUrl: need('JOB_QUEUE_URL'), dlqUrl: need('DEAD_LETTER_QUEUE_URL') },
+    },
+    deps,
+    sqs,
+    close: async () => {
+      dynamo.destroy();
+      sqs.destroy();
+      secrets.destroy();
+    },
+  };
+}
+
+/** Where the commands look: a deployed stack (`--aws`), the running local stack, or its data folder. */
+export interface Target {
+  dataDir: string;
+  aws: boolean;
+}
+
 /** Connects to the running local stack, or (status only) opens its data folder directly. */
-async function connect(config: AppConfig, dataDir: string, needQueue: boolean): Promise<Connection> {
+async function connect(config: AppConfig, target: Target, needQueue: boolean): Promise<Connection> {
+  if (target.aws) return connectAws(config, process.env);
+  const dataDir = target.dataDir;
   const endpoints: LocalEndpoints | undefined = runningEndpoints(dataDir);
   if (endpoints) {
     const stack = connectLocalStack({ config, endpoints, log: new MemoryLog() });
@@ -60,8 +120,8 @@ async function connect(config: AppConfig, dataDir: string, needQueue: boolean): 
   return { sources, deps: undefined, sqs: undefined, close: () => db.close() };
 }
 
-export async function statusCommand(config: AppConfig, dataDir: string, json: boolean): Promise<string> {
-  const c = await connect(config, dataDir, false);
+export async function statusCommand(config: AppConfig, target: Target, json: boolean): Promise<string> {
+  const c = await connect(config, target, false);
   try {
     const report = await collectStatus(c.sources);
     return json ? JSON.stringify(report, null, 2) : formatStatus(report);
@@ -103,9 +163,9 @@ export function validateJobs(text: string, config: AppConfig): Job[] {
   return jobs;
 }
 
-export async function enqueueCommand(config: AppConfig, dataDir: string, text: string): Promise<string> {
+export async function enqueueCommand(config: AppConfig, target: Target, text: string): Promise<string> {
   const jobs = validateJobs(text, config);
-  const c = await connect(config, dataDir, true);
+  const c = await connect(config, target, true);
   try {
     const queue = c.deps?.queue;
     if (!queue) throw new UsageError('The job queue is not reachable.');
@@ -118,11 +178,11 @@ export async function enqueueCommand(config: AppConfig, dataDir: string, text: s
 
 export async function dlqCommand(
   config: AppConfig,
-  dataDir: string,
+  target: Target,
   action: 'list' | 'redrive',
   json: boolean,
 ): Promise<string> {
-  const c = await connect(config, dataDir, true);
+  const c = await connect(config, target, true);
   const sqs = c.sqs;
   const queue = c.deps?.queue;
   if (!sqs || !queue) throw new UsageError('The queue is not reachable.');
