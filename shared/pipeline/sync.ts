@@ -117,10 +117,9 @@ export async function runSync(
     return { status: 'deferred', retryAt: err.retryAt, reason: err.reason };
   }
   const highWaterMs = runHigh ?? cursor.highWaterMs;
-  const finished = await state.finishRun(account.id, resource, runId, highWaterMs);
+  // Sync lag (time since a list's last finished run) is the scheduler's to report, every tick.
+  await state.finishRun(account.id, resource, runId, highWaterMs);
   await state.releaseLease(account.id, resource, runId);
-  if (finished.highWaterMs !== null)
-    metrics.add('SyncLagMs', Math.max(0, Date.now() - finished.highWaterMs), dims);
   log.info('Sync finished', {
     runId,
     pages,

@@ -109,9 +109,6 @@ export function parseLedgerSettings(input: unknown): LedgerConfig {
       `must be at most a quarter of minuteWindowMs (${s.minuteWindowMs}).`,
     );
   }
-  if (s.minuteLimit > s.tenantMinuteLimit && s.quotaScope === 'tenant') {
-    // Allowed (the tenant cap simply binds), nothing to check.
-  }
   if (s.quotaScope === 'key') {
     if (s.maxKeysPerTenant * s.minuteLimit > s.tenantMinuteLimit) {
       throw new LedgerConfigError(
