@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { loadConfig } from '../shared/cli/config.ts';
+import { loadConfig } from '../harness/cli/config.ts';
 import {
   dlqCommand,
   enqueueCommand,
@@ -12,8 +12,8 @@ import {
   readInput,
   statusCommand,
   UsageError,
-} from '../shared/cli/operator.ts';
-import { run, workerProcess } from '../shared/cli/run.ts';
+} from '../harness/cli/operator.ts';
+import { run, workerProcess } from '../harness/cli/run.ts';
 import { ConfigError } from '../shared/config/app-config.ts';
 
 const COMMON = `  --config <file>     configuration file (default keap-sync.config.json, or KEAP_SYNC_CONFIG_FILE)

@@ -1,6 +1,6 @@
 // Adapter (CLI): runs the Keap sandbox until SIGINT/SIGTERM. First stdout line: JSON with baseUrl and keys.
 import { parseArgs } from 'node:util';
-import type { GatewayLimits } from '../shared/gateway/rules.ts';
+import type { GatewayLimits } from '../harness/gateway/rules.ts';
 import {
   DEFAULT_TENANT,
   defaultKeys,
@@ -8,7 +8,7 @@ import {
   type SandboxFaults,
   type SandboxOptions,
   startSandbox,
-} from '../shared/sandbox/index.ts';
+} from '../harness/sandbox/index.ts';
 
 const HELP = `Keap sandbox: a local stand-in for Keap's REST v2 API and its rate-limiting gateway.
 

@@ -4,10 +4,10 @@
 import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { startDynalite } from '../../shared/emulators/dynamo.ts';
-import { KeapClient, type ResourceName } from '../../shared/keap/index.ts';
-import { createLedgerTable, DynamoLedgerStore, QuotaLedger } from '../../shared/quota/index.ts';
-import { type RunningSandbox, startSandbox } from '../../shared/sandbox/index.ts';
+import { startDynalite } from '#harness/emulators/dynamo.ts';
+import { type RunningSandbox, startSandbox } from '#harness/sandbox/index.ts';
+import { KeapClient, type ResourceName } from '#shared/keap/index.ts';
+import { createLedgerTable, DynamoLedgerStore, QuotaLedger } from '#shared/quota/index.ts';
 
 const HELP = `Usage: npm run bench:client -- [--contacts N] [--json FILE]
 

@@ -1,5 +1,5 @@
 // Benchmark harness: hosts one dynalite server in its own process and prints its endpoint.
-import { startDynalite } from '../../shared/emulators/dynamo.ts';
+import { startDynalite } from '#harness/emulators/dynamo.ts';
 
 const db = await startDynalite();
 process.stdout.write(`${JSON.stringify({ endpoint: db.endpoint })}\n`);

@@ -1,9 +1,9 @@
 // Benchmark harness: a strict gateway on 127.0.0.1. Each call's arrival is its receive time plus a
-// random latency; calls are judged by the gateway rules (shared/gateway/rules.ts) in arrival order,
+// random latency; calls are judged by the gateway rules (harness/gateway/rules.ts) in arrival order,
 // once every earlier arrival is in, so the judge's own scheduling delays do not distort the gaps.
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { type GatewayLimits, GatewayRules, type Violation } from '../../shared/gateway/rules.ts';
+import { type GatewayLimits, GatewayRules, type Violation } from '#harness/gateway/rules.ts';
 
 export interface JudgedArrival {
   proc: string;

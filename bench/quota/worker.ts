@@ -4,8 +4,8 @@
 // Configured by the JSON in env BENCH_WORKER; prints one JSON result line on stdout when done.
 import { performance } from 'node:perf_hooks';
 import { DynamoDB } from '@aws-sdk/client-dynamodb';
-import { LOCAL_AWS } from '../../shared/emulators/dynamo.ts';
-import { DynamoLedgerStore, QuotaLedger } from '../../shared/quota/index.ts';
+import { LOCAL_AWS } from '#harness/emulators/dynamo.ts';
+import { DynamoLedgerStore, QuotaLedger } from '#shared/quota/index.ts';
 
 export type SystemName = 'keap-sync' | 'rate-limiter-flexible' | 'naive-split';
 

@@ -11,9 +11,9 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { StatusReport } from '../../shared/cli/status.ts';
-import { SYNC_RESOURCES } from '../../shared/jobs/schema.ts';
-import { type ArrivalRecord, type RunningSandbox, startSandbox } from '../../shared/sandbox/index.ts';
+import type { StatusReport } from '#harness/cli/status.ts';
+import { type ArrivalRecord, type RunningSandbox, startSandbox } from '#harness/sandbox/index.ts';
+import { SYNC_RESOURCES } from '#shared/jobs/schema.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BIN = join(ROOT, 'bin', 'keap-sync.ts');

@@ -14,7 +14,7 @@ import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import type { LambdaEnvironment } from '../../shared/lambda/runtime.ts';
+import type { LambdaEnvironment } from '#shared/lambda/runtime.ts';
 
 /** The repository root: entries, package-lock.json and node_modules live there. */
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));

@@ -23,8 +23,8 @@ import { Topic } from 'aws-cdk-lib/aws-sns';
 import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import type { AppConfig } from '../../shared/config/app-config.ts';
-import type { MetricName } from '../../shared/pipeline/ports.ts';
+import type { AppConfig } from '#shared/config/app-config.ts';
+import type { MetricName } from '#shared/pipeline/ports.ts';
 import { type DeploySettings, ledgerLimits } from '../settings.ts';
 import type { KeapFunction } from './keap-function.ts';
 

@@ -5,8 +5,8 @@ import { CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-
 import { AttributeType, BillingMode, StreamViewType, Table, TableEncryption } from 'aws-cdk-lib/aws-dynamodb';
 import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
-import type { AppConfig } from '../../shared/config/app-config.ts';
-import { MIRROR_TABLE, STATE_TABLE } from '../../shared/store/tables.ts';
+import type { AppConfig } from '#shared/config/app-config.ts';
+import { MIRROR_TABLE, STATE_TABLE } from '#shared/store/tables.ts';
 
 /** The ledger's partition key (shared/quota/table.ts and store.ts write `pk`, a string). */
 export const LEDGER_PARTITION_KEY = 'pk';

@@ -4,10 +4,10 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseAppConfigJson } from '../../shared/config/app-config.ts';
-import { queueDepth } from '../../shared/local/sqs.ts';
-import { LOCAL_TABLES, type LocalStack, startLocalStack } from '../../shared/local/stack.ts';
-import { MemoryLog } from '../../shared/pipeline/index.ts';
+import { queueDepth } from '#harness/local/sqs.ts';
+import { LOCAL_TABLES, type LocalStack, startLocalStack } from '#harness/local/stack.ts';
+import { parseAppConfigJson } from '#shared/config/app-config.ts';
+import { MemoryLog } from '#shared/pipeline/index.ts';
 
 const run = promisify(execFile);
 const ROOT = new URL('../../', import.meta.url).pathname;

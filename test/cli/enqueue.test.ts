@@ -6,8 +6,8 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import type { StatusReport } from '../../shared/cli/status.ts';
-import { type RunningSandbox, startSandbox } from '../../shared/sandbox/index.ts';
+import type { StatusReport } from '#harness/cli/status.ts';
+import { type RunningSandbox, startSandbox } from '#harness/sandbox/index.ts';
 import {
   type CliProcess,
   removeTempDirs,

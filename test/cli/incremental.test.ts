@@ -6,9 +6,9 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import type { StatusReport } from '#harness/cli/status.ts';
+import { type RunningSandbox, startSandbox } from '#harness/sandbox/index.ts';
 import baseConfig from '../../keap-sync.config.json' with { type: 'json' };
-import type { StatusReport } from '../../shared/cli/status.ts';
-import { type RunningSandbox, startSandbox } from '../../shared/sandbox/index.ts';
 import {
   countsOf,
   datasetCounts,

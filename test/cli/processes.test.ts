@@ -4,7 +4,7 @@
 // gateway (Keap's real limits: 10 calls/s, 240/min), and no worker process outlives the run.
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { type RunningSandbox, startSandbox } from '../../shared/sandbox/index.ts';
+import { type RunningSandbox, startSandbox } from '#harness/sandbox/index.ts';
 import {
   countsOf,
   datasetCounts,

@@ -5,8 +5,8 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import type { StatusReport } from '../../shared/cli/status.ts';
-import { type RunningSandbox, startSandbox } from '../../shared/sandbox/index.ts';
+import type { StatusReport } from '#harness/cli/status.ts';
+import { type RunningSandbox, startSandbox } from '#harness/sandbox/index.ts';
 import {
   countsOf,
   datasetCounts,

@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { startSandbox } from '../../shared/sandbox/index.ts';
+import { startSandbox } from '#harness/sandbox/index.ts';
 import {
   countsOf,
   datasetCounts,

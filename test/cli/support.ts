@@ -7,12 +7,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import type { StatusReport } from '../../shared/cli/status.ts';
-import { startDynalite } from '../../shared/emulators/dynamo.ts';
-import { SYNC_RESOURCES, type SyncResource } from '../../shared/jobs/schema.ts';
-import { LOCAL_TABLES } from '../../shared/local/stack.ts';
-import type { ArrivalRecord, RunningSandbox, SandboxDataset } from '../../shared/sandbox/index.ts';
-import { MirrorStore } from '../../shared/store/index.ts';
+import type { StatusReport } from '#harness/cli/status.ts';
+import { startDynalite } from '#harness/emulators/dynamo.ts';
+import { LOCAL_TABLES } from '#harness/local/stack.ts';
+import type { ArrivalRecord, RunningSandbox, SandboxDataset } from '#harness/sandbox/index.ts';
+import { SYNC_RESOURCES, type SyncResource } from '#shared/jobs/schema.ts';
+import { MirrorStore } from '#shared/store/index.ts';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const BIN = join(ROOT, 'bin', 'keap-sync.ts');

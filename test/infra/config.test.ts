@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { ConfigError } from '#shared/config/app-config.ts';
 import { DeploySettingError, MAX_CONFIG_BYTES } from '../../infra/settings.ts';
-import { ConfigError } from '../../shared/config/app-config.ts';
 import { build, REPO_ROOT, testConfig, writeConfig } from './support.ts';
 
 function withAccount(patch: Record<string, unknown>): unknown {

@@ -1,7 +1,7 @@
 // Tests (infrastructure): the stateful stack. Tables, queues, and their protection.
 import { Match } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { MIRROR_TABLE, STATE_TABLE } from '../../shared/store/tables.ts';
+import { MIRROR_TABLE, STATE_TABLE } from '#shared/store/tables.ts';
 import { type Synth, synth } from './support.ts';
 
 describe('data stack', () => {

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { loadLambdaEnvironment } from '../../shared/lambda/runtime.ts';
+import { loadLambdaEnvironment } from '#shared/lambda/runtime.ts';
 import { build, logicalId, REPO_ROOT, type Synth, synth, testConfig } from './support.ts';
 
 type Variables = Record<string, unknown>;

@@ -2,8 +2,8 @@
 // dashboard, and the contract between the alarms' queries and the metrics the functions emit.
 import { Match } from 'aws-cdk-lib/assertions';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { buildLambdaDeps, loadLambdaEnvironment } from '#shared/lambda/runtime.ts';
 import { METRICS_NAMESPACE, metricsQuery } from '../../infra/constructs/monitoring.ts';
-import { buildLambdaDeps, loadLambdaEnvironment } from '../../shared/lambda/runtime.ts';
 import { logicalId, type Synth, synth, testConfig } from './support.ts';
 
 function alarmOn(s: Synth, expression: string) {

@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
+import type { AppConfigInput } from '#shared/config/app-config.ts';
 import { buildKeapSync, type KeapSyncDeployment } from '../../infra/keap-sync.ts';
-import type { AppConfigInput } from '../../shared/config/app-config.ts';
 
 export const REPO_ROOT = path.resolve(import.meta.dirname, '../..');
 

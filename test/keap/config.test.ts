@@ -7,8 +7,8 @@ import {
   type KeapClientOptions,
   KeapConfigError,
   parseKeapClientSettings,
-} from '../../shared/keap/index.ts';
-import type { QuotaLedger } from '../../shared/quota/index.ts';
+} from '#shared/keap/index.ts';
+import type { QuotaLedger } from '#shared/quota/index.ts';
 import {
   capturingLogger,
   type LedgerHost,

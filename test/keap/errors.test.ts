@@ -11,7 +11,7 @@ import {
   RetryableError,
   UnexpectedResponseError,
   ValidationError,
-} from '../../shared/keap/index.ts';
+} from '#shared/keap/index.ts';
 import {
   type LedgerHost,
   quotaHeaders,

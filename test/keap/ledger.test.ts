@@ -1,7 +1,7 @@
 // Unit: every call passes through the quota ledger: acquire first, headers reported back, deferral
 // surfaced as QuotaDeferredError (with held slots when asked), priorities per call kind.
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { KeapClient, QuotaDeferredError } from '../../shared/keap/index.ts';
+import { KeapClient, QuotaDeferredError } from '#shared/keap/index.ts';
 import {
   type LedgerHost,
   quotaHeaders,

@@ -8,8 +8,8 @@ import {
   PagingLoopError,
   type ResourceName,
   UnexpectedResponseError,
-} from '../../shared/keap/index.ts';
-import type { QuotaLedger } from '../../shared/quota/index.ts';
+} from '#shared/keap/index.ts';
+import type { QuotaLedger } from '#shared/quota/index.ts';
 import {
   type LedgerHost,
   listHandler,

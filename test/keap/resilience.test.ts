@@ -1,7 +1,7 @@
 // Unit: retries, timeouts, creates never retried, and 429s reported to the ledger then re-acquired.
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { KeapClient, QuotaDeferredError, RateLimitedError, RetryableError } from '../../shared/keap/index.ts';
-import type { QuotaLedger } from '../../shared/quota/index.ts';
+import { KeapClient, QuotaDeferredError, RateLimitedError, RetryableError } from '#shared/keap/index.ts';
+import type { QuotaLedger } from '#shared/quota/index.ts';
 import {
   type LedgerHost,
   quotaHeaders,

@@ -2,6 +2,7 @@
 // faults) with the quota ledger on dynalite: full reads are exact, incremental reads miss nothing,
 // every error class comes from the sandbox's faults, retries and timeouts work, headers reach the ledger.
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { type ResourceType, type RunningSandbox, startSandbox } from '#harness/sandbox/index.ts';
 import {
   KeapClient,
   type KeapClientSettingsInput,
@@ -12,9 +13,8 @@ import {
   RetryableError,
   UnexpectedResponseError,
   ValidationError,
-} from '../../shared/keap/index.ts';
-import type { QuotaLedger } from '../../shared/quota/index.ts';
-import { type ResourceType, type RunningSandbox, startSandbox } from '../../shared/sandbox/index.ts';
+} from '#shared/keap/index.ts';
+import type { QuotaLedger } from '#shared/quota/index.ts';
 import { type LedgerHost, startLedgerHost, uniqueTenant } from './support.ts';
 
 const RELAXED = {

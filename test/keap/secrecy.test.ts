@@ -17,7 +17,7 @@ import {
   RetryableError,
   UnexpectedResponseError,
   ValidationError,
-} from '../../shared/keap/index.ts';
+} from '#shared/keap/index.ts';
 import {
   type CapturedLog,
   capturingLogger,

@@ -4,14 +4,14 @@ import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { type RunningDynamo, startDynalite } from '../../shared/emulators/dynamo.ts';
-import type { KeapLogger } from '../../shared/keap/index.ts';
+import { type RunningDynamo, startDynalite } from '#harness/emulators/dynamo.ts';
+import type { KeapLogger } from '#shared/keap/index.ts';
 import {
   createLedgerTable,
   DynamoLedgerStore,
   type LedgerSettingsInput,
   QuotaLedger,
-} from '../../shared/quota/index.ts';
+} from '#shared/quota/index.ts';
 
 export interface StubRequest {
   method: string;

@@ -1,6 +1,6 @@
 // Unit: writes (contact upsert, tag apply/remove in batches, notes), models and v1 REST hooks.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KeapArgumentError, KeapClient } from '../../shared/keap/index.ts';
+import { KeapArgumentError, KeapClient } from '#shared/keap/index.ts';
 import {
   type LedgerHost,
   quotaHeaders,

@@ -17,7 +17,7 @@ import {
   type RunningSqs,
   SqsLambdaPoller,
   startSqs,
-} from '../../shared/local/index.ts';
+} from '#harness/local/index.ts';
 import { deferred, drain, freshQueues, type Harness, harness, receiveCounts, send } from './support.ts';
 
 let sqs: RunningSqs;

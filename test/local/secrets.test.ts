@@ -9,8 +9,8 @@ import {
   SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { LOCAL_AWS } from '../../shared/emulators/dynamo.ts';
-import { type RunningSecrets, startSecretsStub } from '../../shared/local/index.ts';
+import { LOCAL_AWS } from '#harness/emulators/dynamo.ts';
+import { type RunningSecrets, startSecretsStub } from '#harness/local/index.ts';
 
 const get = (stub: RunningSecrets, SecretId: string, extra: { VersionStage?: string } = {}) =>
   stub.client.send(new GetSecretValueCommand({ SecretId, ...extra }));

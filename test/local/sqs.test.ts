@@ -1,8 +1,8 @@
 // Integration: the embedded SQS (fauxqs in-process on 127.0.0.1) and its queue pairs.
 import { GetQueueAttributesCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { LOCAL_AWS } from '../../shared/emulators/dynamo.ts';
-import { LocalHarnessError, queueDepth, type RunningSqs, startSqs } from '../../shared/local/index.ts';
+import { LOCAL_AWS } from '#harness/emulators/dynamo.ts';
+import { LocalHarnessError, queueDepth, type RunningSqs, startSqs } from '#harness/local/index.ts';
 
 describe('embedded SQS', () => {
   let sqs: RunningSqs;

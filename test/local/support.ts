@@ -9,7 +9,7 @@ import {
   type RunningSqs,
   SqsLambdaPoller,
   type SqsLambdaPollerOptions,
-} from '../../shared/local/index.ts';
+} from '#harness/local/index.ts';
 
 let queueSeq = 0;
 

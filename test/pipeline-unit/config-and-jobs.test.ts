@@ -1,9 +1,9 @@
 // Unit: the configuration file, the job messages and the Lambda environment are validated once, with
 // errors that name the setting.
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseAppConfig, parseAppConfigJson } from '../../shared/config/app-config.ts';
-import { PoisonMessageError, parseJob } from '../../shared/jobs/schema.ts';
-import { EnvironmentError, loadLambdaEnvironment } from '../../shared/lambda/runtime.ts';
+import { ConfigError, parseAppConfig, parseAppConfigJson } from '#shared/config/app-config.ts';
+import { PoisonMessageError, parseJob } from '#shared/jobs/schema.ts';
+import { EnvironmentError, loadLambdaEnvironment } from '#shared/lambda/runtime.ts';
 
 const account = {
   id: 'acme',

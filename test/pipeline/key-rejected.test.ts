@@ -1,10 +1,10 @@
 // End to end: Keap rejecting an account's key stops that account after at most one call per worker,
 // while the other accounts go on; storing a new key resumes it.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import type { SyncResource } from '../../shared/jobs/schema.ts';
-import { queueDepth } from '../../shared/local/index.ts';
-import { createWorkerHandler, runScheduler } from '../../shared/pipeline/index.ts';
-import { keyFingerprint } from '../../shared/sandbox/index.ts';
+import { queueDepth } from '#harness/local/index.ts';
+import { keyFingerprint } from '#harness/sandbox/index.ts';
+import type { SyncResource } from '#shared/jobs/schema.ts';
+import { createWorkerHandler, runScheduler } from '#shared/pipeline/index.ts';
 import {
   eventually,
   mirrorOf,

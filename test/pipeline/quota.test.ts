@@ -6,11 +6,11 @@
 // delayed a request past its slot by more than the margin and Keap's spike rule answered 429.
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import type { AppConfig } from '../../shared/config/app-config.ts';
-import { queueDepth } from '../../shared/local/index.ts';
-import type { LocalStack } from '../../shared/local/stack.ts';
-import type { MemoryMetrics } from '../../shared/pipeline/index.ts';
-import { deferralDelayMs, RETURN_EARLY_MS } from '../../shared/pipeline/queue.ts';
+import { queueDepth } from '#harness/local/index.ts';
+import type { LocalStack } from '#harness/local/stack.ts';
+import type { AppConfig } from '#shared/config/app-config.ts';
+import type { MemoryMetrics } from '#shared/pipeline/index.ts';
+import { deferralDelayMs, RETURN_EARLY_MS } from '#shared/pipeline/queue.ts';
 import {
   type AccountSpec,
   eventually,

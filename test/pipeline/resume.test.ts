@@ -2,8 +2,8 @@
 // again after its visibility timeout; the new invocation resumes from the last checkpoint, the mirror
 // ends complete without duplicates, and the cursor advances.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { abortSignalOf, type SqsLambdaPoller } from '../../shared/local/index.ts';
-import { createWorkerHandler, type PipelineDeps, type WorkerHandler } from '../../shared/pipeline/index.ts';
+import { abortSignalOf, type SqsLambdaPoller } from '#harness/local/index.ts';
+import { createWorkerHandler, type PipelineDeps, type WorkerHandler } from '#shared/pipeline/index.ts';
 import {
   arrivalsSince,
   eventually,

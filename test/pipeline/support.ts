@@ -12,18 +12,18 @@ import {
   ReceiveMessageCommand,
   SendMessageBatchCommand,
 } from '@aws-sdk/client-sqs';
-import { type AppConfig, type AppConfigInput, parseAppConfig } from '../../shared/config/app-config.ts';
-import type { SyncResource } from '../../shared/jobs/schema.ts';
-import { type LocalStack, startLocalStack } from '../../shared/local/stack.ts';
-import { MemoryLog, MemoryMetrics } from '../../shared/pipeline/index.ts';
+import { type LocalStack, startLocalStack } from '#harness/local/stack.ts';
 import {
   type ArrivalRecord,
   type RunningSandbox,
   type SandboxKey,
   type SandboxOptions,
   startSandbox,
-} from '../../shared/sandbox/index.ts';
-import type { MirrorItem } from '../../shared/store/index.ts';
+} from '#harness/sandbox/index.ts';
+import { type AppConfig, type AppConfigInput, parseAppConfig } from '#shared/config/app-config.ts';
+import type { SyncResource } from '#shared/jobs/schema.ts';
+import { MemoryLog, MemoryMetrics } from '#shared/pipeline/index.ts';
+import type { MirrorItem } from '#shared/store/index.ts';
 
 /**
  * Gateway limits far above what a small test uses, and no spike arrest: the sandbox stamps arrivals

@@ -1,9 +1,9 @@
 // End to end: the scheduler enqueues each due sync once, a full sync leaves the mirror equal to Keap
 // record for record, and an incremental sync brings exactly the changes in a handful of Keap calls.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import type { SyncResource } from '../../shared/jobs/schema.ts';
-import { RESOURCES } from '../../shared/keap/resources.ts';
-import { runScheduler } from '../../shared/pipeline/index.ts';
+import type { SyncResource } from '#shared/jobs/schema.ts';
+import { RESOURCES } from '#shared/keap/resources.ts';
+import { runScheduler } from '#shared/pipeline/index.ts';
 import {
   arrivalsSince,
   diffRecords,

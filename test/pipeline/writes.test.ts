@@ -3,7 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import type { SQSBatchResponse } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import type { WorkerHandler } from '../../shared/pipeline/index.ts';
+import type { WorkerHandler } from '#shared/pipeline/index.ts';
 import { arrivalsSince, sandboxKey, sendRaw, startWorld, TENANT_A, type World } from './support.ts';
 
 const ACCOUNT = 'acme';

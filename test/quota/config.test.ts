@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { LedgerConfigError, parseLedgerSettings } from '../../shared/quota/index.ts';
+import { LedgerConfigError, parseLedgerSettings } from '#shared/quota/index.ts';
 
 function settingOf(input: unknown): string {
   try {

@@ -1,8 +1,8 @@
 // Integration: the ledger against real DynamoDB semantics (dynalite and DynamoDB Local).
 import { GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunningDynamo } from '../../shared/emulators/dynamo.ts';
-import { judgeArrivals } from '../../shared/gateway/rules.ts';
+import type { RunningDynamo } from '#harness/emulators/dynamo.ts';
+import { judgeArrivals } from '#harness/gateway/rules.ts';
 import {
   createLedgerTable,
   DynamoLedgerStore,
@@ -11,7 +11,7 @@ import {
   LedgerUnavailableError,
   QuotaLedger,
   TooManyKeysError,
-} from '../../shared/quota/index.ts';
+} from '#shared/quota/index.ts';
 import { emulatorCases, missingEmulatorFailure } from '../support/emulators.ts';
 
 const base = {
@@ -280,7 +280,7 @@ describe.each(emulatorCases)('quota ledger on $name', (emu) => {
 
 describe('quota ledger without DynamoDB', () => {
   it('fails closed when DynamoDB cannot be reached', async () => {
-    const { localDynamoClient } = await import('../../shared/emulators/dynamo.ts');
+    const { localDynamoClient } = await import('#harness/emulators/dynamo.ts');
     const client = localDynamoClient('http://127.0.0.1:9');
     const ledger = new QuotaLedger({
       store: new DynamoLedgerStore(client, 'x'),

@@ -3,11 +3,11 @@
 import { GetItemCommand } from '@aws-sdk/client-dynamodb';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type RunningDynamo, startDynalite } from '#harness/emulators/dynamo.ts';
+import { judgeArrivals } from '#harness/gateway/rules.ts';
+import { createLedgerTable, decodeState } from '#shared/quota/index.ts';
 import { runFleet } from '../../bench/quota/fleet.ts';
 import type { WorkerConfig } from '../../bench/quota/worker.ts';
-import { type RunningDynamo, startDynalite } from '../../shared/emulators/dynamo.ts';
-import { judgeArrivals } from '../../shared/gateway/rules.ts';
-import { createLedgerTable, decodeState } from '../../shared/quota/index.ts';
 
 const LIMITS = { spikeIntervalMs: 100, minuteLimit: 30, minuteWindowMs: 3_000, dayLimit: 100 };
 const JITTER_MS = 40;

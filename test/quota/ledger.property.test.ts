@@ -3,8 +3,8 @@
 // headers and random 429 cool-downs, every granted slot passes the gateway's rules.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { GatewayRules } from '../../shared/gateway/rules.ts';
-import { DAY_MS, parseKeapQuotaHeaders, QuotaLedger } from '../../shared/quota/index.ts';
+import { GatewayRules } from '#harness/gateway/rules.ts';
+import { DAY_MS, parseKeapQuotaHeaders, QuotaLedger } from '#shared/quota/index.ts';
 import { MemoryLedgerStore } from '../support/sim.ts';
 
 interface Scenario {

@@ -6,7 +6,7 @@ import {
   LedgerUnavailableError,
   QuotaLedger,
   QuotaRequestError,
-} from '../../shared/quota/index.ts';
+} from '#shared/quota/index.ts';
 import { MemoryLedgerStore } from '../support/sim.ts';
 
 const settings = {

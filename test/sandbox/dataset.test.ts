@@ -7,7 +7,7 @@ import {
   SandboxMutationError,
   startSandbox,
   UPDATE_FIELD,
-} from '../../shared/sandbox/index.ts';
+} from '#harness/sandbox/index.ts';
 import { call, filter, listAll, ManualClock, RELAXED } from './support.ts';
 
 const T0 = Date.UTC(2026, 8, 1, 9, 30, 0);

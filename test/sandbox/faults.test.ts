@@ -4,7 +4,7 @@ import {
   SandboxConfigError,
   type SandboxOptions,
   startSandbox,
-} from '../../shared/sandbox/index.ts';
+} from '#harness/sandbox/index.ts';
 import { call, ManualClock, RELAXED } from './support.ts';
 
 const T0 = Date.UTC(2026, 7, 3, 12, 0, 0);

@@ -3,8 +3,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { GatewayLimits } from '../../shared/gateway/rules.ts';
-import { type RunningSandbox, type SandboxOptions, startSandbox } from '../../shared/sandbox/index.ts';
+import type { GatewayLimits } from '#harness/gateway/rules.ts';
+import { type RunningSandbox, type SandboxOptions, startSandbox } from '#harness/sandbox/index.ts';
 import { call, ManualClock } from './support.ts';
 
 const T0 = Date.UTC(2026, 7, 3, 12, 0, 0);

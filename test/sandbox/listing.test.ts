@@ -4,7 +4,7 @@ import {
   type CustomFieldMetaData,
   type RunningSandbox,
   startSandbox,
-} from '../../shared/sandbox/index.ts';
+} from '#harness/sandbox/index.ts';
 import { call, filter, listAll, type Page, RELAXED, type V2Error } from './support.ts';
 
 let sb: RunningSandbox;

@@ -1,5 +1,5 @@
 // Test support: calling the Keap sandbox, paging its lists, and a hand-driven clock.
-import type { RunningSandbox } from '../../shared/sandbox/index.ts';
+import type { RunningSandbox } from '#harness/sandbox/index.ts';
 
 /** Limits that never throttle a test that is not about throttling. */
 export const RELAXED = {

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { type Contact, type Note, type RunningSandbox, startSandbox } from '../../shared/sandbox/index.ts';
+import { type Contact, type Note, type RunningSandbox, startSandbox } from '#harness/sandbox/index.ts';
 import { call, filter, listAll, ManualClock, RELAXED, type V2Error } from './support.ts';
 
 const T0 = Date.UTC(2026, 8, 2, 10, 0, 0);

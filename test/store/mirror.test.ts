@@ -7,7 +7,7 @@ import {
   RecordTooLargeError,
   StoreInputError,
   StoreUnavailableError,
-} from '../../shared/store/index.ts';
+} from '#shared/store/index.ts';
 import { emulatorCases } from '../support/emulators.ts';
 import { faultyClient, reportMissingEmulator, unique, useTables } from './support.ts';
 

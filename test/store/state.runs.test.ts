@@ -1,7 +1,7 @@
 // Integration: cursors, checkpoints and leases of the state table on dynalite and DynamoDB Local.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { StaleRunError, StateStore } from '../../shared/store/index.ts';
+import { StaleRunError, StateStore } from '#shared/store/index.ts';
 import { emulatorCases } from '../support/emulators.ts';
 import { reportMissingEmulator, unique, useTables } from './support.ts';
 

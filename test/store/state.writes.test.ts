@@ -6,7 +6,7 @@ import {
   StateStore,
   WriteNotStartedError,
   type WriteRequest,
-} from '../../shared/store/index.ts';
+} from '#shared/store/index.ts';
 import { emulatorCases } from '../support/emulators.ts';
 import { faultyClient, reportMissingEmulator, unique, useTables } from './support.ts';
 

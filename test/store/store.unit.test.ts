@@ -15,7 +15,7 @@ import {
   StoreError,
   StoreInputError,
   stateKey,
-} from '../../shared/store/index.ts';
+} from '#shared/store/index.ts';
 
 describe('settings', () => {
   it('fills defaults', () => {

@@ -1,8 +1,8 @@
 // Test support: emulator lifecycle, unique names and fault-injecting clients for the store suites.
 import { type DynamoDBClient, ProvisionedThroughputExceededException } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, it } from 'vitest';
-import { localDynamoClient, type RunningDynamo } from '../../shared/emulators/dynamo.ts';
-import { createMirrorTable, createStateTable } from '../../shared/store/index.ts';
+import { localDynamoClient, type RunningDynamo } from '#harness/emulators/dynamo.ts';
+import { createMirrorTable, createStateTable } from '#shared/store/index.ts';
 import { type EmulatorCase, missingEmulatorFailure } from '../support/emulators.ts';
 
 let seq = 0;

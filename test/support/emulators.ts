@@ -5,7 +5,7 @@ import {
   type RunningDynamo,
   startDynalite,
   startDynamoDbLocal,
-} from '../../shared/emulators/dynamo.ts';
+} from '#harness/emulators/dynamo.ts';
 
 export interface EmulatorCase {
   name: 'dynalite' | 'DynamoDB Local';

@@ -1,5 +1,5 @@
 // Test support: an in-memory ledger store with request counting, and a dynalite/DynamoDB Local host.
-import type { LedgerStore, PutOutcome, StoredItem } from '../../shared/quota/store.ts';
+import type { LedgerStore, PutOutcome, StoredItem } from '#shared/quota/store.ts';
 
 /** A faithful in-memory LedgerStore (atomic conditional put), optionally returning the winner on conflict. */
 export class MemoryLedgerStore implements LedgerStore {

@@ -9,13 +9,19 @@ import {
   SendMessageCommand,
   SQSClient,
 } from '@aws-sdk/client-sqs';
-import { type AppConfig, findAccount } from '../config/app-config.ts';
+import { type AppConfig, findAccount } from '#shared/config/app-config.ts';
+import { type Job, type JobInput, PoisonMessageError, parseJob } from '#shared/jobs/schema.ts';
+import {
+  JobQueue,
+  KeyProvider,
+  MemoryLog,
+  MemoryMetrics,
+  type PipelineDeps,
+} from '#shared/pipeline/index.ts';
+import { DynamoLedgerStore, QuotaLedger } from '#shared/quota/index.ts';
+import { MirrorStore, StateStore } from '#shared/store/index.ts';
 import { startDynalite } from '../emulators/dynamo.ts';
-import { type Job, type JobInput, PoisonMessageError, parseJob } from '../jobs/schema.ts';
 import { connectLocalStack, LOCAL_TABLES, type LocalEndpoints } from '../local/stack.ts';
-import { JobQueue, KeyProvider, MemoryLog, MemoryMetrics, type PipelineDeps } from '../pipeline/index.ts';
-import { DynamoLedgerStore, QuotaLedger } from '../quota/index.ts';
-import { MirrorStore, StateStore } from '../store/index.ts';
 import { runningEndpoints } from './run.ts';
 import { collectStatus, formatStatus, type StatusSources } from './status.ts';
 

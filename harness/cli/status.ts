@@ -1,9 +1,9 @@
 // Use case (CLI): what an operator wants to see: per account the key state, per resource the cursor,
 // lag and last run, per scope the quota used and left per window, and the queues' depths.
 import type { SQSClient } from '@aws-sdk/client-sqs';
-import type { SyncResource } from '../jobs/schema.ts';
+import type { SyncResource } from '#shared/jobs/schema.ts';
+import type { PipelineDeps } from '#shared/pipeline/index.ts';
 import { queueDepth } from '../local/sqs.ts';
-import type { PipelineDeps } from '../pipeline/index.ts';
 
 export interface ResourceStatus {
   resource: SyncResource;

@@ -1,7 +1,7 @@
 // Adapter (CLI): loads the configuration file and applies environment overrides, once, at start.
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { type AppConfig, ConfigError, parseAppConfig } from '../config/app-config.ts';
+import { type AppConfig, ConfigError, parseAppConfig } from '#shared/config/app-config.ts';
 
 /** Environment variables that override the file (each documented in the README). */
 export const ENV_OVERRIDES: Record<string, string> = {

@@ -4,8 +4,7 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SQSClient } from '@aws-sdk/client-sqs';
-import type { AppConfig } from '../config/app-config.ts';
-import { localDynamoClient, type RunningDynamo, startDynalite } from '../emulators/dynamo.ts';
+import type { AppConfig } from '#shared/config/app-config.ts';
 import {
   createWorkerHandler,
   JobQueue,
@@ -16,9 +15,10 @@ import {
   type PipelineDeps,
   runScheduler,
   type WorkerHandler,
-} from '../pipeline/index.ts';
-import { createLedgerTable, DynamoLedgerStore, QuotaLedger } from '../quota/index.ts';
-import { createMirrorTable, createStateTable, MirrorStore, StateStore } from '../store/index.ts';
+} from '#shared/pipeline/index.ts';
+import { createLedgerTable, DynamoLedgerStore, QuotaLedger } from '#shared/quota/index.ts';
+import { createMirrorTable, createStateTable, MirrorStore, StateStore } from '#shared/store/index.ts';
+import { localDynamoClient, type RunningDynamo, startDynalite } from '../emulators/dynamo.ts';
 import { SqsLambdaPoller } from './poller.ts';
 import { localSecretsClient, type RunningSecrets, startSecretsStub } from './secrets.ts';
 import { createQueuePair, localSqsClient, type QueuePair, type RunningSqs, startSqs } from './sqs.ts';

@@ -6,9 +6,9 @@ import { fork } from 'node:child_process';
 import { appendFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { AppConfig } from '../config/app-config.ts';
+import type { AppConfig } from '#shared/config/app-config.ts';
+import { jsonLog, MemoryMetrics } from '#shared/pipeline/index.ts';
 import { type LocalEndpoints, startLocalStack } from '../local/stack.ts';
-import { jsonLog, MemoryMetrics } from '../pipeline/index.ts';
 import { defaultKeys, type RunningSandbox, startSandbox } from '../sandbox/index.ts';
 import { collectStatus, formatStatus, type StatusReport } from './status.ts';
 
