@@ -11,6 +11,7 @@ import {
 } from '@aws-sdk/client-sqs';
 import { type AppConfig, findAccount } from '#shared/config/app-config.ts';
 import { type Job, type JobInput, PoisonMessageError, parseJob } from '#shared/jobs/schema.ts';
+import { REGISTRY, type SyncResource } from '#shared/keap/registry.ts';
 import {
   JobQueue,
   KeyProvider,
@@ -243,19 +244,6 @@ export interface Estimate {
   calls: number;
 }
 
-const DEFAULT_SHARES: Record<string, number> = {
-  contacts: 1,
-  companies: 0.1,
-  orders: 0.6,
-  opportunities: 0.2,
-  tags: 0.02,
-  notes: 0.8,
-  tasks: 0.4,
-  products: 0.01,
-  subscriptions: 0.1,
-  users: 0.004,
-};
-
 /** Calls and time a full (or incremental) sync needs under the quota, from the dataset's size. */
 export function estimateCommand(
   config: AppConfig,
@@ -268,10 +256,10 @@ export function estimateCommand(
   const windowMs = (config.limits.minuteWindowMs ?? 60_000) + (config.limits.marginMs ?? 90);
   const perMinute = Math.floor(limits.minute * limits.bulkShare);
   const rows: Array<Estimate & { incrementalCalls: number }> = [];
-  const resources = [...new Set(config.accounts.flatMap((a) => Object.keys(a.resources)))];
+  const resources = [...new Set(config.accounts.flatMap((a) => Object.keys(a.resources) as SyncResource[]))];
   for (const r of resources) {
-    const records = Math.round(contacts * (DEFAULT_SHARES[r] ?? 0.1));
-    const page = r === 'users' ? 100 : 1000;
+    const { sync, maxPageSize: page } = REGISTRY[r];
+    const records = Math.round(contacts * sync.estimateShare);
     rows.push({
       resource: r,
       records,

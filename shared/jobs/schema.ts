@@ -1,21 +1,10 @@
 // Domain: the messages on the job queue. Every message is validated with these schemas before any
 // work; anything else is poison and goes to the dead-letter queue with the reason.
 import { z } from 'zod';
+import { SYNC_RESOURCES, type SyncResource } from '../keap/registry.ts';
 
-/** Lists the sync pipeline mirrors (tag applications are read per tag, by the `tags` job's follow-up). */
-export const SYNC_RESOURCES = [
-  'contacts',
-  'companies',
-  'orders',
-  'opportunities',
-  'tags',
-  'notes',
-  'tasks',
-  'products',
-  'subscriptions',
-  'users',
-] as const;
-export type SyncResource = (typeof SYNC_RESOURCES)[number];
+/** Lists the sync pipeline mirrors: every registry entry with a `sync` part. */
+export { SYNC_RESOURCES, type SyncResource };
 
 const accountId = z
   .string()

@@ -11,14 +11,13 @@ import {
   UnexpectedResponseError,
 } from './errors.ts';
 import { type Page, type PageOptionsFor, type ReadResult, readPages } from './paging.ts';
+import { REGISTRY } from './registry.ts';
 import {
   applyTagsResponseSchema,
   type Contact,
-  contactSchema,
   MODEL_OBJECTS,
   type ModelObject,
   type Note,
-  noteSchema,
   type ObjectModel,
   objectModelSchema,
   type RecordTypes,
@@ -277,7 +276,7 @@ export class KeapClient {
       options,
       'write',
     );
-    return { contact: this.#parse(contactSchema, r, path, 'POST'), created: r.status === 201 };
+    return { contact: this.#parse(REGISTRY.contacts.schema, r, path, 'POST'), created: r.status === 201 };
   }
 
   /** Applies a tag to contacts, `tagBatchSize` ids per call (repeatable, so retried on transient failures). */
@@ -314,7 +313,7 @@ export class KeapClient {
     }
     const path = `/rest/v2/contacts/${encodeURIComponent(id)}/notes`;
     const r = await this.#call({ method: 'POST', path, body: body.data, retry: 'create' }, options, 'write');
-    return this.#parse(noteSchema, r, path, 'POST');
+    return this.#parse(REGISTRY.notes.schema, r, path, 'POST');
   }
 
   // ---- REST hooks (v1 only: v2 has none) ----------------------------------------------------------

@@ -5,6 +5,7 @@ import type { z } from 'zod';
 import type { Priority } from '../quota/index.ts';
 import { KeapArgumentError, PagingLoopError, UnexpectedResponseError } from './errors.ts';
 import {
+  fieldsQuery,
   RESOURCES,
   type RecordTypes,
   type ResourceName,
@@ -118,13 +119,22 @@ function buildQuery(
     throw new KeapArgumentError('until', `is not supported for ${spec.name}: Keap has no time filter on it.`);
   }
   if (spec.mode === 'descending' && sinceMs !== undefined) orderBy = o.orderBy ?? spec.descendingOrderBy;
-  const fields = o.fields ?? spec.fields;
+  const fields = fieldsQuery(spec.fields?.style ?? 'comma', o.fields ?? spec.fields?.request);
   return {
     page_size: pageSize,
     filter: pairs.length ? pairs.join(';') : undefined,
     order_by: orderBy,
-    fields: fields?.length ? fields.join(',') : undefined,
+    fields: transportValue(fields),
   };
+}
+
+/**
+ * The transport's query takes one value per parameter, so a `repeat`-style `fields` (one value per
+ * field, as Keap's file declares for opportunities) goes comma-joined for now. Remove this once the
+ * transport's `CallSpec.query` takes `readonly string[]` (appending each value).
+ */
+function transportValue(v: string | readonly string[] | undefined): string | undefined {
+  return typeof v === 'string' || v === undefined ? v : v.join(',');
 }
 
 export interface PagerDefaults {
