@@ -10,7 +10,17 @@ export {
 } from './errors.ts';
 export { parseFaults, type SandboxFaults } from './faults.ts';
 export { type ArrivalRecord, keyFingerprint, type SandboxKey, spikeLimitHeader } from './gateway.ts';
-export { CONTACT_DEFAULT_FIELDS } from './resources.ts';
+export {
+  CONTACT_DEFAULT_FIELDS,
+  GENERATORS,
+  type Generator,
+  RESOURCE_TYPES,
+  type RecordTypes,
+  type ResourceType,
+  type SandboxRecords,
+  SEED_ORDER,
+  UPDATE_FIELD,
+} from './generators.ts';
 export {
   DEFAULT_TENANT,
   defaultKeys,

@@ -1,19 +1,14 @@
-// Adapter: the Keap REST v2 endpoints the sandbox serves, over its dataset (reads, upsert, tags, notes).
+// Adapter: the Keap REST v2 endpoints the sandbox serves, over its dataset: every registry list's
+// list, record and custom-field model routes, registered alike, and the writes (upsert, tags, notes).
 import { z } from 'zod';
+import { type ListEntry, type ModelObject, REGISTRY } from '#shared/keap/registry.ts';
 import type { ContactInput, SandboxDataset } from './dataset.ts';
 import { ApiError } from './errors.ts';
+import { generatorOf, RESOURCE_TYPES, type ResourceType } from './generators.ts';
 import { type FieldsSpec, Lister, type ListSpec, parseFields, project } from './listing.ts';
-import {
-  buildListSpecs,
-  CONTACT_DEFAULT_FIELDS,
-  CONTACT_FIELDS,
-  companyFields,
-  contactFields,
-  customOnly,
-  type ListSpecs,
-  opportunityFields,
-} from './resources.ts';
-import type { Contact, ModelObject, TagApplication } from './shapes.ts';
+import { buildListSpecs, fieldsSpecOf, type ListSpecs } from './resources.ts';
+import type { Contact } from './shapes.ts';
+import type { ReadonlyTable } from './tables.ts';
 
 export interface Request {
   method: string;
@@ -192,46 +187,55 @@ export class RestV2 {
   }
 
   private model(obj: ModelObject): Reply {
-    const optional: Record<ModelObject, readonly string[]> = {
-      contacts: CONTACT_FIELDS.filter((f) => !CONTACT_DEFAULT_FIELDS.includes(f)),
-      companies: typeof companyFields.optional === 'function' ? [] : companyFields.optional,
-      orders: [],
-      opportunities: typeof opportunityFields.optional === 'function' ? [] : opportunityFields.optional,
-      notes: ['custom_fields'],
-      tasks: ['custom_fields'],
-      subscriptions: [],
-    };
+    const fields = fieldsSpecOf(obj);
+    const optional = fields?.optional ?? [];
     return {
       status: 200,
-      body: { custom_fields: this.data.models[obj], optional_properties: optional[obj] },
+      body: {
+        custom_fields: this.data.models[obj],
+        optional_properties: typeof optional === 'function' ? fields?.allowed.filter(optional) : optional,
+      },
     };
   }
 
-  private taggedContact(a: TagApplication): unknown {
-    const c = this.data.contacts.get(a.contact_id);
-    const email = c
-      ? (c.email_addresses.find((e) => e.field === 'EMAIL1') ?? c.email_addresses[0])?.email
-      : undefined;
-    return {
-      id: a.contact_id,
-      email,
-      given_name: c?.given_name,
-      family_name: c?.family_name,
-      applied_time: a.applied_time,
-    };
+  /** `GET` of a list, of one of its records and of its custom-field model, as the registry says. */
+  private registerList(type: ResourceType): void {
+    const entry: ListEntry = REGISTRY[type];
+    const g = generatorOf(type);
+    const spec = this.specs[type] as ListSpec<{ id: string }>;
+    const table = this.data.table(type) as ReadonlyTable<{ id: string }>;
+    const pattern = entry.path.replace(/^\/rest\/v2\//, '');
+    const present = g.present;
+    const shape = present
+      ? (r: { id: string }) => present(this.data, r)
+      : (r: { id: string }, f: ReadonlySet<string> | undefined) => project(r, spec.fields, f);
+    const scope = g.scope;
+    if (scope) {
+      const parent = this.data.table(scope.parent);
+      const what = generatorOf(scope.parent).entity ?? scope.parent;
+      this.on('GET', pattern, ([id = ''], req) => {
+        if (!parent.has(id)) throw notFound(what, id);
+        const key = `${scope.parent}:${id}`;
+        return this.list(spec, () => table.values(), req, { key, test: (r) => scope.test(r, id) }, shape);
+      });
+      return;
+    }
+    this.on('GET', pattern, (_p, req) => this.list(spec, () => table.values(), req, { key: '' }, shape));
+    if (entry.customFieldModel) this.on('GET', `${pattern}/model`, () => this.model(type as ModelObject));
+    const entity = g.entity;
+    if (entity)
+      this.on('GET', `${pattern}/{id}`, ([id = ''], req) =>
+        this.one(table.get(id), entity, id, req, spec.fields),
+      );
   }
 
   private register(): void {
     const d = this.data;
     const s = this.specs;
+    for (const type of RESOURCE_TYPES) this.registerList(type);
 
-    // Contacts
-    this.on('GET', 'contacts', (_p, req) => this.list(s.contacts, () => d.contacts.values(), req));
+    // Writes, and a contact's notes
     this.on('POST', 'contacts', (_p, req) => this.upsertContact(req));
-    this.on('GET', 'contacts/model', () => this.model('contacts'));
-    this.on('GET', 'contacts/{id}', ([id = ''], req) =>
-      this.one(d.contacts.get(id), 'Contact', id, req, contactFields),
-    );
     this.on('GET', 'contacts/{id}/notes', ([id = ''], req) => {
       if (!d.contacts.has(id)) throw notFound('Contact', id);
       return this.list(s.notes, () => d.notes.values(), req, {
@@ -242,38 +246,7 @@ export class RestV2 {
     this.on('POST', 'contacts/{id}/notes', ([id = ''], req) => this.createNote(id, req));
     this.on('GET', 'contacts/{id}/notes/{note}', ([id = '', noteId = ''], req) => {
       const note = d.notes.get(noteId);
-      return this.one(note?.contact_id === id ? note : undefined, 'Note', noteId, req, customOnly);
-    });
-
-    // Companies, orders, opportunities
-    this.on('GET', 'companies', (_p, req) => this.list(s.companies, () => d.companies.values(), req));
-    this.on('GET', 'companies/model', () => this.model('companies'));
-    this.on('GET', 'companies/{id}', ([id = ''], req) =>
-      this.one(d.companies.get(id), 'Company', id, req, companyFields),
-    );
-    this.on('GET', 'orders', (_p, req) => this.list(s.orders, () => d.orders.values(), req));
-    this.on('GET', 'orders/model', () => this.model('orders'));
-    this.on('GET', 'orders/{id}', ([id = ''], req) => this.one(d.orders.get(id), 'Order', id, req));
-    this.on('GET', 'opportunities', (_p, req) =>
-      this.list(s.opportunities, () => d.opportunities.values(), req),
-    );
-    this.on('GET', 'opportunities/model', () => this.model('opportunities'));
-    this.on('GET', 'opportunities/{id}', ([id = ''], req) =>
-      this.one(d.opportunities.get(id), 'Opportunity', id, req, opportunityFields),
-    );
-
-    // Tags
-    this.on('GET', 'tags', (_p, req) => this.list(s.tags, () => d.tags.values(), req));
-    this.on('GET', 'tags/{id}', ([id = ''], req) => this.one(d.tags.get(id), 'Tag', id, req));
-    this.on('GET', 'tags/{id}/contacts', ([id = ''], req) => {
-      if (!d.tags.has(id)) throw notFound('Tag', id);
-      return this.list(
-        s.tagContacts,
-        () => d.tagApplications.values(),
-        req,
-        { key: `tag:${id}`, test: (a) => a.tag_id === id },
-        (a) => this.taggedContact(a),
-      );
+      return this.one(note?.contact_id === id ? note : undefined, 'Note', noteId, req, s.notes.fields);
     });
     this.on('POST', 'tags/{id}/contacts:applyTags', ([id = ''], req) => {
       if (!d.tags.has(id)) throw notFound('Tag', id);
@@ -286,26 +259,6 @@ export class RestV2 {
       d.removeTag(id, body.contact_ids);
       return { status: 204 };
     });
-
-    // Notes, tasks
-    this.on('GET', 'notes', (_p, req) => this.list(s.notes, () => d.notes.values(), req));
-    this.on('GET', 'notes/model', () => this.model('notes'));
-    this.on('GET', 'tasks', (_p, req) => this.list(s.tasks, () => d.tasks.values(), req));
-    this.on('GET', 'tasks/model', () => this.model('tasks'));
-    this.on('GET', 'tasks/{id}', ([id = ''], req) => this.one(d.tasks.get(id), 'Task', id, req, customOnly));
-
-    // Products, subscriptions, users
-    this.on('GET', 'products', (_p, req) => this.list(s.products, () => d.products.values(), req));
-    this.on('GET', 'products/{id}', ([id = ''], req) => this.one(d.products.get(id), 'Product', id, req));
-    this.on('GET', 'subscriptions', (_p, req) =>
-      this.list(s.subscriptions, () => d.subscriptions.values(), req),
-    );
-    this.on('GET', 'subscriptions/model', () => this.model('subscriptions'));
-    this.on('GET', 'subscriptions/{id}', ([id = ''], req) =>
-      this.one(d.subscriptions.get(id), 'Subscription', id, req),
-    );
-    this.on('GET', 'users', (_p, req) => this.list(s.users, () => d.users.values(), req));
-    this.on('GET', 'users/{id}', ([id = ''], req) => this.one(d.users.get(id), 'User', id, req));
   }
 
   private upsertContact(req: Request): Reply {
@@ -314,7 +267,7 @@ export class RestV2 {
       throw new ApiError(400, `Invalid duplicate_option "${option}": use ${DUPLICATE_OPTIONS.join(', ')}.`, [
         { domain: 'duplicate_option', resource: option },
       ]);
-    const fields = parseFields(req.query, contactFields);
+    const fields = parseFields(req.query, this.specs.contacts.fields);
     const input = parseBody(contactInputSchema, req.body);
     if (!input.email_addresses?.length && !input.phone_numbers?.length && !input.addresses?.length)
       throw new ApiError(
@@ -347,19 +300,22 @@ export class RestV2 {
       (option ?? undefined) as (typeof DUPLICATE_OPTIONS)[number] | undefined,
       req.now,
     );
-    return { status: created ? 201 : 200, body: project<Contact>(contact, contactFields, fields) };
+    return {
+      status: created ? 201 : 200,
+      body: project<Contact>(contact, this.specs.contacts.fields, fields),
+    };
   }
 
   private createNote(contactId: string, req: Request): Reply {
     if (!this.data.contacts.has(contactId)) throw notFound('Contact', contactId);
-    const fields = parseFields(req.query, customOnly);
+    const fields = parseFields(req.query, this.specs.notes.fields);
     const input = parseBody(noteSchema, req.body);
     if (!input.title && !input.type)
       throw new ApiError(400, 'A note needs a title or a type.', [{ domain: 'body', resource: 'title' }]);
     if (!this.data.users.has(input.user_id))
       throw new ApiError(400, `Unknown user_id ${input.user_id}.`, [{ domain: 'body', resource: 'user_id' }]);
     const note = this.data.createNote(contactId, input, req.now);
-    return { status: 201, body: project(note, customOnly, fields) };
+    return { status: 201, body: project(note, this.specs.notes.fields, fields) };
   }
 }
 
@@ -369,7 +325,7 @@ function match(pattern: readonly string[], parts: readonly string[]): string[] |
   for (let i = 0; i < pattern.length; i++) {
     const p = pattern[i] ?? '';
     const v = parts[i] ?? '';
-    if (p === '{id}' || p === '{note}') params.push(v);
+    if (p.startsWith('{') && p.endsWith('}')) params.push(v);
     else if (p !== v) return undefined;
   }
   return params;

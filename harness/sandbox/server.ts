@@ -9,9 +9,9 @@ import { type MutationResult, SANDBOX_DATA_END, SandboxDataset } from './dataset
 import { ApiError, SandboxConfigError, SandboxMutationError } from './errors.ts';
 import { FaultInjector, faultsSchema, htmlErrorPage, parseFaults, type SandboxFaults } from './faults.ts';
 import { ArrivalLog, type ArrivalRecord, SandboxGateway, type SandboxKey } from './gateway.ts';
+import { RESOURCE_TYPES, type ResourceType } from './generators.ts';
 import { Prng } from './prng.ts';
 import { RestV2 } from './routes.ts';
-import { RESOURCE_TYPES, type ResourceType } from './shapes.ts';
 
 export const DEFAULT_TENANT = 'sandbox.infusionsoft.com';
 const MAX_BODY_BYTES = 5 * 1024 * 1024;

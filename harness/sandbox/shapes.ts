@@ -1,4 +1,5 @@
-// Domain: the Keap REST v2 record shapes the sandbox serves (a subset of Keap's OpenAPI schemas).
+// Domain: the Keap REST v2 record shapes the sandbox serves (a subset of Keap's OpenAPI schemas). Which
+// list holds which shape is generators.ts's `SandboxRecords`.
 
 export interface CustomFieldValue {
   id: string;
@@ -234,68 +235,3 @@ export interface CustomFieldMetaData {
   group_id?: string;
   group_name?: string;
 }
-
-export interface RecordTypes {
-  contacts: Contact;
-  companies: Company;
-  orders: Order;
-  opportunities: Opportunity;
-  tags: Tag;
-  tagApplications: TagApplication;
-  notes: Note;
-  tasks: Task;
-  products: Product;
-  subscriptions: Subscription;
-  users: User;
-}
-
-export type ResourceType = keyof RecordTypes;
-
-export const RESOURCE_TYPES: readonly ResourceType[] = [
-  'contacts',
-  'companies',
-  'orders',
-  'opportunities',
-  'tags',
-  'tagApplications',
-  'notes',
-  'tasks',
-  'products',
-  'subscriptions',
-  'users',
-];
-
-/** The objects that have a custom field model at `GET /rest/v2/{object}/model`. */
-export type ModelObject =
-  | 'contacts'
-  | 'companies'
-  | 'orders'
-  | 'opportunities'
-  | 'notes'
-  | 'tasks'
-  | 'subscriptions';
-
-export const MODEL_OBJECTS: readonly ModelObject[] = [
-  'contacts',
-  'companies',
-  'orders',
-  'opportunities',
-  'notes',
-  'tasks',
-  'subscriptions',
-];
-
-/** Each type's own update-time field (the one incremental syncs follow). */
-export const UPDATE_FIELD: { [K in ResourceType]: keyof RecordTypes[K] & string } = {
-  contacts: 'update_time',
-  companies: 'update_time',
-  orders: 'modification_time',
-  opportunities: 'last_updated_time',
-  tags: 'update_time',
-  tagApplications: 'applied_time',
-  notes: 'update_time',
-  tasks: 'modification_time',
-  products: 'update_time',
-  subscriptions: 'modification_time',
-  users: 'update_time',
-};

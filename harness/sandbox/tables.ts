@@ -7,6 +7,7 @@ export interface ReadonlyTable<T extends { id: string }> {
   has(id: string): boolean;
   /** Every record, oldest id first. */
   values(): T[];
+  ids(): string[];
 }
 
 export class RecordTable<T extends { id: string }> implements ReadonlyTable<T> {
