@@ -6,7 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { startDynalite } from '#harness/emulators/dynamo.ts';
 import { type RunningSandbox, startSandbox } from '#harness/sandbox/index.ts';
-import { KeapClient, type ResourceName } from '#shared/keap/index.ts';
+import { KeapClient, RESOURCE_NAMES, type ResourceName } from '#shared/keap/index.ts';
 import { createLedgerTable, DynamoLedgerStore, QuotaLedger } from '#shared/quota/index.ts';
 
 const HELP = `Usage: npm run bench:client -- [--contacts N] [--json FILE]
@@ -47,19 +47,8 @@ const LEDGER_SETTINGS = {
   tenantDayLimit: 10_000_000,
   holdHorizonMs: 5_000,
 };
-const LISTS: ResourceName[] = [
-  'contacts',
-  'companies',
-  'orders',
-  'opportunities',
-  'tags',
-  'tagApplications',
-  'notes',
-  'tasks',
-  'products',
-  'subscriptions',
-  'users',
-];
+/** Every list the client reads, tag applications tag by tag. */
+const LISTS: readonly ResourceName[] = RESOURCE_NAMES;
 
 /**
  * Least time `calls` sequential calls take under a spike spacing and a rolling-window limit, starting

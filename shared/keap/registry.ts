@@ -4,7 +4,7 @@
 // resource names, the job and configuration schemas, the client's specs, the estimate, the sandbox's
 // routes) is derived from it. To add a list: an entry here, a generator in
 // harness/sandbox/generators.ts (the compiler asks for it), a schedule in keap-sync.config.json
-// (test/registry.test.ts asks for it).
+// (test/keap/registry.test.ts asks for it, and fails on any other half-added part).
 import { z } from 'zod';
 
 /** v2 ids are strings; a number is accepted and turned into one. */

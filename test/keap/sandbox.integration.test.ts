@@ -2,7 +2,12 @@
 // faults) with the quota ledger on dynalite: full reads are exact, incremental reads miss nothing,
 // every error class comes from the sandbox's faults, retries and timeouts work, headers reach the ledger.
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { type ResourceType, type RunningSandbox, startSandbox } from '#harness/sandbox/index.ts';
+import {
+  RESOURCE_TYPES,
+  type ResourceType,
+  type RunningSandbox,
+  startSandbox,
+} from '#harness/sandbox/index.ts';
 import {
   KeapClient,
   type KeapClientSettingsInput,
@@ -24,19 +29,7 @@ const RELAXED = {
   dayLimit: 10_000_000,
   tenantDayLimit: 10_000_000,
 };
-const TYPES: ResourceType[] = [
-  'contacts',
-  'companies',
-  'orders',
-  'opportunities',
-  'tags',
-  'tagApplications',
-  'notes',
-  'tasks',
-  'products',
-  'subscriptions',
-  'users',
-];
+const TYPES: readonly ResourceType[] = RESOURCE_TYPES;
 
 let host: LedgerHost;
 let sb: RunningSandbox;

@@ -1,7 +1,7 @@
 // End to end: the scheduler enqueues each due sync once, a full sync leaves the mirror equal to Keap
 // record for record, and an incremental sync brings exactly the changes in a handful of Keap calls.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import type { SyncResource } from '#shared/jobs/schema.ts';
+import { SYNC_RESOURCES, type SyncResource } from '#shared/jobs/schema.ts';
 import { RESOURCES } from '#shared/keap/resources.ts';
 import { runScheduler } from '#shared/pipeline/index.ts';
 import {
@@ -16,18 +16,8 @@ import {
 } from './support.ts';
 
 const ACCOUNT = 'acme';
-const RESOURCES_SYNCED: SyncResource[] = [
-  'contacts',
-  'companies',
-  'tags',
-  'opportunities',
-  'notes',
-  'orders',
-  'tasks',
-  'products',
-  'subscriptions',
-  'users',
-];
+/** Every list the pipeline mirrors (the registry's synced lists). */
+const RESOURCES_SYNCED: SyncResource[] = [...SYNC_RESOURCES];
 
 const KEY = sandboxKey(TENANT_A, 0);
 

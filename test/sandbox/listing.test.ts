@@ -345,6 +345,27 @@ describe('fields', () => {
     );
     expect(tasks.json.tasks[0]).toHaveProperty('custom_fields');
   });
+
+  it('takes fields comma-joined or repeated, as Keap declares it exploded on some lists and not on others', async () => {
+    const joined = await call<Page<'opportunities', Record<string, unknown>>>(
+      sb,
+      '/rest/v2/opportunities?page_size=5&fields=custom_fields,status_id',
+    );
+    const repeated = await call<Page<'opportunities', Record<string, unknown>>>(
+      sb,
+      '/rest/v2/opportunities?page_size=5&fields=custom_fields&fields=status_id',
+    );
+    expect(repeated.status).toBe(200);
+    expect(repeated.json.opportunities).toEqual(joined.json.opportunities);
+    expect(repeated.json.opportunities[0]).toHaveProperty('status_id');
+    expect(repeated.json.opportunities[0]).not.toHaveProperty('created_by');
+    const contacts = await call<Page<'contacts', Record<string, unknown>>>(
+      sb,
+      '/rest/v2/contacts?page_size=5&fields=update_time&fields=tag_ids',
+    );
+    expect(contacts.json.contacts[0]).toHaveProperty('update_time');
+    expect(contacts.json.contacts[0]).toHaveProperty('tag_ids');
+  });
 });
 
 describe('single records and models', () => {
