@@ -13,7 +13,7 @@ const HELP = `Usage: npm run bench:client -- [--contacts N] [--json FILE]
 
 Starts the Keap sandbox (seed 1, default dataset: 5,000 contacts and the records that scale from
 them) and dynalite, and reads through the Keap client with every call passing the quota ledger:
-  1. the whole dataset (all 11 lists; tag applications tag by tag), and contacts alone, at page size
+  1. the whole dataset (every list; tag applications tag by tag), and contacts alone, at page size
      1000 vs 50: calls, records, measured time, and the time the same calls would take at Keap's real
      limits (computed from the call count, not measured);
   2. an incremental pass after 100 contact updates (sandbox.mutate): contacts alone and all lists;
@@ -259,7 +259,7 @@ async function main(): Promise<void> {
       runs,
     };
     process.stdout.write(
-      `Keap client benchmark: sandbox seed 1, ${contacts} contacts, ${datasetRecords} records in 11 lists ` +
+      `Keap client benchmark: sandbox seed 1, ${contacts} contacts, ${datasetRecords} records in ${LISTS.length} lists ` +
         `(${sb.dataset.tags.size} tags, read tag by tag), ledger on dynalite.\n` +
         `Limits used (sandbox and ledger): spike 10 ms/key, ${SANDBOX_LIMITS.minuteLimit} per rolling minute, ` +
         `${SANDBOX_LIMITS.dayLimit} per day; ledger margin 5 ms (one call per 15 ms at most).\n` +
