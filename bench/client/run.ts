@@ -4,6 +4,7 @@
 import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
+import { formatTable } from '#harness/cli/table.ts';
 import { startDynalite } from '#harness/emulators/dynamo.ts';
 import { type RunningSandbox, startSandbox } from '#harness/sandbox/index.ts';
 import { KeapClient, RESOURCE_NAMES, type ResourceName } from '#shared/keap/index.ts';
@@ -184,12 +185,7 @@ function table(runs: readonly Run[]): string {
     r.ddbRequestsPerCall.toFixed(2),
     String(r.rateLimited),
   ]);
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] ?? '').length)));
-  const line = (cells: readonly string[]): string =>
-    cells
-      .map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0)))
-      .join('  ');
-  return [line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
+  return formatTable(head, rows);
 }
 
 async function main(): Promise<void> {

@@ -8,6 +8,7 @@ import { setPriority } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { CreateTableCommand, DynamoDBClient, waitUntilTableExists } from '@aws-sdk/client-dynamodb';
+import { formatTable } from '#harness/cli/table.ts';
 import { LOCAL_AWS } from '#harness/emulators/dynamo.ts';
 import { KEAP_GATEWAY_LIMITS, minuteUtilization } from '#harness/gateway/rules.ts';
 import { createLedgerTable } from '#shared/quota/index.ts';
@@ -337,10 +338,7 @@ function printTable(rows: SystemFigures[]): void {
     r.acquireOverheadP99Ms.toFixed(1),
     String(r.missedSlots),
   ]);
-  const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] ?? '').length)));
-  const fmt = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ');
-  process.stdout.write(`${fmt(head)}\n${fmt(widths.map((w) => '-'.repeat(w)))}\n`);
-  for (const l of lines) process.stdout.write(`${fmt(l)}\n`);
+  process.stdout.write(`${formatTable(head, lines, { align: head.map(() => 'left') })}\n`);
   process.stdout.write(
     'ddbReq/call counts every DynamoDB request (failed writes, reads and the one-time start-up clock\n' +
       'alignment); (steady) leaves the alignment out. missed = slots woken too late to send, given back.\n',

@@ -12,6 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { StatusReport } from '#harness/cli/status.ts';
+import { formatTable } from '#harness/cli/table.ts';
 import { type ArrivalRecord, type RunningSandbox, startSandbox } from '#harness/sandbox/index.ts';
 import { SYNC_RESOURCES } from '#shared/jobs/schema.ts';
 
@@ -129,15 +130,6 @@ function datasetMatches(report: StatusReport, sandbox: RunningSandbox): boolean 
 
 function tempDir(): string {
   return mkdtempSync(join(tmpdir(), 'keap-sync-bench-run-'));
-}
-
-function table(head: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] ?? '').length)));
-  const line = (cells: readonly string[]): string =>
-    cells
-      .map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0)))
-      .join('  ');
-  return [line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -399,7 +391,7 @@ async function main(): Promise<void> {
     }
     out.fullSync = runs;
     process.stdout.write(
-      `1. First full sync (run --until-idle --concurrency C, fresh data folder and sandbox each)\n\n${table(
+      `1. First full sync (run --until-idle --concurrency C, fresh data folder and sandbox each)\n\n${formatTable(
         [
           'workers',
           'wall s',
@@ -449,7 +441,7 @@ async function main(): Promise<void> {
       .join(', ');
     process.stdout.write(
       `2. Idle cost (MEASURED): every resource at everyMinutes 1, scheduler every ${tickSeconds} s, ${idleSeconds} s ` +
-        `with nothing changing (after an initial sync of ${idle.initialSyncCalls} calls)\n\n${table(
+        `with nothing changing (after an initial sync of ${idle.initialSyncCalls} calls)\n\n${formatTable(
           ['tick', 'at s', 'resources enqueued', 'Keap calls'],
           idle.ticks.map((t, i) => [String(i + 1), f(t.atSeconds, 1), String(t.enqueued), String(t.calls)]),
         )}\n\n` +
@@ -461,7 +453,7 @@ async function main(): Promise<void> {
         `the scheduling rule of part 3 predicts ${tickSeconds * Math.max(1, Math.ceil((60 - Math.min(tickSeconds, 60) / 2) / tickSeconds))} s at a ${tickSeconds} s tick ` +
         '(a resource is due at the first tick at least everyMinutes, less half a tick, after its last run finished)\n\n' +
         `3. Idle cost at keap-sync.config.json's intervals (COMPUTED from the measured calls per due sync; ` +
-        `scheduler every ${ex.schedulerEveryMinutes} min)\n\n${table(
+        `scheduler every ${ex.schedulerEveryMinutes} min)\n\n${formatTable(
           [
             'resource',
             'everyMinutes',

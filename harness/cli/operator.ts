@@ -23,13 +23,12 @@ import { DynamoLedgerStore, QuotaLedger } from '#shared/quota/index.ts';
 import { MirrorStore, StateStore } from '#shared/store/index.ts';
 import { startDynalite } from '../emulators/dynamo.ts';
 import { connectLocalStack, LOCAL_TABLES, type LocalEndpoints } from '../local/stack.ts';
+import { UsageError } from './commander.ts';
 import { runningEndpoints } from './run.ts';
 import { collectStatus, formatStatus, type StatusSources } from './status.ts';
+import { formatTable } from './table.ts';
 
-/** A command's input is wrong; nothing was written. Exit code 2. */
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
+export { UsageError };
 
 interface Connection {
   sources: StatusSources;
@@ -245,12 +244,7 @@ export interface Estimate {
 }
 
 /** Calls and time a full (or incremental) sync needs under the quota, from the dataset's size. */
-export function estimateCommand(
-  config: AppConfig,
-  contacts: number,
-  changedPerResource: number,
-  json: boolean,
-): string {
+export function estimateSync(config: AppConfig, contacts: number, changedPerResource: number) {
   const limits = { minute: config.limits.minuteLimit ?? 240, bulkShare: config.limits.bulkShare ?? 0.8 };
   const spacingMs = (config.limits.spikeIntervalMs ?? 100) + (config.limits.marginMs ?? 90);
   const windowMs = (config.limits.minuteWindowMs ?? 60_000) + (config.limits.marginMs ?? 90);
@@ -287,15 +281,27 @@ export function estimateCommand(
     dayBudgetShareOfFullSync:
       Math.round((full / ((config.limits.dayLimit ?? 30_000) * limits.bulkShare)) * 1000) / 1000,
   };
-  if (json) return JSON.stringify(result, null, 2);
+  return result;
+}
+
+/** The estimate as a table, or as JSON. */
+export function estimateCommand(
+  config: AppConfig,
+  contacts: number,
+  changedPerResource: number,
+  json: boolean,
+): string {
+  const e = estimateSync(config, contacts, changedPerResource);
+  if (json) return JSON.stringify(e, null, 2);
   const lines = [
-    `Estimate for ${contacts} contacts (other lists scaled like the sandbox's dataset), ${perMinute} bulk calls per minute:`,
-    ...rows.map(
-      (r) =>
-        `  ${r.resource.padEnd(14)} ${String(r.records).padStart(8)} records  ${String(r.calls).padStart(5)} calls full  ${String(r.incrementalCalls).padStart(3)} incremental`,
+    `Estimate for ${contacts} contacts (other lists scaled like the sandbox's dataset), ${e.perMinuteForBulk} bulk calls per minute:`,
+    formatTable(
+      ['resource', 'records', 'calls full', 'calls incremental'],
+      e.perResource.map((r) => [r.resource, String(r.records), String(r.calls), String(r.incrementalCalls)]),
+      { indent: '  ' },
     ),
-    `full sync:        ${full} calls, about ${result.fullSync.seconds} s under the quota (${(result.dayBudgetShareOfFullSync * 100).toFixed(1)}% of the day's bulk budget)`,
-    `incremental sync: ${incremental} calls (${changedPerResource} changes per list), about ${result.incrementalSync.seconds} s`,
+    `full sync:        ${e.fullSync.calls} calls, about ${e.fullSync.seconds} s under the quota (${(e.dayBudgetShareOfFullSync * 100).toFixed(1)}% of the day's bulk budget)`,
+    `incremental sync: ${e.incrementalSync.calls} calls (${changedPerResource} changes per list), about ${e.incrementalSync.seconds} s`,
   ];
   return lines.join('\n');
 }

@@ -7,9 +7,13 @@ import { appendFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from '
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AppConfig } from '#shared/config/app-config.ts';
+import type { SyncResource } from '#shared/jobs/schema.ts';
 import { jsonLog, MemoryMetrics } from '#shared/pipeline/index.ts';
 import { type LocalEndpoints, startLocalStack } from '../local/stack.ts';
 import { defaultKeys, type RunningSandbox, startSandbox } from '../sandbox/index.ts';
+import type { LiveView } from './live.ts';
+import { estimateSync } from './operator.ts';
+import { BackfillMeter, formatProgress } from './progress.ts';
 import { collectStatus, formatStatus, type StatusReport } from './status.ts';
 
 export interface RunOptions {
@@ -23,7 +27,8 @@ export interface RunOptions {
   /** The real Keap key (KEAP_API_KEY or a key file); absent: the sandbox. */
   realKey: string | undefined;
   out: (text: string) => void;
-  isTty: boolean;
+  /** Where the live view goes (redrawn in place on a terminal, plain lines otherwise). */
+  view: LiveView;
 }
 
 export const ENDPOINTS_FILE = 'endpoints.json';
@@ -193,21 +198,31 @@ export async function run(o: RunOptions): Promise<number> {
     }
   });
   let last: StatusReport | undefined;
+  // The backfill's total: the sandbox's own dataset, or the estimate for --contacts (keap-sync estimate).
+  const expected: Record<string, number> = sandbox
+    ? Object.fromEntries(
+        config.accounts
+          .flatMap((a) => Object.keys(a.resources) as SyncResource[])
+          .map((r) => [r, sandbox.dataset.table(r).size]),
+      )
+    : Object.fromEntries(estimateSync(config, o.contacts, 0).perResource.map((r) => [r.resource, r.records]));
+  const backfill = new BackfillMeter(expected);
   const view = async () => {
     try {
       last = await collectStatus(sources);
+      const progress = backfill.sample(last);
       const text = formatStatus(last, { deferrals: total('Deferrals') });
       const head = `keap-sync running ${Math.round((Date.now() - started) / 1000)}s   Keap calls: ${await keapCalls()}`;
-      if (o.isTty) o.out(`\x1b[2J\x1b[H${head}\n${text}`);
-      else o.out(`${head}\n${text}`);
+      if (!stopping) o.view.show([head, ...(progress ? [formatProgress(progress)] : []), text].join('\n'));
     } catch (err) {
-      o.out(`(status unavailable: ${(err as Error).message})`);
+      if (!stopping) o.view.show(`(status unavailable: ${(err as Error).message})`);
     }
   };
-  const viewTimer = setInterval(() => void view(), o.isTty ? 1_000 : 5_000);
+  const viewTimer = setInterval(() => void view(), o.view.everyMs);
   const reason = await stop;
   stopping = true;
   clearInterval(viewTimer);
+  o.view.done();
   clearInterval(schedulerTimer);
   await poller.stop();
   for (const c of children) c.kill('SIGTERM');

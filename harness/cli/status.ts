@@ -4,6 +4,7 @@ import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { SyncResource } from '#shared/jobs/schema.ts';
 import type { PipelineDeps } from '#shared/pipeline/index.ts';
 import { queueDepth } from '../local/sqs.ts';
+import { formatTable } from './table.ts';
 
 export interface ResourceStatus {
   resource: SyncResource;
@@ -118,16 +119,20 @@ export function formatStatus(r: StatusReport, extra: { deferrals?: number } = {}
         `   day: ${q.day.used} used, ${q.day.left} left of ${q.day.limit}, resets ${q.day.resetsAt.slice(0, 16)}` +
         `${q.coolDownUntil ? `   cool-down until ${q.coolDownUntil.slice(11, 19)}` : ''}`,
     );
+    const rows = a.resources.map((res) => [
+      res.resource,
+      res.state === 'syncing' ? `syncing p${res.pagesThisRun ?? 0}` : res.state,
+      String(res.records),
+      (res.lastRunAt ?? '-').slice(0, 19),
+      res.lagMs === null ? '-' : humanMs(res.lagMs),
+    ]);
     lines.push(
-      `  ${'resource'.padEnd(14)}${'state'.padEnd(14)}${'records'.padStart(8)}  ${'last run'.padEnd(20)}lag`,
+      formatTable(['resource', 'state', 'records', 'last run', 'lag'], rows, {
+        indent: '  ',
+        rule: false,
+        align: ['left', 'left', 'right', 'left', 'right'],
+      }),
     );
-    for (const res of a.resources) {
-      const state = res.state === 'syncing' ? `syncing p${res.pagesThisRun ?? 0}` : res.state;
-      const lag = res.lagMs === null ? '-' : humanMs(res.lagMs);
-      lines.push(
-        `  ${res.resource.padEnd(14)}${state.padEnd(14)}${String(res.records).padStart(8)}  ${(res.lastRunAt ?? '-').slice(0, 19).padEnd(20)}${lag}`,
-      );
-    }
   }
   const queue = r.queue
     ? `${r.queue.visible} waiting, ${r.queue.inFlight} in flight, ${r.queue.delayed} delayed`

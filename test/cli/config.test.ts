@@ -117,6 +117,9 @@ describe('a bad configuration: a clear message, exit 2, nothing written', () => 
     [['run', '--paralel', '3'], /Unknown option '--paralel'/],
     [['status', '--json=yes'], /'--json' does not take an argument/],
     [['estimate', '--changes', '0'], /--changes must be a whole number/],
+    [['run', '--data-dir', '--until-idle'], /Option '--data-dir' argument is ambiguous/],
+    [['dlq', 'purge'], /'purge' is invalid for argument 'action'\. Allowed choices are list, redrive/],
+    [['estimate', 'now'], /Too many arguments for 'estimate'/],
   ])('a bad option %j: usage error, exit 2, nothing written', async ([args, says], { expect }) => {
     const dataDir = absentDir();
     const r = await runCli([...args, '--data-dir', dataDir], { timeoutMs: 30_000 });
@@ -125,4 +128,35 @@ describe('a bad configuration: a clear message, exit 2, nothing written', () => 
     expect(r.stderr).not.toMatch(/TypeError|\n\s+at /);
     expect(existsSync(dataDir)).toBe(false);
   });
+
+  test.for<[string[], string, RegExp]>([
+    [['status', '--until-idle'], '--until-idle', /it is an option of "keap-sync run"/],
+    [
+      ['estimate', '--aws'],
+      '--aws',
+      /it is an option of "keap-sync status", "keap-sync enqueue", "keap-sync dlq"/,
+    ],
+    [
+      ['run', '--json'],
+      '--json',
+      /it is an option of "keap-sync status", "keap-sync dlq", "keap-sync estimate"/,
+    ],
+    [
+      ['dlq', 'list', '--contacts', '5'],
+      '--contacts',
+      /it is an option of "keap-sync run", "keap-sync estimate"/,
+    ],
+  ])(
+    'an option of another command %j: rejected naming it and its command, exit 2',
+    async ([args, flag, owner], { expect }) => {
+      const dataDir = absentDir();
+      const r = await runCli([...args, '--data-dir', dataDir], { timeoutMs: 30_000 });
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toMatch(new RegExp(`^keap-sync: Unknown option '${flag}'`));
+      expect(r.stderr).toMatch(owner);
+      expect(r.stderr).toContain(`Run "keap-sync ${args[0]} --help" for its options.`);
+      expect(existsSync(dataDir)).toBe(false);
+    },
+  );
 });

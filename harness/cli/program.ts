@@ -1,0 +1,264 @@
+// Adapter (CLI): the `keap-sync` command's commands, options and help (commander), and what each runs.
+// bin/keap-sync.ts only calls `main`. Every command has its own options and --help with examples; an
+// unknown or misplaced option is a usage error (exit 2) naming it.
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Argument, Command, Option } from '@commander-js/extra-typings';
+import { ConfigError } from '#shared/config/app-config.ts';
+import { positiveInt, runProgram, UsageError, withExamples } from './commander.ts';
+import { loadConfig } from './config.ts';
+import { liveView } from './live.ts';
+import { dlqCommand, enqueueCommand, estimateCommand, readInput, statusCommand } from './operator.ts';
+import { run, workerProcess } from './run.ts';
+
+const SANDBOX_SCRIPT = fileURLToPath(new URL('../../scripts/sandbox.ts', import.meta.url));
+
+const configOption = () =>
+  new Option(
+    '--config <file>',
+    'configuration file (default keap-sync.config.json, or KEAP_SYNC_CONFIG_FILE)',
+  );
+const dataDirOption = () =>
+  new Option('--data-dir <dir>', 'local data folder (default .data, or KEAP_SYNC_DATA_DIR)');
+const awsOption = () =>
+  new Option(
+    '--aws',
+    'a deployed stack instead of the local system: set LEDGER_TABLE, STATE_TABLE, MIRROR_TABLE, ' +
+      'JOB_QUEUE_URL, DEAD_LETTER_QUEUE_URL from the KeapSyncData outputs; credentials and region ' +
+      "from the AWS SDK's usual chain",
+  );
+const jsonOption = () => new Option('--json', 'machine-readable output');
+
+/** The configuration and the target every operator command starts from (checked before anything runs). */
+function setup(opts: { config?: string; dataDir?: string; aws?: true }) {
+  const config = loadConfig(opts.config ?? process.env.KEAP_SYNC_CONFIG_FILE ?? 'keap-sync.config.json');
+  const dataDir = opts.dataDir ?? process.env.KEAP_SYNC_DATA_DIR ?? '.data';
+  return { config, dataDir, target: { dataDir, aws: opts.aws ?? false } };
+}
+
+export interface CliIo {
+  out: (text: string) => void;
+  err: (text: string) => void;
+  isTty: boolean;
+}
+
+const defaultIo: CliIo = {
+  out: (text) => process.stdout.write(`${text}\n`),
+  err: (text) => process.stderr.write(text),
+  isTty: Boolean(process.stdout.isTTY),
+};
+
+/**
+ * The program. `result.code` is the exit code of the action that ran (-1: the process keeps running,
+ * as a worker process does).
+ */
+export function buildProgram(io: CliIo = defaultIo, result = { code: 0 }) {
+  const program = new Command('keap-sync')
+    .usage('<command> [options]      (npm start = keap-sync run)')
+    .addHelpText('before', "keap-sync: keeps your systems in sync with Keap, inside Keap's API quota.\n")
+    .addHelpText('after', '\nRun "keap-sync <command> --help" for a command\'s options and examples.')
+    .helpCommand('help [command]', 'the help of a command')
+    .showSuggestionAfterError(true);
+
+  const runCommand = program
+    .command('run')
+    .summary(
+      'the whole system on this machine: embedded DynamoDB and SQS, the Keap sandbox (or the real Keap ' +
+        'with KEAP_API_KEY), the scheduler and the workers, with a live view',
+    )
+    .description(
+      'Runs everything on one machine until Ctrl-C: embedded DynamoDB (on disk in the data folder, so ' +
+        'state survives a restart), embedded SQS, a Secrets Manager stand-in, the Keap sandbox as Keap ' +
+        '(unless KEAP_API_KEY or KEAP_API_KEY_FILE gives a real key), the scheduler on its interval, and ' +
+        "workers running the worker Lambda's handler with the same batch, visibility and dead-letter " +
+        'semantics.',
+    )
+    .usage('[options]             (npm start -- [options])')
+    .option('--until-idle', 'stop once the queue is drained and every resource is in sync')
+    .addOption(
+      new Option('--processes <P>', 'worker processes sharing one ledger (default 1)').argParser(
+        positiveInt('processes'),
+      ),
+    )
+    .addOption(
+      new Option(
+        '--concurrency <C>',
+        'parallel invocations per process (default worker.concurrency)',
+      ).argParser(positiveInt('concurrency')),
+    )
+    .addOption(
+      new Option('--contacts <n>', "size of the sandbox's dataset (default 5000)").argParser(
+        positiveInt('contacts'),
+      ),
+    )
+    .addOption(
+      new Option(
+        '--schedule-seconds <s>',
+        'scheduler interval in seconds (default scheduler.everyMinutes)',
+      ).argParser(positiveInt('schedule-seconds')),
+    )
+    .addOption(configOption())
+    .addOption(dataDirOption())
+    .addHelpText(
+      'after',
+      '\nEnvironment: KEAP_API_KEY / KEAP_API_KEY_FILE (talk to the real Keap), KEAP_API_BASE_URL,\n' +
+        'AWS_ENDPOINT_URL_DYNAMODB (use another DynamoDB), KEAP_SYNC_WORKER_CONCURRENCY, ...',
+    )
+    .action(async (opts) => {
+      const { config, dataDir } = setup(opts);
+      const keyFile = process.env.KEAP_API_KEY_FILE;
+      const realKey =
+        process.env.KEAP_API_KEY || (keyFile ? readFileSync(keyFile, 'utf8').trim() : undefined);
+      result.code = await run({
+        config,
+        dataDir,
+        untilIdle: opts.untilIdle ?? false,
+        processes: opts.processes ?? 1,
+        concurrency: opts.concurrency ?? config.worker.concurrency,
+        contacts: opts.contacts ?? 5000,
+        scheduleSeconds: opts.scheduleSeconds,
+        realKey,
+        out: io.out,
+        view: liveView(io),
+      });
+    });
+  withExamples(runCommand, [
+    'npm start',
+    'npm start -- --until-idle',
+    'npm start -- --processes 4 --concurrency 4 --until-idle',
+    'KEAP_API_KEY_FILE=~/keap.key npm start',
+  ]);
+
+  // The sandbox script has its own options and help: everything after "sandbox" goes to it.
+  program
+    .command('sandbox')
+    .description(
+      'the local Keap sandbox alone (npm run sandbox); "keap-sync sandbox --help" lists its options',
+    )
+    .usage('[sandbox options]')
+    .helpOption(false)
+    .allowUnknownOption()
+    .allowExcessArguments()
+    .action(async (_opts, command) => {
+      const child = spawn(process.execPath, [SANDBOX_SCRIPT, ...command.args], { stdio: 'inherit' });
+      result.code = await new Promise<number>((r) => child.on('exit', (code) => r(code ?? 1)));
+    });
+
+  const statusCmd = program
+    .command('status')
+    .summary(
+      'per account the key state, per resource cursor, lag and last run, per scope the quota used and ' +
+        'left, queue and dead-letter depth (a table, or --json)',
+    )
+    .description(
+      'Reads the state and mirror tables, the ledger and the queues of the running system (or, when it ' +
+        'is not running, its data folder).',
+    )
+    .addOption(jsonOption())
+    .addOption(awsOption())
+    .addOption(configOption())
+    .addOption(dataDirOption())
+    .action(async (opts) => {
+      const { config, target } = setup(opts);
+      io.out(await statusCommand(config, target, opts.json ?? false));
+    });
+  withExamples(statusCmd, [
+    'keap-sync status',
+    "keap-sync status --json | jq '.accounts[0].quota'",
+    'LEDGER_TABLE=... STATE_TABLE=... MIRROR_TABLE=... JOB_QUEUE_URL=... DEAD_LETTER_QUEUE_URL=... keap-sync status --aws',
+  ]);
+
+  const enqueueCmd = program
+    .command('enqueue')
+    .summary('validate jobs from a file (or - for standard input) and send them to the queue')
+    .description(
+      'Validates every job (one JSON object or an array) against the job schemas and the configured ' +
+        "accounts, then sends them to the running system's queue. If any job is invalid, nothing is " +
+        'sent (exit 2).',
+    )
+    .argument('[file]', 'a job file, or - for standard input')
+    .addOption(awsOption())
+    .addOption(configOption())
+    .addOption(dataDirOption())
+    .action(async (file, opts) => {
+      const { config, target } = setup(opts);
+      if (!file) throw new UsageError('enqueue needs a job file, or - for standard input.');
+      io.out(await enqueueCommand(config, target, readInput(file)));
+    });
+  withExamples(enqueueCmd, [
+    `echo '{"kind":"sync","account":"demo","resource":"contacts","mode":"incremental"}' | keap-sync enqueue -`,
+    'keap-sync enqueue jobs/upsert-contact.json',
+  ]);
+
+  const dlqCmd = program
+    .command('dlq')
+    .summary('list or redrive the dead-letter queue')
+    .description(
+      'list: show the dead letters with the reason each was moved there; redrive: move every dead ' +
+        'letter back to the job queue.',
+    )
+    .addArgument(new Argument('[action]', 'list or redrive').choices(['list', 'redrive'] as const))
+    .addOption(jsonOption())
+    .addOption(awsOption())
+    .addOption(configOption())
+    .addOption(dataDirOption())
+    .action(async (action, opts) => {
+      const { config, target } = setup(opts);
+      if (!action) throw new UsageError('dlq needs "list" or "redrive".');
+      io.out(await dlqCommand(config, target, action, opts.json ?? false));
+    });
+  withExamples(dlqCmd, ['keap-sync dlq list', 'keap-sync dlq redrive']);
+
+  const estimateCmd = program
+    .command('estimate')
+    .summary('calls and time a full or incremental sync needs under the quota')
+    .description(
+      'Calls and time a full sync (and an incremental one with <changes> changed records per list) ' +
+        "needs under the quota, for the configured resources, with other lists scaled like the sandbox's dataset.",
+    )
+    .addOption(
+      new Option('--contacts <n>', 'contacts in the account (default 5000)').argParser(
+        positiveInt('contacts'),
+      ),
+    )
+    .addOption(
+      new Option(
+        '--changes <n>',
+        'changed records per list for the incremental estimate (default 100)',
+      ).argParser(positiveInt('changes')),
+    )
+    .addOption(jsonOption())
+    .addOption(configOption())
+    .addOption(dataDirOption())
+    .action((opts) => {
+      const { config } = setup(opts);
+      io.out(estimateCommand(config, opts.contacts ?? 5000, opts.changes ?? 100, opts.json ?? false));
+    });
+  withExamples(estimateCmd, [
+    'keap-sync estimate --contacts 250000',
+    'keap-sync estimate --contacts 20000 --changes 500 --json',
+  ]);
+
+  // A worker process of `run --processes P` (started by run itself, not by an operator).
+  program.command('worker-process', { hidden: true }).action(async () => {
+    await workerProcess();
+    result.code = -1;
+  });
+
+  return program;
+}
+
+/** Runs `keap-sync <argv>`; resolves to the exit code (-1: keep the process running). */
+export async function main(argv: readonly string[], io: CliIo = defaultIo): Promise<number> {
+  const result = { code: 0 };
+  const program = buildProgram(io, result);
+  // No command: the command list, as a usage error.
+  const code = await runProgram(program, argv.length === 0 ? ['--help'] : argv, {
+    isUsageError: (err) => err instanceof ConfigError,
+    out: (text) => io.out(text.replace(/\n$/, '')),
+    err: io.err,
+  });
+  if (argv.length === 0) return 2;
+  return code === 0 ? result.code : code;
+}
