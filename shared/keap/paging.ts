@@ -42,10 +42,6 @@ export interface PageOptions {
   dedupe?: boolean;
   priority?: Priority;
   waitBudgetMs?: number;
-  /** On deferral, hold slots for the job (QuotaDeferredError.heldSlots). */
-  hold?: boolean;
-  /** Slots held by an earlier deferral, used first. */
-  heldSlots?: readonly number[];
 }
 
 export interface TagPageOptions extends PageOptions {
@@ -172,7 +168,7 @@ export async function* readPages<R extends ResourceName>(
   let hwm = o.highWaterMark === undefined ? undefined : toEpochMs('highWaterMark', o.highWaterMark);
   let token = o.pageToken;
   if (token !== undefined) usedTokens.add(token);
-  const pool = new SlotPool(o.heldSlots);
+  const pool = new SlotPool();
   pool.minGapMs = s.expectedPageLatencyMs;
   let workEwma: number | undefined;
   let lastResponseAt: number | undefined;
@@ -193,7 +189,6 @@ export async function* readPages<R extends ResourceName>(
         retry: 'safe',
         priority: o.priority ?? s.readPriority,
         waitBudgetMs: o.waitBudgetMs ?? s.waitBudgetMs,
-        hold: o.hold ?? false,
         pool,
       });
       lastResponseAt = performance.now();
