@@ -35,7 +35,7 @@ export async function startJudge(
   const rules = new Map<string, GatewayRules>();
   const arrivals = new Map<string, JudgedArrival[]>();
   const queue: Pending[] = [];
-  const settleMs = jitterMs.max + 20;
+  const settleMs = jitterMs.max + 20 + 400;
   const judgeDue = () => {
     const horizon = performance.timeOrigin + performance.now() - settleMs;
     queue.sort((a, b) => a.at - b.at);
@@ -66,8 +66,10 @@ export async function startJudge(
   const server: Server = createServer((req, res) => {
     const received = performance.timeOrigin + performance.now();
     req.resume();
+    // A worker may ask for extra network latency on this request (the network-tail scenario).
+    const extra = Number(req.headers['x-bench-extra-ms'] ?? 0) || 0;
     queue.push({
-      at: received + jitterMs.min + random() * (jitterMs.max - jitterMs.min),
+      at: received + extra + jitterMs.min + random() * (jitterMs.max - jitterMs.min),
       tenant: String(req.headers['x-bench-tenant'] ?? ''),
       key: String(req.headers['x-bench-key'] ?? ''),
       proc: String(req.headers['x-bench-proc'] ?? ''),

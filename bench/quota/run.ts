@@ -30,6 +30,9 @@ down so the run exhausts it:
 Options:
   --quick        ~2 minutes (day limit 300) instead of ~5 (day limit 1140)
   --only LIST    run only these systems (comma list of keap1, keap5, rlf, naive)
+  --scenario LIST  run only these scenarios (comma list; default all):
+                 baseline, stall, network-tail, cpu-hog, clock+300ms, clock+3s, clock-3s, clock+10min
+                 (every scenario but baseline runs the keap-sync rows only)
   --json FILE    also write {"systems":[{name, accepted, violations, minuteUtilization, dayBudgetUsed,
                  ddbRequestsPerAcceptedCall, acquireOverheadP99Ms, ...}]}
   --help         this text
@@ -38,6 +41,63 @@ Examples:
   npm run bench:quota -- --quick
   npm run bench:quota -- --json bench/results/quota.json
 `;
+
+interface Scenario {
+  id: string;
+  /** What the scenario does to the fleet. */
+  what: string;
+  /** Systems it runs (ids); absent: every selected system. */
+  systems?: string[];
+  offsets?: number[];
+  worker?: Pick<WorkerConfig, 'stall' | 'tail' | 'cpuHog'>;
+}
+
+const KEAP_ONLY = ['keap1', 'keap5'];
+const SCENARIOS: Scenario[] = [
+  { id: 'baseline', what: 'clock offsets -50/-17/+17/+50 ms, arrival jitter 0-50 ms' },
+  {
+    id: 'stall',
+    what: '15% of calls stall 50-300 ms between the wake-up and the request',
+    systems: KEAP_ONLY,
+    worker: { stall: { p: 0.15, minMs: 50, maxMs: 300 } },
+  },
+  {
+    id: 'network-tail',
+    what: '5% of requests take 150 ms longer on the network',
+    systems: KEAP_ONLY,
+    worker: { tail: { p: 0.05, ms: 150 } },
+  },
+  {
+    id: 'cpu-hog',
+    what: 'a CPU hog stalls every worker event loop 50-250 ms about every 400 ms',
+    systems: KEAP_ONLY,
+    worker: { cpuHog: { everyMs: 400, minMs: 50, maxMs: 250 } },
+  },
+  {
+    id: 'clock+300ms',
+    what: "one process's clock 300 ms ahead",
+    systems: KEAP_ONLY,
+    offsets: [-50, -17, 17, 300],
+  },
+  {
+    id: 'clock+3s',
+    what: "one process's clock 3 s ahead",
+    systems: KEAP_ONLY,
+    offsets: [-50, -17, 17, 3_000],
+  },
+  {
+    id: 'clock-3s',
+    what: "one process's clock 3 s behind",
+    systems: KEAP_ONLY,
+    offsets: [-50, -17, 17, -3_000],
+  },
+  {
+    id: 'clock+10min',
+    what: "one process's clock 10 minutes ahead",
+    systems: KEAP_ONLY,
+    offsets: [-50, -17, 17, 600_000],
+  },
+];
 
 interface SystemSpec {
   id: string;
@@ -58,6 +118,7 @@ const ACQUIRERS = 16;
 const JITTER = { min: 0, max: 50 };
 
 export interface SystemFigures {
+  scenario: string;
   name: string;
   accepted: number;
   violations: number;
@@ -71,7 +132,11 @@ export interface SystemFigures {
   setupDdbRequests: number;
   acquireOverheadP99Ms: number;
   missedSlots: number;
+  /** Calls the ledger refused at the last moment (late after a stall), and errors by name. */
+  refused: number;
+  maxSendLatenessMs: number;
   errors: number;
+  errorsByName: Record<string, number>;
   /** The first violations, each with the accepted call of the same key before it. */
   clockCorrectionsMs: number[];
   clockCorrectionsAtStartMs: number[];
@@ -112,6 +177,7 @@ async function main(): Promise<void> {
       quick: { type: 'boolean' },
       json: { type: 'string' },
       only: { type: 'string' },
+      scenario: { type: 'string' },
       help: { type: 'boolean' },
     },
   });
@@ -142,12 +208,48 @@ async function main(): Promise<void> {
       `spike ${limits.spikeIntervalMs} ms, ${limits.minuteLimit}/${limits.minuteWindowMs / 1000} s rolling, day ${dayLimit}, ` +
       `run ${runMs / 1000} s\n`,
   );
+  const wantedScenarios = values.scenario ? values.scenario.split(',') : SCENARIOS.map((x) => x.id);
+  const unknownScenarios = wantedScenarios.filter((w) => !SCENARIOS.some((x) => x.id === w));
+  if (unknownScenarios.length) {
+    throw new Error(
+      `--scenario: unknown ${unknownScenarios.join(', ')}; use ${SCENARIOS.map((x) => x.id).join(', ')}`,
+    );
+  }
   const dynamo = await startHost<{ endpoint: string }>('./dynamo-host.ts');
   const host = { endpoint: dynamo.info.endpoint, stop: dynamo.stop };
+  const admin = new DynamoDBClient({ ...LOCAL_AWS, endpoint: host.endpoint });
+  const figures: SystemFigures[] = [];
+  try {
+    for (const scenario of SCENARIOS.filter((x) => wantedScenarios.includes(x.id))) {
+      const systems = SYSTEMS.filter((x) => !scenario.systems || scenario.systems.includes(x.id));
+      if (systems.length === 0) continue;
+      process.stderr.write(`scenario ${scenario.id}: ${scenario.what}\n`);
+      figures.push(...(await runScenario(scenario, systems, host.endpoint, admin, limits, runMs)));
+      printTable(figures, process.stderr);
+    }
+    printTable(figures);
+    if (values.json) {
+      writeFileSync(values.json, `${JSON.stringify({ quick, limits, systems: figures }, null, 2)}\n`);
+      process.stderr.write(`wrote ${values.json}\n`);
+    }
+  } finally {
+    admin.destroy();
+    host.stop();
+  }
+}
+
+async function runScenario(
+  scenario: Scenario,
+  systems: SystemSpec[],
+  endpoint: string,
+  admin: DynamoDBClient,
+  limits: WorkerConfig['limits'],
+  runMs: number,
+): Promise<SystemFigures[]> {
   // One judge process per system: a system's bursts must not delay another's arrival stamps. The
   // judges stand for Keap's gateway, which does not share our CPU, so they run at a higher priority.
   const judges = await Promise.all(
-    SYSTEMS.map(() =>
+    systems.map(() =>
       startHost<{ url: string; control: string }>('./judge-host.ts', {
         BENCH_JUDGE: JSON.stringify({
           limits: { ...limits, tenantMinuteLimit: 10_000, tenantDayLimit: 250_000 },
@@ -170,10 +272,9 @@ async function main(): Promise<void> {
     const all = (await res.json()) as Record<string, JudgedArrival[]>;
     return Object.values(all).flat();
   };
-  const admin = new DynamoDBClient({ ...LOCAL_AWS, endpoint: host.endpoint });
   try {
-    for (const spec of SYSTEMS) {
-      const table = tableOf(spec);
+    for (const spec of systems) {
+      const table = tableOf(spec, scenario);
       if (spec.system === 'keap-sync') await createLedgerTable(admin, table);
       if (spec.system === 'rate-limiter-flexible') {
         await admin.send(
@@ -189,7 +290,8 @@ async function main(): Promise<void> {
     }
     const startAt = Date.now() + 10_000;
     const endAt = startAt + runMs;
-    const runs = SYSTEMS.map((spec, systemIndex) =>
+    const offsets = scenario.offsets ?? OFFSETS;
+    const runs = systems.map((spec, systemIndex) =>
       Promise.all(
         Array.from({ length: PROCESSES }, (_, index) => {
           const cfg: WorkerConfig = {
@@ -197,19 +299,21 @@ async function main(): Promise<void> {
             index,
             totalWorkers: PROCESSES * ACQUIRERS,
             acquirers: ACQUIRERS,
-            endpoint: host.endpoint,
-            tableName: tableOf(spec),
+            endpoint,
+            tableName: tableOf(spec, scenario),
             tenant: tenantOf(spec),
             keys: [`${tenantOf(spec)}-key`],
-            offsetMs: OFFSETS[index] ?? 0,
+            offsetMs: offsets[index] ?? 0,
             // Systems start 2 s apart so their start-up bursts do not meet on the shared CPU.
             startAt: startAt + systemIndex * 2_000,
             endAt: endAt + systemIndex * 2_000,
             k: spec.k,
             limits,
-            ledger: { marginMs: 90, holdHorizonMs: 90_000 },
+            // The product's defaults: nothing tuned for the benchmark.
+            ledger: {},
             judgeUrl: judges[systemIndex]?.info.url ?? '',
             syncClock: true,
+            ...scenario.worker,
           };
           return runWorkerProcess(cfg);
         }),
@@ -217,41 +321,35 @@ async function main(): Promise<void> {
     );
     const progress = setInterval(() => {
       const elapsed = Math.max(0, Math.round((Date.now() - startAt) / 1000));
-      Promise.all(SYSTEMS.map((_, i) => arrivalsOf(i))).then(
+      Promise.all(systems.map((_, i) => arrivalsOf(i))).then(
         (lists) => {
-          const parts = SYSTEMS.map((s, i) => {
+          const parts = systems.map((x, i) => {
             const list = lists[i] ?? [];
-            return `${s.name}: ${list.filter((a) => a.ok).length} ok/${list.filter((a) => !a.ok).length} 429`;
+            return `${x.name}: ${list.filter((a) => a.ok).length} ok/${list.filter((a) => !a.ok).length} 429`;
           });
-          process.stderr.write(`  ${elapsed}s/${runMs / 1000}s  ${parts.join('  |  ')}\n`);
+          process.stderr.write(`  ${scenario.id} ${elapsed}s/${runMs / 1000}s  ${parts.join('  |  ')}\n`);
         },
         () => undefined,
       );
     }, 15_000);
     const results = await Promise.all(runs);
     clearInterval(progress);
-    const lists = await Promise.all(SYSTEMS.map((_, i) => arrivalsOf(i)));
-    const figures = SYSTEMS.map((spec, i) => figuresOf(spec, results[i] ?? [], lists[i] ?? [], limits));
-    printTable(figures);
-    if (values.json) {
-      writeFileSync(values.json, `${JSON.stringify({ quick, limits, systems: figures }, null, 2)}\n`);
-      process.stderr.write(`wrote ${values.json}\n`);
-    }
+    const lists = await Promise.all(systems.map((_, i) => arrivalsOf(i)));
+    return systems.map((spec, i) => figuresOf(scenario, spec, results[i] ?? [], lists[i] ?? [], limits));
   } finally {
-    admin.destroy();
     for (const j of judges) j.stop();
-    host.stop();
   }
 }
 
-function tableOf(spec: SystemSpec): string {
-  return `bench_${spec.system.replace(/[^a-z]/g, '')}_${spec.k}`;
+function tableOf(spec: SystemSpec, scenario: Scenario): string {
+  return `bench_${scenario.id.replace(/[^a-z0-9]/g, '')}_${spec.system.replace(/[^a-z]/g, '')}_${spec.k}`;
 }
 function tenantOf(spec: SystemSpec): string {
   return `${spec.system}-k${spec.k}`;
 }
 
 function figuresOf(
+  scenario: Scenario,
   spec: SystemSpec,
   results: WorkerResult[],
   arrivals: Array<{ t: number; ok: boolean; rule?: string; proc: string; key: string }>,
@@ -278,7 +376,10 @@ function figuresOf(
   }
   const ddb = results.reduce((n, r) => n + r.ddbRequests, 0);
   const setup = results.reduce((n, r) => n + r.setupDdbRequests, 0);
+  const errorsByName: Record<string, number> = {};
+  for (const e of results.flatMap((r) => r.errors)) errorsByName[e] = (errorsByName[e] ?? 0) + 1;
   return {
+    scenario: scenario.id,
     name: spec.name,
     accepted: accepted.length,
     violations: arrivals.length - accepted.length,
@@ -297,7 +398,10 @@ function figuresOf(
     setupDdbRequests: setup,
     acquireOverheadP99Ms: round(p99(results.flatMap((r) => r.acquireMs)), 1),
     missedSlots: results.reduce((n, r) => n + r.missedSlots, 0),
+    refused: results.reduce((n, r) => n + (r.refused ?? 0), 0),
+    maxSendLatenessMs: round(Math.max(0, ...results.map((r) => r.maxLatenessMs ?? 0)), 1),
     errors: results.reduce((n, r) => n + r.errors.length, 0),
+    errorsByName,
     violationSamples: samples,
     clockCorrectionsMs: results.map((r) => r.clockCorrectionMs),
     clockCorrectionsAtStartMs: results.map((r) => r.correctionAtStartMs ?? 0),
@@ -309,8 +413,9 @@ function round(n: number, digits: number): number {
   return Math.round(n * f) / f;
 }
 
-function printTable(rows: SystemFigures[]): void {
+function printTable(rows: SystemFigures[], out: NodeJS.WriteStream = process.stdout): void {
   const head = [
+    'scenario',
     'system',
     'accepted',
     'violations',
@@ -320,8 +425,12 @@ function printTable(rows: SystemFigures[]): void {
     '(steady)',
     'acquireP99ms',
     'missed',
+    'refused',
+    'maxLateMs',
+    'errors',
   ];
   const lines = rows.map((r) => [
+    r.scenario,
     r.name,
     String(r.accepted),
     `${r.violations}${
@@ -337,11 +446,19 @@ function printTable(rows: SystemFigures[]): void {
     r.steadyDdbRequestsPerAcceptedCall.toFixed(3),
     r.acquireOverheadP99Ms.toFixed(1),
     String(r.missedSlots),
+    String(r.refused),
+    r.maxSendLatenessMs.toFixed(1),
+    Object.entries(r.errorsByName)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ') || '0',
   ]);
-  process.stdout.write(`${formatTable(head, lines, { align: head.map(() => 'left') })}\n`);
-  process.stdout.write(
+  out.write(`${formatTable(head, lines, { align: head.map(() => 'left') })}
+`);
+  out.write(
     'ddbReq/call counts every DynamoDB request (failed writes, reads and the one-time start-up clock\n' +
-      'alignment); (steady) leaves the alignment out. missed = slots woken too late to send, given back.\n',
+      'alignment); (steady) leaves the alignment out. missed = slots not sent (woken too late, or refused\n' +
+      "by the ledger's last check before the request was written: refused), given back. maxLateMs = the\n" +
+      'latest an admitted call left after its slot (the tolerance is 50 ms; the spike margin 150 ms).\n',
   );
 }
 

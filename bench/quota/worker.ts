@@ -5,6 +5,7 @@
 import { performance } from 'node:perf_hooks';
 import { DynamoDB } from '@aws-sdk/client-dynamodb';
 import { LOCAL_AWS } from '#harness/emulators/dynamo.ts';
+import { guardedDispatcher } from '#shared/keap/transport.ts';
 import { DynamoLedgerStore, QuotaLedger } from '#shared/quota/index.ts';
 
 export type SystemName = 'keap-sync' | 'rate-limiter-flexible' | 'naive-split';
@@ -34,6 +35,10 @@ export interface WorkerConfig {
   judgeUrl?: string;
   /** Clock-align the ledger before starting (what a fresh fleet does). */
   syncClock?: boolean;
+  /** Scenario faults: a stall between the wait and the request (GC, throttling), a network tail, a CPU hog. */
+  stall?: { p: number; minMs: number; maxMs: number };
+  tail?: { p: number; ms: number };
+  cpuHog?: { everyMs: number; minMs: number; maxMs: number };
 }
 
 export interface SendRecord {
@@ -56,6 +61,9 @@ export interface WorkerResult {
   clockCorrectionMs: number;
   correctionAtStartMs?: number;
   released?: number;
+  /** Requests the ledger's last-moment check refused (keap-sync), and the largest admitted lateness. */
+  refused?: number;
+  maxLatenessMs?: number;
 }
 
 const trueNow = () => Date.now();
@@ -73,14 +81,36 @@ function countingClient(endpoint: string, counter: { n: number }): DynamoDB {
   return client;
 }
 
-async function send(cfg: WorkerConfig, key: string, out: SendRecord[]): Promise<number | undefined> {
+async function send(
+  cfg: WorkerConfig,
+  key: string,
+  out: SendRecord[],
+  dispatcher?: ReturnType<typeof guardedDispatcher>,
+): Promise<number | 'refused' | undefined> {
   const rec: SendRecord = { t: trueNow(), key };
   out.push(rec);
   if (!cfg.judgeUrl) return undefined;
-  const res = await fetch(cfg.judgeUrl, {
-    method: 'POST',
-    headers: { 'x-bench-tenant': cfg.tenant, 'x-bench-key': key, 'x-bench-proc': String(cfg.index) },
-  });
+  const extra = cfg.tail && Math.random() < cfg.tail.p ? cfg.tail.ms : 0;
+  let res: Response;
+  try {
+    res = await fetch(cfg.judgeUrl, {
+      method: 'POST',
+      headers: {
+        'x-bench-tenant': cfg.tenant,
+        'x-bench-key': key,
+        'x-bench-proc': String(cfg.index),
+        'x-bench-extra-ms': String(extra),
+      },
+      ...(dispatcher ? { dispatcher } : {}),
+    } as RequestInit);
+  } catch (err) {
+    if ((err as Error).cause instanceof Error && ((err as Error).cause as Error).name === 'SendRefused') {
+      // Refused by the ledger's last check before it was written: never sent.
+      out.splice(out.indexOf(rec), 1);
+      return 'refused';
+    }
+    throw err;
+  }
   await res.arrayBuffer();
   rec.status = res.status;
   return res.status;
@@ -98,7 +128,9 @@ async function runKeapSync(cfg: WorkerConfig, result: WorkerResult, counter: { n
   // at the same time (a second of probing; its requests are reported apart and in the total).
   if (cfg.syncClock) {
     await sleep(cfg.startAt - 1_200 - trueNow());
-    await ledger.syncClock(cfg.tenant, firstKey, Math.max(0, Math.min(1_000, cfg.startAt - trueNow() - 150)));
+    await ledger
+      .syncClock(cfg.tenant, firstKey, Math.max(0, Math.min(1_000, cfg.startAt - trueNow() - 150)))
+      .catch((err: unknown) => result.errors.push((err as Error).name));
   }
   result.setupDdbRequests = counter.n;
   result.correctionAtStartMs = ledger.clockCorrectionMs;
@@ -154,9 +186,28 @@ async function runKeapSync(cfg: WorkerConfig, result: WorkerResult, counter: { n
           });
           continue;
         }
+        // A stall between the wake-up and the request (GC, CPU throttling, a cold TLS handshake).
+        if (cfg.stall && Math.random() < cfg.stall.p) {
+          await sleep(cfg.stall.minMs + Math.random() * (cfg.stall.maxMs - cfg.stall.minMs));
+        }
+        // The ledger's last check runs in the HTTP layer, as the Keap client's does.
+        const dispatcher = guardedDispatcher(
+          () => ledger.admit(cfg.tenant, key, slot),
+          (a) => {
+            if (a.ok) result.maxLatenessMs = Math.max(result.maxLatenessMs ?? 0, a.lateMs);
+          },
+        );
         // The response is handled off the critical path, as a client with reserved slots would.
-        const inFlight = send(cfg, key, result.sends)
-          .then((status) => (status === 429 ? ledger.report429(cfg.tenant, key, 'spike') : undefined))
+        const inFlight = send(cfg, key, result.sends, dispatcher)
+          .then((status) => {
+            if (status === 'refused') {
+              // Not sent: give the slot back (the ledger takes it only if it is still this process's).
+              result.refused = (result.refused ?? 0) + 1;
+              result.missedSlots++;
+              return ledger.release(cfg.tenant, key, [slot]);
+            }
+            return status === 429 ? ledger.report429(cfg.tenant, key, 'spike') : undefined;
+          })
           .catch((err: unknown) => {
             result.errors.push((err as Error).name);
           })
@@ -293,9 +344,23 @@ async function main(): Promise<void> {
     errors: [],
     clockCorrectionMs: 0,
   };
+  // A CPU hog beside the worker: the event loop stalls for minMs-maxMs about every everyMs.
+  let hog: NodeJS.Timeout | undefined;
+  if (cfg.cpuHog) {
+    const h = cfg.cpuHog;
+    const burn = () => {
+      const until = performance.now() + h.minMs + Math.random() * (h.maxMs - h.minMs);
+      while (performance.now() < until) {
+        // busy
+      }
+      hog = setTimeout(burn, h.everyMs * (0.5 + Math.random()));
+    };
+    hog = setTimeout(burn, h.everyMs);
+  }
   if (cfg.system === 'keap-sync') await runKeapSync(cfg, result, counter);
   else if (cfg.system === 'rate-limiter-flexible') await runRateLimiterFlexible(cfg, result, counter);
   else await runNaiveSplit(cfg, result);
+  if (hog) clearTimeout(hog);
   result.ddbRequests = counter.n;
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }

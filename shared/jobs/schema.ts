@@ -28,7 +28,10 @@ export const syncJobSchema = z
     runId: z.string().min(1).max(64).optional(),
     /** Increases every time the job is re-sent (continuation or deferral); older copies are stale. */
     attempt: z.number().int().nonnegative().default(0),
-    /** Ledger slots already reserved for this job (a deferral that held its slot). */
+    /**
+     * Ignored: accepted so messages from versions that carried held slots still parse. Nothing in a
+     * message can let a call skip the ledger; a resumed job always acquires its slots afresh.
+     */
     heldSlots: z.array(z.number().int().positive()).max(100).optional(),
     enqueuedAt: z.iso.datetime().optional(),
   })

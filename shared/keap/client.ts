@@ -59,10 +59,6 @@ export interface CallOptions {
   /** Default: `writePriority` for writes, `readPriority` for reads. */
   priority?: Priority;
   waitBudgetMs?: number;
-  /** On deferral, hold slots for the job (QuotaDeferredError.heldSlots). */
-  hold?: boolean;
-  /** Slots held by an earlier deferral, used first. */
-  heldSlots?: readonly number[];
 }
 
 export type DuplicateOption = 'Email' | 'EmailAndName' | 'EmailAndNameAndCompany';
@@ -367,7 +363,7 @@ export class KeapClient {
     const ids = [...new Set(contactIds.map((c) => requireId('contactIds', String(c))))];
     const path = `/rest/v2/tags/${encodeURIComponent(tag)}/contacts:${action}`;
     const size = this.settings.tagBatchSize;
-    const pool = new SlotPool(options.heldSlots);
+    const pool = new SlotPool();
     const results: Record<string, string> = {};
     let batches = 0;
     try {
@@ -391,7 +387,7 @@ export class KeapClient {
   }
 
   #call(
-    spec: Omit<CallSpec, 'priority' | 'waitBudgetMs' | 'hold'>,
+    spec: Omit<CallSpec, 'priority' | 'waitBudgetMs'>,
     options: CallOptions,
     kind: 'read' | 'write',
   ): Promise<CallResult> {
@@ -400,8 +396,7 @@ export class KeapClient {
       ...spec,
       priority: options.priority ?? (kind === 'read' ? s.readPriority : s.writePriority),
       waitBudgetMs: options.waitBudgetMs ?? s.waitBudgetMs,
-      hold: options.hold ?? false,
-      pool: spec.pool ?? new SlotPool(options.heldSlots),
+      pool: spec.pool ?? new SlotPool(),
     });
   }
 

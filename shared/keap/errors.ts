@@ -212,31 +212,25 @@ export class UnexpectedResponseError extends KeapError {
 
 /**
  * The quota ledger has no slot for this call within the wait budget. Defer the job through the queue
- * until `retryAt` (ledger clock, epoch ms) instead of sleeping. When the call asked for `hold`,
- * `heldSlots` are reserved for it: pass them back (`heldSlots` option) when the job resumes.
+ * until `retryAt` (ledger clock, epoch ms) instead of sleeping. Nothing was reserved for it: slots
+ * never leave the ledger's keeping, so a resumed (or duplicated) job acquires afresh.
  */
 export class QuotaDeferredError extends KeapError {
   readonly retryAt: number;
   readonly reason: DeferReason;
-  readonly heldSlots: readonly number[];
   constructor(
     context: Pick<RequestContext, 'method' | 'path' | 'keyId' | 'tenant'>,
     retryAt: number,
     reason: DeferReason,
-    heldSlots: readonly number[],
   ) {
-    const held = heldSlots.length
-      ? ` ${heldSlots.length} slot(s) are held for it: pass them back as heldSlots when the job resumes.`
-      : '';
     super(
       `No Keap quota is free for ${context.method} ${context.path} (tenant ${context.tenant}, key ${context.keyId}) ` +
         `within the wait budget (limit reached: ${reason}). Defer the job and run it again at ` +
-        `${new Date(retryAt).toISOString()}.${held}`,
+        `${new Date(retryAt).toISOString()}.`,
       { ...context, attempts: 0 },
     );
     this.retryAt = retryAt;
     this.reason = reason;
-    this.heldSlots = heldSlots;
   }
 }
 

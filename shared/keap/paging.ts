@@ -43,10 +43,6 @@ export interface PageOptions {
   dedupe?: boolean;
   priority?: Priority;
   waitBudgetMs?: number;
-  /** On deferral, hold slots for the job (QuotaDeferredError.heldSlots). */
-  hold?: boolean;
-  /** Slots held by an earlier deferral, used first. */
-  heldSlots?: readonly number[];
 }
 
 export interface TagPageOptions extends PageOptions {
@@ -104,7 +100,7 @@ function buildQuery(
   sinceMs: number | undefined,
   untilMs: number | undefined,
   pageSize: number,
-): Record<string, string | number | undefined> {
+): Record<string, string | number | readonly string[] | undefined> {
   const pairs: string[] = [];
   for (const [k, v] of Object.entries({ ...spec.defaultFilter, ...o.filter })) {
     if (!/^[A-Za-z0-9_.]+$/.test(k))
@@ -124,17 +120,8 @@ function buildQuery(
     page_size: pageSize,
     filter: pairs.length ? pairs.join(';') : undefined,
     order_by: orderBy,
-    fields: transportValue(fields),
+    fields,
   };
-}
-
-/**
- * The transport's query takes one value per parameter, so a `repeat`-style `fields` (one value per
- * field, as Keap's file declares for opportunities) goes comma-joined for now. Remove this once the
- * transport's `CallSpec.query` takes `readonly string[]` (appending each value).
- */
-function transportValue(v: string | readonly string[] | undefined): string | undefined {
-  return typeof v === 'string' || v === undefined ? v : v.join(',');
 }
 
 export interface PagerDefaults {
@@ -182,7 +169,7 @@ export async function* readPages<R extends ResourceName>(
   let hwm = o.highWaterMark === undefined ? undefined : toEpochMs('highWaterMark', o.highWaterMark);
   let token = o.pageToken;
   if (token !== undefined) usedTokens.add(token);
-  const pool = new SlotPool(o.heldSlots);
+  const pool = new SlotPool();
   pool.minGapMs = s.expectedPageLatencyMs;
   let workEwma: number | undefined;
   let lastResponseAt: number | undefined;
@@ -203,7 +190,6 @@ export async function* readPages<R extends ResourceName>(
         retry: 'safe',
         priority: o.priority ?? s.readPriority,
         waitBudgetMs: o.waitBudgetMs ?? s.waitBudgetMs,
-        hold: o.hold ?? false,
         pool,
       });
       lastResponseAt = performance.now();

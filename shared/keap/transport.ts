@@ -4,8 +4,10 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { inspect } from 'node:util';
+import { Agent, type Dispatcher } from 'undici';
 import {
   type AcquireOptions,
+  type Admission,
   type Decision,
   type KeapQuotaReading,
   type Priority,
@@ -36,7 +38,53 @@ export interface QuotaLedgerPort {
   report429(tenant: string, key: string, kind: 'spike' | 'quota', retryAt?: number): Promise<void>;
   /** Gives back reserved slots that will not be used (optional: a ledger without it just loses them). */
   release?(tenant: string, key: string, slots: readonly number[]): Promise<void>;
+  /** The last check before a request is written (optional: without it, only the wake-up check applies). */
+  admit?(tenant: string, key: string, slot: number): Admission;
   now(): number;
+}
+
+/** The ledger refused a request at the last moment (late, cool-down, clock): it was never written. */
+class SendRefused extends Error {
+  override name = 'SendRefused';
+  readonly admission: Admission;
+  constructor(admission: Admission) {
+    super(admission.ok ? 'admitted' : admission.detail);
+    this.admission = admission;
+  }
+}
+
+/**
+ * Keep-alive connections for every transport of this process. Requests pass through a per-request
+ * guard that asks the ledger, when undici is about to write the request on a connected socket (after
+ * any connect or TLS handshake), whether it may still go: the last moment JavaScript can decide.
+ */
+const AGENT = new Agent({ keepAliveTimeout: 60_000, keepAliveMaxTimeout: 600_000 });
+
+export function guardedDispatcher(check: () => Admission, onAdmit: (a: Admission) => void): Dispatcher {
+  return AGENT.compose(
+    (dispatch) => (opts, handler) =>
+      dispatch(
+        opts,
+        new Proxy(handler, {
+          get(target, prop, receiver) {
+            const value = Reflect.get(target, prop, receiver) as unknown;
+            if ((prop !== 'onRequestStart' && prop !== 'onConnect') || typeof value !== 'function') {
+              return typeof value === 'function' ? value.bind(target) : value;
+            }
+            return (...args: unknown[]) => {
+              const a = check();
+              onAdmit(a);
+              if (!a.ok) {
+                const err = new SendRefused(a);
+                if (prop === 'onConnect') return (args[0] as (e: Error) => void)(err);
+                return (args[0] as { abort(e: Error): void }).abort(err);
+              }
+              return (value as (...a: unknown[]) => unknown).apply(target, args);
+            };
+          },
+        }),
+      ),
+  );
 }
 
 /** Structured logger port. Field names are stable; no field ever holds a header or the key. */
@@ -70,13 +118,13 @@ export interface CallSpec {
   method: HttpMethod;
   /** Path below the base URL, ids already encoded. Logged and put in errors; the query never is. */
   path: string;
-  query?: Record<string, string | number | undefined>;
+  /** An array value repeats the parameter (`fields=a&fields=b`, an exploded array in OpenAPI). */
+  query?: Record<string, string | number | readonly string[] | undefined>;
   body?: unknown;
   /** `safe`: reads, upserts, tag changes, retried on transient failures. `create`: never blindly retried. */
   retry: 'safe' | 'create';
   priority: Priority;
   waitBudgetMs: number;
-  hold: boolean;
   pool?: SlotPool;
 }
 
@@ -99,10 +147,15 @@ export interface TransportStats {
   slotsGranted: number;
   slotsSpent: number;
   deferred: number;
+  /** Requests the ledger's last check refused before they were written (late, cool-down, clock). */
+  refused: number;
+  /** Lateness (ms after the slot) of admitted requests at that check: the largest seen. */
+  maxSendLatenessMs: number;
 }
 
 type Outcome =
   | { type: 'ok'; status: number; json: unknown; requestId: string | undefined }
+  | { type: 'refused'; admission: Admission }
   | { type: 'limited'; kind: RateLimitKind; retryAt: number | undefined; context: RequestContext }
   | { type: 'failed'; error: KeapError; retryable: boolean };
 
@@ -126,6 +179,8 @@ export class Transport {
     slotsGranted: 0,
     slotsSpent: 0,
     deferred: 0,
+    refused: 0,
+    maxSendLatenessMs: 0,
   };
 
   constructor(o: {
@@ -159,12 +214,38 @@ export class Transport {
     const pool = spec.pool ?? new SlotPool();
     let attempts = 0;
     let limited = 0;
+    let refused = 0;
     for (;;) {
       const slot = await this.#takeSlot(spec, pool);
       attempts++;
       const t0 = performance.now();
       const outcome = await this.#send(spec, slot, attempts);
       const latencyMs = performance.now() - t0;
+      if (outcome.type === 'refused') {
+        // Never written: the slot is spent (it stays counted), the call takes the next one.
+        attempts--;
+        refused++;
+        this.stats.refused++;
+        this.stats.slotsSpent++;
+        const a = outcome.admission;
+        this.logger.warn('The ledger refused a Keap request at the last moment; it was not sent', {
+          method: spec.method,
+          path: spec.path,
+          keyId: this.keyId,
+          tenant: this.tenant,
+          reason: a.ok ? 'none' : a.reason,
+          lateMs: Math.round(a.lateMs),
+        });
+        if (!a.ok && a.reason === 'cool-down') this.release(pool.slots.splice(0));
+        if (refused >= MAX_SLOT_TRIES || (!a.ok && a.reason === 'clock')) {
+          throw new QuotaDeferredError(
+            { method: spec.method, path: spec.path, keyId: this.keyId, tenant: this.tenant },
+            this.ledger.now() + 1_000,
+            a.ok || a.reason === 'late' ? 'spike' : 'cool-down',
+          );
+        }
+        continue;
+      }
       if (outcome.type === 'ok') {
         return {
           status: outcome.status,
@@ -247,7 +328,8 @@ export class Transport {
         count: Math.max(1, Math.min(100, pool.nextCount)),
         priority: spec.priority,
         waitBudgetMs: spec.waitBudgetMs,
-        hold: spec.hold,
+        // Slots never leave the ledger's keeping: a deferred call reserves nothing and asks again.
+        hold: false,
         minGapMs: pool.minGapMs,
         notBefore: this.ledger.now() + lead,
       });
@@ -258,8 +340,8 @@ export class Transport {
         continue;
       }
       this.stats.deferred++;
-      const held = d.status === 'held' ? d.slots : [];
-      this.stats.slotsGranted += held.length;
+      // Callers never ask to hold; should a ledger hold anyway, the slots go straight back.
+      if (d.status === 'held') this.release(d.slots);
       this.logger.info('The quota ledger deferred a Keap call', {
         method: spec.method,
         path: spec.path,
@@ -267,13 +349,11 @@ export class Transport {
         tenant: this.tenant,
         reason: d.reason,
         retryAt: d.retryAt,
-        heldSlots: held.length,
       });
       throw new QuotaDeferredError(
         { method: spec.method, path: spec.path, keyId: this.keyId, tenant: this.tenant },
         d.retryAt,
         d.reason,
-        held,
       );
     }
     // Woke too late for every slot granted in a row (an overloaded event loop): let the job come back.
@@ -281,7 +361,6 @@ export class Transport {
       { method: spec.method, path: spec.path, keyId: this.keyId, tenant: this.tenant },
       this.ledger.now() + 1_000,
       'spike',
-      [],
     );
   }
 
@@ -309,14 +388,30 @@ export class Transport {
     let res: Response | undefined;
     let text: string;
     try {
+      const admit = this.ledger.admit?.bind(this.ledger);
       res = await fetch(this.#url(spec.path, spec.query), {
         method: spec.method,
         headers,
         body,
         signal: AbortSignal.timeout(s.timeoutMs),
-      });
+        ...(admit
+          ? {
+              dispatcher: guardedDispatcher(
+                () => admit(this.tenant, this.keyId, slot),
+                (a) => {
+                  if (a.ok) this.stats.maxSendLatenessMs = Math.max(this.stats.maxSendLatenessMs, a.lateMs);
+                },
+              ),
+            }
+          : {}),
+      } as RequestInit);
       text = await res.text();
     } catch (err) {
+      const refusal = refusedBy(err);
+      if (refusal) {
+        this.stats.requests--;
+        return { type: 'refused', admission: refusal };
+      }
       if (res) {
         ctx.status = res.status;
         ctx.requestId = res.headers.get('x-request-id') ?? undefined;
@@ -421,7 +516,11 @@ export class Transport {
 
   #url(path: string, query: CallSpec['query']): string {
     const params = new URLSearchParams();
-    for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined) params.set(k, String(v));
+    for (const [k, v] of Object.entries(query ?? {})) {
+      if (v === undefined) continue;
+      if (Array.isArray(v)) for (const item of v) params.append(k, String(item));
+      else params.set(k, String(v));
+    }
     const qs = params.toString();
     return `${this.settings.baseUrl}${path}${qs ? `?${qs}` : ''}`;
   }
@@ -529,6 +628,15 @@ function quotaRetryAt(kind: RateLimitKind, h: Headers): number | undefined {
     const available = headerNumber(h, `${prefix}-available`);
     const expiry = headerNumber(h, `${prefix}-expiry-time`);
     if (available === 0 && expiry !== undefined && expiry > 0) return expiry < 1e12 ? expiry * 1000 : expiry;
+  }
+  return undefined;
+}
+
+function refusedBy(err: unknown): Admission | undefined {
+  let e: unknown = err;
+  for (let i = 0; i < 4 && e instanceof Error; i++) {
+    if (e instanceof SendRefused) return e.admission;
+    e = e.cause;
   }
   return undefined;
 }

@@ -69,8 +69,6 @@ export async function runSync(
     const iterator = client.pages(resource, {
       since,
       pageToken: checkpoint.pageToken ?? undefined,
-      heldSlots: job.heldSlots,
-      hold: true,
       priority: 'bulk',
     });
     for await (const page of iterator) {
@@ -105,14 +103,13 @@ export async function runSync(
   } catch (err) {
     if (!(err instanceof QuotaDeferredError)) throw err;
     const waitMs = deferralDelayMs(err.retryAt, ledger.now());
-    await queue.send({ ...job, runId, attempt: job.attempt + 1, heldSlots: [...err.heldSlots] }, waitMs);
+    await queue.send({ ...job, runId, attempt: job.attempt + 1, heldSlots: undefined }, waitMs);
     await state.renewLease(account.id, resource, runId, ttl + waitMs);
     metrics.add('Deferrals', 1, { ...dims, reason: err.reason });
     log.info('The quota ledger deferred the job; it comes back through the queue', {
       runId,
       reason: err.reason,
       retryAt: new Date(err.retryAt).toISOString(),
-      heldSlots: err.heldSlots.length,
     });
     return { status: 'deferred', retryAt: err.retryAt, reason: err.reason };
   }

@@ -119,7 +119,7 @@ export async function runWrite(
       // Nothing was sent: give the write up for the next delivery, then defer through the queue.
       await state.failWrite(job.idempotencyKey, err, true);
       const waitMs = deferralDelayMs(err.retryAt, ledger.now());
-      await queue.send({ ...job, attempt: job.attempt + 1, heldSlots: [...err.heldSlots] }, waitMs);
+      await queue.send({ ...job, attempt: job.attempt + 1, heldSlots: undefined }, waitMs);
       metrics.add('Deferrals', 1, { ...dims, reason: err.reason });
       return { status: 'deferred', retryAt: err.retryAt };
     }

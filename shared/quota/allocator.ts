@@ -68,6 +68,28 @@ function dayCap(
 }
 
 /**
+ * Spacing of one key's calls at time `t`: Keap's spike interval, or what Keap's spike-arrest 429s
+ * and spike header taught the ledger (halving back towards the interval every `spikeRelaxMs`).
+ */
+export function spikeSpacingMs(s: LedgerState, c: LedgerConfig, t: number): number {
+  if (s.spikeMs <= c.spikeIntervalMs) return c.spikeIntervalMs;
+  const steps = Math.max(0, Math.floor((t - s.spikeAt) / c.spikeRelaxMs));
+  return Math.max(c.spikeIntervalMs, steps > 16 ? 0 : s.spikeMs / 2 ** steps);
+}
+
+/** Cells that must separate two calls of one key at time `t` (1 at the configured spacing). */
+function spacingCells(s: LedgerState, c: LedgerConfig, t: number): number {
+  return Math.max(1, Math.ceil((spikeSpacingMs(s, c, t) + c.spikeMarginMs) / c.cellMs));
+}
+
+/** Whether a reserved cell of this key lies within `m - 1` cells of `cell` (or is it). */
+function crowded(cells: Set<number> | undefined, cell: number, m: number): boolean {
+  if (!cells) return false;
+  for (let d = -(m - 1); d <= m - 1; d++) if (cells.has(cell + d)) return true;
+  return false;
+}
+
+/**
  * Whether one more call in bucket `j` keeps every run of `windowBuckets` consecutive buckets that
  * contains `j` at or under `cap`. Any window of `windowMs` lies inside such a run, so this holds the
  * rolling bound for windows of any alignment (conservatively, by at most two buckets).
@@ -96,7 +118,7 @@ function blockerAt(s: LedgerState, c: LedgerConfig, req: SlotRequest, cell: numb
   if ((s.days.get(day) ?? 0) + 1 > dc.cap) return dc.tenant ? 'tenant' : 'day';
   const mc = minuteCap(s, c, t, req.priority);
   if (!minuteRoom(s, c, Math.floor(t / c.bucketMs), mc.cap)) return mc.tenant ? 'tenant' : 'minute';
-  if (s.keys.get(req.key)?.has(cell)) return 'spike';
+  if (crowded(s.keys.get(req.key), cell, spacingCells(s, c, t))) return 'spike';
   return undefined;
 }
 
@@ -129,7 +151,7 @@ function findCell(
       cell = Math.max(cell + 1, Math.ceil(((day + 1) * DAY_MS + c.marginMs) / c.cellMs));
       continue;
     }
-    if (cells?.has(cell)) {
+    if (crowded(cells, cell, spacingCells(s, c, t))) {
       cell++;
       continue;
     }

@@ -30,13 +30,32 @@ export const ledgerSettingsSchema = z
     /** Calls allowed per UTC day across every key of a tenant. */
     tenantDayLimit: positiveInt.default(250_000),
     /**
-     * Safety margin for clock skew left after the ledger's clock alignment, send lateness and network
-     * jitter. Widens the spike spacing and the rolling window, and keeps a band of this width on
-     * each side of UTC midnight free.
+     * Window margin: clock skew left after the ledger's clock alignment, send lateness and network
+     * tails. Widens the rolling window, and keeps a band of this width on each side of UTC midnight
+     * free. Costs about marginMs / minuteWindowMs of the minute budget (0.4% at the default).
      */
-    marginMs: nonNegativeInt.default(90),
-    /** A caller that wakes later than this after its slot does not send (its slot is spent). */
-    lateToleranceMs: nonNegativeInt.default(15),
+    marginMs: nonNegativeInt.default(250),
+    /**
+     * Spike margin: spacing of one key's calls beyond spikeIntervalMs, absorbing send lateness,
+     * network tails and skew between two consecutive calls. Default: what pacing one key at its
+     * sustained rate (minuteWindowMs / minuteLimit) leaves, at most 1.5 spike intervals, so under a
+     * backlog, where the minute limit binds anyway, it costs no throughput (150 ms at Keap's limits:
+     * one call per 250 ms); at least the window margin, below one spike interval.
+     */
+    spikeMarginMs: nonNegativeInt.optional(),
+    /**
+     * Checked at the last moment before a request is written (and when a caller wakes): a call more
+     * than this late for its slot is not sent (the slot is spent). Must be smaller than the spike margin.
+     * Default: 50 ms, or a third of the smaller margin when that is less.
+     */
+    lateToleranceMs: nonNegativeInt.optional(),
+    /**
+     * A worker whose clock is off by more than this from DynamoDB's (the Date header of its answers)
+     * fails closed with ClockSkewError; no item stamp moves any worker's clock, or gates it, by more.
+     */
+    maxClockSkewMs: positiveInt.default(1_000),
+    /** A deferral decided on the cached item (no request) is trusted for at most this long after the read. */
+    cacheTtlMs: nonNegativeInt.default(1_000),
     /** Width of the rolling-window counting buckets. Smaller: closer to the limit, larger item. */
     bucketMs: positiveInt.default(500),
     /** How far ahead a slot may be held for a deferred caller. */
@@ -54,7 +73,9 @@ export const ledgerSettingsSchema = z
     /** Cool-down written after a quota 429 when Keap's headers do not say when capacity frees. */
     quotaCoolDownMs: positiveInt.default(60_000),
     /** Largest forward correction of this process's clock taken from other workers' stamps. */
-    maxClockCorrectionMs: nonNegativeInt.default(2_000),
+    maxClockCorrectionMs: nonNegativeInt.default(1_000),
+    /** A spike-arrest 429 widens the learned spacing of the item's keys; it relaxes one step per this long. */
+    spikeRelaxMs: positiveInt.default(600_000),
     /** Requests whose `notBefore` is further away than this wait to share a later write. */
     coalesceLeadMs: nonNegativeInt.default(1_000),
   })
@@ -64,8 +85,11 @@ export type LedgerSettingsInput = z.input<typeof ledgerSettingsSchema>;
 export type LedgerSettings = z.output<typeof ledgerSettingsSchema>;
 
 /** Settings plus the quantities derived from them, computed once. */
-export interface LedgerConfig extends LedgerSettings {
-  /** Grid step: spike interval plus margin. Every slot is a multiple of it. */
+export interface LedgerConfig extends Omit<LedgerSettings, 'spikeMarginMs' | 'lateToleranceMs'> {
+  /** Spike margin and late tolerance, resolved (see the settings). */
+  readonly spikeMarginMs: number;
+  readonly lateToleranceMs: number;
+  /** Grid step: spike interval plus spike margin. Every slot is a multiple of it. */
   readonly cellMs: number;
   /** Rolling window widened by the margin. */
   readonly windowMs: number;
@@ -88,14 +112,31 @@ export function parseLedgerSettings(input: unknown): LedgerConfig {
     throw new LedgerConfigError(setting, issue?.message ?? 'invalid value');
   }
   const s = parsed.data;
-  if (s.marginMs >= s.spikeIntervalMs) {
+  const sustainedMs = Math.ceil(s.minuteWindowMs / s.minuteLimit);
+  // Pace a key at its sustained rate where that costs nothing (up to 1.5 spike intervals of margin),
+  // and never below the window margin's share of the interval.
+  const spikeMarginMs =
+    s.spikeMarginMs ??
+    Math.max(
+      Math.min(s.marginMs, s.spikeIntervalMs - 1),
+      Math.min(sustainedMs - s.spikeIntervalMs, Math.ceil(1.5 * s.spikeIntervalMs)),
+    );
+  const lateToleranceMs =
+    s.lateToleranceMs ?? Math.min(50, Math.floor(Math.min(spikeMarginMs, s.marginMs) / 3));
+  if (lateToleranceMs >= spikeMarginMs && spikeMarginMs > 0) {
     throw new LedgerConfigError(
-      'marginMs',
-      `must be smaller than spikeIntervalMs (${s.spikeIntervalMs}); got ${s.marginMs}.`,
+      'lateToleranceMs',
+      `must be smaller than the spike margin (${spikeMarginMs} ms), or a late call could crowd the next one.`,
     );
   }
-  if (s.lateToleranceMs >= s.marginMs && s.marginMs > 0) {
+  if (lateToleranceMs >= s.marginMs && s.marginMs > 0) {
     throw new LedgerConfigError('lateToleranceMs', `must be smaller than marginMs (${s.marginMs}).`);
+  }
+  if (s.maxClockCorrectionMs > s.maxClockSkewMs) {
+    throw new LedgerConfigError(
+      'maxClockCorrectionMs',
+      `must not exceed maxClockSkewMs (${s.maxClockSkewMs}): a larger correction would follow a bad clock.`,
+    );
   }
   if (s.minuteWindowMs + s.marginMs >= DAY_MS / 2) {
     throw new LedgerConfigError('minuteWindowMs', 'must be well under half a day.');
@@ -125,7 +166,7 @@ export function parseLedgerSettings(input: unknown): LedgerConfig {
       );
     }
   }
-  const cellMs = s.spikeIntervalMs + s.marginMs;
+  const cellMs = s.spikeIntervalMs + spikeMarginMs;
   const windowMs = s.minuteWindowMs + s.marginMs;
   const windowBuckets = Math.floor((windowMs - 1) / s.bucketMs) + 2;
   const tenantScope = s.quotaScope === 'tenant';
@@ -133,6 +174,8 @@ export function parseLedgerSettings(input: unknown): LedgerConfig {
   const itemDayIsTenant = tenantScope && s.tenantDayLimit < s.dayLimit;
   const config: LedgerConfig = {
     ...s,
+    spikeMarginMs,
+    lateToleranceMs,
     cellMs,
     windowMs,
     windowBuckets,
@@ -160,9 +203,9 @@ function unknownKey(issue: { code: string; keys?: readonly string[] }): string |
 export function worstCaseItemBytes(c: LedgerConfig): number {
   const spanMs = c.windowMs + c.holdHorizonMs + c.cellMs;
   const buckets = Math.ceil(spanMs / c.bucketMs) + 3;
-  const bitBytes = Math.ceil(Math.ceil((c.holdHorizonMs + 2 * c.cellMs) / c.cellMs) / 8) + 2;
+  const bitBytes = Math.ceil(Math.ceil((c.holdHorizonMs + 6 * c.cellMs) / c.cellMs) / 8) + 2;
   const keys = c.quotaScope === 'tenant' ? c.maxKeysPerItem : 1;
-  const fixed = 1 + 8 + 8 + 1 + 8 + 2 + 1 + 2 * 8 + (8 + 4 + 1 + 4 + 4 + 1) + 1 + 4;
+  const fixed = 1 + 8 + 8 + 1 + 8 + 2 + 1 + 2 * 8 + (8 + 4 + 1 + 4 + 4 + 1) + (2 + 8) + 1 + 4;
   const perKey = 1 + MAX_KEY_ID_BYTES + 8 + 2 + bitBytes;
   const attributes = 2 + 40 + 1 + 10 + 1 + 12 + 1; // pk name+value, v, w
   return fixed + buckets + keys * perKey + attributes;

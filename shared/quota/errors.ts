@@ -76,3 +76,21 @@ export class TooManyKeysError extends QuotaLedgerError {
     );
   }
 }
+
+/**
+ * This worker's clock is off from DynamoDB's by more than `maxClockSkewMs` (read off the Date header
+ * of the ledger's answers), so the slots it computes would not be the times its calls reach Keap.
+ * Fails closed: no slot is granted and no call is sent until the clock is fixed.
+ */
+export class ClockSkewError extends QuotaLedgerError {
+  readonly offsetMs: number;
+  constructor(offsetMs: number, boundMs: number) {
+    const dir = offsetMs > 0 ? 'behind' : 'ahead of';
+    super(
+      `This worker's clock is at least ${Math.round(Math.abs(offsetMs))} ms ${dir} DynamoDB's (the bound is ` +
+        `${boundMs} ms, maxClockSkewMs), so no Keap call was allowed. Fix the host's time synchronisation ` +
+        '(NTP / chrony); the ledger resumes on its own once the clock agrees.',
+    );
+    this.offsetMs = offsetMs;
+  }
+}

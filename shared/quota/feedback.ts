@@ -15,6 +15,8 @@ export interface KeapQuotaReading {
   tenantMinute?: WindowReading | undefined;
   productDay?: WindowReading | undefined;
   tenantDay?: WindowReading | undefined;
+  /** Spacing implied by `x-keap-product-spike-limit` (e.g. "10ps" -> 100 ms), when sent. */
+  spikeIntervalMs?: number | undefined;
 }
 
 type HeaderSource = Headers | Record<string, string | string[] | undefined>;
@@ -46,7 +48,17 @@ export function parseKeapQuotaHeaders(h: HeaderSource): KeapQuotaReading {
     tenantMinute: reading(h, 'x-keap-tenant-throttle'),
     productDay: reading(h, 'x-keap-product-quota'),
     tenantDay: reading(h, 'x-keap-tenant-quota'),
+    spikeIntervalMs: spikeSpacing(header(h, 'x-keap-product-spike-limit')),
   };
+}
+
+/** Apigee SpikeArrest rates: "10ps" (per second) or "600pm" (per minute), as the spacing they enforce. */
+export function spikeSpacing(raw: string | undefined): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*p([sm])\s*$/i.exec(raw ?? '');
+  if (!m) return undefined;
+  const rate = Number(m[1]);
+  if (!(rate > 0)) return undefined;
+  return Math.ceil((m[2]?.toLowerCase() === 's' ? 1_000 : 60_000) / rate);
 }
 
 /** Our cap implied by one reading: what Keap says is used, minus ours, is someone else's. */

@@ -1,6 +1,7 @@
 // Public surface of the quota ledger.
 export type { Decision, DeferReason, Priority, SlotRequest } from './allocator.ts';
 export { allocate } from './allocator.ts';
+export { ClockOffsetEstimate, type ServerDateSample } from './clock.ts';
 export {
   type LedgerConfig,
   type LedgerSettingsInput,
@@ -16,9 +17,11 @@ export {
 } from './feedback.ts';
 export {
   type AcquireOptions,
+  type Admission,
   QuotaLedger,
   type QuotaLedgerOptions,
   type QuotaSnapshot,
+  type SendLateness,
   type WindowSnapshot,
 } from './ledger.ts';
 export { cloneState, DAY_MS, decodeState, emptyState, encodeState, type LedgerState } from './state.ts';

@@ -1,9 +1,11 @@
 // Use case: the quota ledger. Every Keap call of every worker passes through `acquire`; the answer is
 // the time slot(s) at which the caller may send, or a deferral. Built on one conditional put per item.
 import { randomBytes } from 'node:crypto';
-import { allocate, type Decision, type Priority, type SlotRequest } from './allocator.ts';
+import { allocate, type Decision, type Priority, type SlotRequest, spikeSpacingMs } from './allocator.ts';
+import { ClockOffsetEstimate } from './clock.ts';
 import { type LedgerConfig, MAX_KEY_ID_BYTES, parseLedgerSettings } from './config.ts';
 import {
+  ClockSkewError,
   LedgerContentionError,
   LedgerStateError,
   LedgerUnavailableError,
@@ -81,7 +83,26 @@ export interface QuotaSnapshot {
   clockCorrectionMs: number;
 }
 
+/** The answer of `admit`, the check made at the last moment before a request is written. */
+export type Admission =
+  | { ok: true; lateMs: number }
+  | { ok: false; reason: 'late' | 'cool-down' | 'clock'; lateMs: number; detail: string };
+
+/** Send lateness (ms after the slot, at the last check before the request is written), for operators. */
+export interface SendLateness {
+  count: number;
+  refused: number;
+  p50: number;
+  p99: number;
+  max: number;
+  /** The most the ledger accepts (lateToleranceMs), and the spike margin it eats into. */
+  toleranceMs: number;
+  spikeMarginMs: number;
+}
+
 interface Cached {
+  /** performance.now() when this view was read or written. */
+  at: number;
   exists: boolean;
   version: number;
   /** Token of the write that produced this version. */
@@ -107,6 +128,10 @@ interface Queue {
 const DEFAULT_WAIT_BUDGET_MS = 2_000;
 /** A release waits this long for another write of this process to ride along with. */
 const RELEASE_LINGER_MS = 500;
+/** A view read or written this recently is the stored state, for a deferral's purposes. */
+const FRESH_VIEW_MS = 20;
+/** Key scope: how often a key in use refreshes its entry in the tenant's key set. */
+const KEY_REFRESH_MS = 600_000;
 const TENANT_RE = /^[A-Za-z0-9._:@-]{1,100}$/;
 
 export class QuotaLedger {
@@ -116,14 +141,118 @@ export class QuotaLedger {
   private correction = 0;
   private readonly cache = new Map<string, Cached>();
   private readonly queues = new Map<string, Queue>();
-  private readonly registeredKeys = new Set<string>();
+  /** Key scope: when this process last registered each key (refreshed daily and every 10 minutes). */
+  private readonly registeredKeys = new Map<string, number>();
   /** Smoothed latency of a conditional write, ms. */
   private writeLatencyMs = 10;
+  private readonly offset = new ClockOffsetEstimate();
+  private readonly lateness: number[] = [];
+  private latenessCount = 0;
+  private refusedCount = 0;
+  /** Slots granted to this process and neither admitted (sent) nor released, per item and key. */
+  private readonly owned = new Map<string, Set<number>>();
 
   constructor(options: QuotaLedgerOptions) {
     this.config = parseLedgerSettings(options.settings);
     this.store = options.store;
     this.localClock = options.clock ?? Date.now;
+    // The store's answers carry DynamoDB's Date: a clock clearly off from it fails closed.
+    this.store.onServerDate = (dateMs, sentPerf, receivedPerf) => {
+      const ledgerNow = this.now();
+      const perfNow = performance.now();
+      this.offset.add({
+        dateMs,
+        sentAt: ledgerNow - (perfNow - sentPerf),
+        receivedAt: ledgerNow - (perfNow - receivedPerf),
+      });
+    };
+  }
+
+  /** Throws ClockSkewError when DynamoDB's Date headers show this clock off by more than maxClockSkewMs. */
+  checkClock(): void {
+    const excess = this.offset.excess(this.config.maxClockSkewMs);
+    if (excess !== 0) throw new ClockSkewError(excess, this.config.maxClockSkewMs);
+  }
+
+  /** Bounds of (DynamoDB's clock - this ledger's clock) seen so far, ms; null before the first answer. */
+  get serverOffsetBounds(): { lo: number; hi: number } | null {
+    return this.offset.bounds();
+  }
+
+  /**
+   * The last check before a request is written (call it from the HTTP layer, as late as possible):
+   * refuses a call more than lateToleranceMs late for its slot (a stall after the wait would crowd the
+   * next caller's slot), one inside a cool-down this process knows of, and any call while this clock
+   * is known to be wrong. A refused slot is spent: do not send, take the next one.
+   */
+  admit(tenant: string, key: string, slot: number): Admission {
+    const now = this.now();
+    const lateMs = Math.max(0, now - slot);
+    const refuse = (reason: 'late' | 'cool-down' | 'clock', detail: string): Admission => {
+      this.refusedCount++;
+      return { ok: false, reason, lateMs, detail };
+    };
+    if (this.offset.excess(this.config.maxClockSkewMs) !== 0) {
+      return refuse('clock', "this worker's clock is off from DynamoDB's");
+    }
+    const owned = this.owned.get(`${this.itemFor(tenant, key)}\u0000${key}`);
+    if (lateMs > this.config.lateToleranceMs) {
+      this.recordLateness(lateMs);
+      return refuse(
+        'late',
+        `${Math.round(lateMs)} ms after its slot (tolerance ${this.config.lateToleranceMs} ms)`,
+      );
+    }
+    const cached = this.cache.get(this.itemFor(tenant, key));
+    if (cached && cached.state.coolUntil > now && cached.state.coolUntil > slot) {
+      return refuse(
+        'cool-down',
+        `a ${cached.state.coolReason} cool-down runs until ${new Date(cached.state.coolUntil).toISOString()}`,
+      );
+    }
+    this.recordLateness(lateMs);
+    // Sent: no longer this process's to give back.
+    owned?.delete(slot);
+    return { ok: true, lateMs };
+  }
+
+  private own(pk: string, key: string, slots: readonly number[]): void {
+    const id = `${pk}\u0000${key}`;
+    let set = this.owned.get(id);
+    if (!set) {
+      set = new Set();
+      this.owned.set(id, set);
+    }
+    for (const slot of slots) set.add(slot);
+    // What left every window cannot matter any more.
+    const horizon = this.now() - this.config.windowMs - this.config.holdHorizonMs;
+    if (set.size > 256) for (const slot of set) if (slot < horizon) set.delete(slot);
+  }
+
+  /** Send lateness since the last call (then reset): p50, p99 and max over the checks made. */
+  takeSendLateness(): SendLateness {
+    const sorted = [...this.lateness].sort((a, b) => a - b);
+    const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))] ?? 0;
+    const out: SendLateness = {
+      count: this.latenessCount,
+      refused: this.refusedCount,
+      p50: at(0.5),
+      p99: at(0.99),
+      max: sorted[sorted.length - 1] ?? 0,
+      toleranceMs: this.config.lateToleranceMs,
+      spikeMarginMs: this.config.spikeMarginMs,
+    };
+    this.lateness.length = 0;
+    this.latenessCount = 0;
+    this.refusedCount = 0;
+    return out;
+  }
+
+  private recordLateness(ms: number): void {
+    this.latenessCount++;
+    // A bounded reservoir: enough for p99 between two metric flushes.
+    if (this.lateness.length < 2_000) this.lateness.push(ms);
+    else this.lateness[Math.floor(Math.random() * 2_000)] = ms;
   }
 
   /** The ledger clock: this process's clock, moved forward to the latest stamp other workers wrote. */
@@ -147,18 +276,19 @@ export class QuotaLedger {
   async acquire(options: AcquireOptions): Promise<Decision> {
     const req = this.toRequest(options);
     const pk = this.itemFor(options.tenant, options.key);
+    this.checkClock();
     await this.ensureKeyRegistered(options.tenant, req.key);
-    // A rejection costs no request: a cached view is never more restrictive than the stored state,
-    // since other writers only add reservations, so a deferral decided on it stands.
+    // A rejection costs no request: a young cached view is no more permissive than the stored state
+    // (other writers mostly add reservations), so a short deferral decided on it stands. A long one
+    // (a spent minute or day) is checked against the stored item: another worker may have released.
     const cached = this.cache.get(pk);
-    if (cached && !req.hold) {
+    const c = this.config;
+    if (cached && !req.hold && performance.now() - cached.at <= c.cacheTtlMs) {
       const trial = cloneState(cached.state);
       const now = this.now();
-      trial.clk = Math.max(trial.clk, now);
-      const c = this.config;
-      trimState(trial, c.windowMs, c.bucketMs, c.cellMs);
+      this.settle(trial, now);
       const d = allocate(trial, c, now, this.withLead(req, now));
-      if (d.status === 'deferred') return d;
+      if (d.status === 'deferred' && d.retryAt - now <= c.cacheTtlMs) return d;
     }
     return new Promise<Decision>((resolve, reject) => {
       let decision: Decision | undefined;
@@ -168,7 +298,11 @@ export class QuotaLedger {
           decision = allocate(s, this.config, now, this.withLead(req, now));
           return decision.status !== 'deferred';
         },
-        done: () => (decision ? resolve(decision) : reject(new QuotaLedgerError('no decision was made'))),
+        done: () => {
+          if (!decision) return reject(new QuotaLedgerError('no decision was made'));
+          if (decision.status !== 'deferred') this.own(pk, req.key, decision.slots);
+          resolve(decision);
+        },
         fail: reject,
       });
     });
@@ -181,12 +315,24 @@ export class QuotaLedger {
   async reportResponse(tenant: string, key: string, slot: number, reading: KeapQuotaReading): Promise<void> {
     this.checkIds(tenant, key);
     const pk = this.itemFor(tenant, key);
+    const c = this.config;
+    const apply = (s: LedgerState, now: number): boolean => {
+      let changed = applyFeedback(s, c, slot, reading);
+      // Keap's spike header (e.g. "5ps") names a spacing wider than ours: learn it.
+      const spike = reading.spikeIntervalMs;
+      if (spike !== undefined && spike > spikeSpacingMs(s, c, now) && spike <= 60_000) {
+        s.spikeMs = Math.min(60_000, spike);
+        s.spikeAt = now;
+        changed = true;
+      }
+      return changed;
+    };
     const cached = this.cache.get(pk);
     if (cached) {
       const trial = cloneState(cached.state);
-      if (!applyFeedback(trial, this.config, slot, reading)) return;
+      if (!apply(trial, this.now())) return;
     }
-    await this.mutate(pk, (s) => applyFeedback(s, this.config, slot, reading));
+    await this.mutate(pk, apply);
   }
 
   /**
@@ -197,15 +343,27 @@ export class QuotaLedger {
     this.checkIds(tenant, key);
     const pk = this.itemFor(tenant, key);
     const c = this.config;
+    this.checkClock();
     await this.mutate(pk, (s, now) => {
+      let changed = false;
+      if (kind === 'spike') {
+        // Keap's spike arrest is stricter than we were told (a Keap engineer described 5 per second
+        // for Service Account Keys): double this item's spacing for every worker; it relaxes slowly.
+        const current = spikeSpacingMs(s, c, now);
+        s.spikeMs = Math.min(1_000, current * 2);
+        s.spikeAt = now;
+        changed = true;
+      }
       const until =
         kind === 'spike'
           ? now + c.spikeCoolDownMs
           : Math.max(now + c.spikeCoolDownMs, Math.min(retryAt ?? now + c.quotaCoolDownMs, now + DAY_MS));
-      if (until <= s.coolUntil) return false;
-      s.coolUntil = until;
-      s.coolReason = kind;
-      return true;
+      if (until > s.coolUntil) {
+        s.coolUntil = until;
+        s.coolReason = kind;
+        changed = true;
+      }
+      return changed;
     });
   }
 
@@ -250,35 +408,39 @@ export class QuotaLedger {
   }
 
   /**
-   * Gives back slots that were granted but will not be used (woken too late, job cancelled): they
-   * stop counting against the minute and day budgets. Never release a slot whose call was sent.
-   * Rides along with this process's next write when one comes within half a second.
+   * Gives back slots that were granted but will not be used (woken too late, job cancelled, reserved
+   * ahead and not needed): they stop counting against the minute and day budgets. Only slots this
+   * process was granted and has not sent (a slot `admit` let through counts as sent) are given
+   * back, each once: releasing twice, a slot
+   * another process holds or one never granted changes nothing. Rides along with this process's next
+   * write when one comes within half a second, but never lingers past the slots themselves.
    */
   async release(tenant: string, key: string, slots: readonly number[]): Promise<void> {
     this.checkIds(tenant, key);
     if (slots.length === 0) return;
     const pk = this.itemFor(tenant, key);
     const c = this.config;
+    const calledAt = this.now();
+    const owned = this.owned.get(`${pk}\u0000${key}`);
+    const mine = [...new Set(slots)].filter((slot) => owned?.delete(slot) === true);
+    if (mine.length === 0) return;
+    // Linger for a write to share, but not past the slots themselves.
+    const soonest = Math.min(...mine) - calledAt - c.lateToleranceMs - 2 * this.writeLatencyMs;
     return new Promise<void>((resolve, reject) => {
       this.enqueue(pk, {
-        flushBy: performance.now() + RELEASE_LINGER_MS,
+        flushBy: performance.now() + Math.max(0, Math.min(RELEASE_LINGER_MS, soonest)),
         run: (s) => {
           let changed = false;
-          for (const slot of slots) {
+          const cells = s.keys.get(key);
+          for (const slot of mine) {
             const cell = Math.round(slot / c.cellMs);
-            const cells = s.keys.get(key);
+            // A passed cell needs no spacing any more (and may be trimmed); a future one is free again.
+            cells?.delete(cell);
             const bucket = Math.floor(slot / c.bucketMs);
             const day = Math.floor(slot / DAY_MS);
-            if (bucketCount(s, bucket) > 0) {
-              addToBucket(s, bucket, -1);
-              changed = true;
-            }
-            if ((s.days.get(day) ?? 0) > 0) {
-              s.days.set(day, (s.days.get(day) ?? 0) - 1);
-              changed = true;
-            }
-            // A past cell needs no spacing any more; a future one is free again.
-            cells?.delete(cell);
+            if (bucketCount(s, bucket) > 0) addToBucket(s, bucket, -1);
+            if ((s.days.get(day) ?? 0) > 0) s.days.set(day, (s.days.get(day) ?? 0) - 1);
+            changed = true;
           }
           return changed;
         },
@@ -295,8 +457,7 @@ export class QuotaLedger {
     const c = this.config;
     const now = this.now();
     const s = cloneState(cached.state);
-    s.clk = Math.max(s.clk, now);
-    trimState(s, c.windowMs, c.bucketMs, c.cellMs);
+    this.settle(s, now);
     const b = c.bucketMs;
     const nowBucket = Math.floor(now / b);
     let used = 0;
@@ -406,18 +567,30 @@ export class QuotaLedger {
   private async ensureKeyRegistered(tenant: string, key: string): Promise<void> {
     if (this.config.quotaScope !== 'key') return;
     const id = `${tenant}\u0000${key}`;
-    if (this.registeredKeys.has(id)) return;
+    const now = this.now();
+    const at = this.registeredKeys.get(id);
+    if (
+      at !== undefined &&
+      Math.floor(at / DAY_MS) === Math.floor(now / DAY_MS) &&
+      now - at < KEY_REFRESH_MS
+    ) {
+      return;
+    }
     const pk = `quota#keys#${tenant}`;
     if (!this.store.registerKey)
       throw new LedgerUnavailableError(pk, new Error('store cannot register keys'));
     let ok: boolean;
     try {
-      ok = await this.store.registerKey(pk, key, this.config.maxKeysPerTenant);
+      const c = this.config;
+      // A key can be forgotten once it cannot have spent any of today's quota nor the window's.
+      const stale = (last: number) =>
+        Math.floor(last / DAY_MS) < Math.floor(now / DAY_MS) && now - last > c.windowMs + c.maxClockSkewMs;
+      ok = await this.store.registerKey(pk, key, c.maxKeysPerTenant, now, stale);
     } catch (err) {
       throw new LedgerUnavailableError(pk, err);
     }
     if (!ok) throw new TooManyKeysError(tenant, this.config.maxKeysPerTenant);
-    this.registeredKeys.add(id);
+    this.registeredKeys.set(id, now);
   }
 
   private mutate(pk: string, run: (s: LedgerState, now: number) => boolean): Promise<void> {
@@ -478,14 +651,23 @@ export class QuotaLedger {
   private async runBatch(pk: string, batch: Op[]): Promise<void> {
     const c = this.config;
     let base = this.cache.get(pk) ?? (await this.fetch(pk));
+    let fresh = false;
     for (let attempt = 1; attempt <= c.maxContentionRetries; attempt++) {
       const now = this.now();
       const work = cloneState(base.state);
-      work.clk = Math.max(work.clk, now);
-      trimState(work, c.windowMs, c.bucketMs, c.cellMs);
+      this.settle(work, now);
       let changed = false;
       for (const op of batch) if (op.run(work, now)) changed = true;
-      if (!changed) return;
+      if (!changed) {
+        // Nothing to write: the answer (a deferral) stands only on a view just read or written;
+        // otherwise read once, since another worker may have released slots.
+        if (fresh || performance.now() - base.at <= FRESH_VIEW_MS) return;
+        base = await this.fetch(pk);
+        fresh = true;
+        continue;
+      }
+      // Never write from a clock DynamoDB's answers show to be wrong (its stamps would mislead others).
+      this.checkClock();
       const token = randomBytes(6).toString('base64url');
       const next: StoredItem = { version: base.version + 1, writer: token, state: encodeState(work) };
       let outcome: Awaited<ReturnType<LedgerStore['put']>>;
@@ -500,10 +682,19 @@ export class QuotaLedger {
         throw new LedgerUnavailableError(pk, err);
       }
       if (outcome.ok) {
-        this.cache.set(pk, { exists: true, version: next.version, writer: token, state: work });
+        this.cache.set(pk, {
+          at: performance.now(),
+          exists: true,
+          version: next.version,
+          writer: token,
+          state: work,
+        });
         return;
       }
       base = outcome.current ? this.adopt(pk, outcome.current) : await this.fetch(pk);
+      // The condition failed against our own write: an earlier attempt of this very request landed
+      // (the SDK retried after a lost answer). It counts as ours.
+      if (base.writer === token && base.version === next.version) return;
       // First retry at once on the state we just learned; then jittered exponential backoff.
       if (attempt > 1)
         await new Promise((r) => setTimeout(r, Math.random() * Math.min(250, 10 * 2 ** attempt)));
@@ -521,7 +712,13 @@ export class QuotaLedger {
       throw new LedgerUnavailableError(pk, err);
     }
     if (!item) {
-      const empty: Cached = { exists: false, version: 0, writer: '', state: emptyState() };
+      const empty: Cached = {
+        at: performance.now(),
+        exists: false,
+        version: 0,
+        writer: '',
+        state: emptyState(),
+      };
       this.cache.set(pk, empty);
       return empty;
     }
@@ -537,14 +734,40 @@ export class QuotaLedger {
       throw err;
     }
     this.observeClock(state.clk);
-    const cached: Cached = { exists: true, version: item.version, writer: item.writer, state };
+    const cached: Cached = {
+      at: performance.now(),
+      exists: true,
+      version: item.version,
+      writer: item.writer,
+      state,
+    };
     this.cache.set(pk, cached);
     return cached;
   }
 
-  /** Another worker stamped `stamp` before we read it: our clock is at least that far along. */
+  /**
+   * Another worker stamped `stamp` before we read it: our clock is at least that far along. A stamp
+   * further ahead than maxClockSkewMs is a bad clock's, not news about ours: it moves us by at most
+   * maxClockCorrectionMs in all.
+   */
   private observeClock(stamp: number): void {
     const ahead = stamp - this.now();
-    if (ahead > 0) this.correction = Math.min(this.config.maxClockCorrectionMs, this.correction + ahead);
+    if (ahead > 0 && ahead <= this.config.maxClockSkewMs) {
+      this.correction = Math.min(this.config.maxClockCorrectionMs, this.correction + ahead);
+    }
+  }
+
+  /**
+   * Brings a state read from the item to `now`: the high-water clock moves up to ours, but a stamp or
+   * a cool-down written by a clock far ahead gates nobody beyond maxClockSkewMs (stamp) or the longest
+   * cool-down the ledger writes; then what can no longer matter is dropped.
+   */
+  private settle(s: LedgerState, now: number): void {
+    const c = this.config;
+    s.clk = Math.min(Math.max(s.clk, now), now + c.maxClockSkewMs);
+    const longestCool = s.coolReason === 'spike' ? c.spikeCoolDownMs : DAY_MS;
+    if (s.coolUntil > now + longestCool + c.maxClockSkewMs) s.coolUntil = now + longestCool;
+    if (s.spikeAt > now + c.maxClockSkewMs) s.spikeAt = now;
+    trimState(s, c.windowMs, c.bucketMs, c.cellMs);
   }
 }

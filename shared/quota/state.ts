@@ -3,7 +3,9 @@ import { crc32 } from 'node:zlib';
 import { MAX_KEY_ID_BYTES } from './config.ts';
 
 export const DAY_MS = 86_400_000;
-const FORMAT = 1;
+const FORMAT = 2;
+/** Cells kept below the high-water mark, so a learned spike spacing still sees a key's last calls. */
+export const CELLS_KEPT_BEHIND = 4;
 
 export type CoolReason = 'none' | 'spike' | 'quota';
 const COOL_CODES: readonly CoolReason[] = ['none', 'spike', 'quota'];
@@ -29,8 +31,11 @@ export interface LedgerState {
   fbDayIdx: number;
   fbDayCap: number;
   fbDayTenant: boolean;
-  /** Per key: the grid cells (time / cellMs) reserved from the high-water mark on. */
+  /** Per key: the grid cells (time / cellMs) reserved from just below the high-water mark on. */
   keys: Map<string, Set<number>>;
+  /** Spacing learned from Keap's spike-arrest 429s and spike header, ms (0: none); set at `spikeAt`. */
+  spikeMs: number;
+  spikeAt: number;
 }
 
 export function emptyState(): LedgerState {
@@ -48,6 +53,8 @@ export function emptyState(): LedgerState {
     fbDayCap: 0,
     fbDayTenant: false,
     keys: new Map(),
+    spikeMs: 0,
+    spikeAt: 0,
   };
 }
 
@@ -104,7 +111,7 @@ export function trimState(s: LedgerState, windowMs: number, bucketMs: number, ce
     s.coolUntil = 0;
     s.coolReason = 'none';
   }
-  const firstCell = Math.floor(s.clk / cellMs);
+  const firstCell = Math.floor(s.clk / cellMs) - CELLS_KEPT_BEHIND;
   for (const [key, cells] of s.keys) {
     for (const c of cells) if (c < firstCell) cells.delete(c);
     if (cells.size === 0) s.keys.delete(key);
@@ -138,7 +145,7 @@ export function encodeState(s: LedgerState): Uint8Array {
   }
   const days = [...s.days.entries()].filter(([, n]) => n > 0);
   let size = 1 + 8 + 8 + 1 + 8 + 2 + s.counts.length + 1 + days.length * 8;
-  size += 8 + 4 + 1 + 4 + 4 + 1 + 1;
+  size += 8 + 4 + 1 + 4 + 4 + 1 + 2 + 8 + 1;
   for (const k of keyParts) size += 1 + k.id.length + 8 + 2 + k.bits.length;
   size += 4;
   const buf = Buffer.alloc(size);
@@ -161,6 +168,8 @@ export function encodeState(s: LedgerState): Uint8Array {
   o = buf.writeInt32BE(s.fbDayIdx, o);
   o = buf.writeUInt32BE(s.fbDayCap, o);
   o = buf.writeUInt8(s.fbDayTenant ? 1 : 0, o);
+  o = buf.writeUInt16BE(Math.min(65_535, Math.max(0, Math.round(s.spikeMs))), o);
+  o = buf.writeDoubleBE(s.spikeAt, o);
   o = buf.writeUInt8(keyParts.length, o);
   for (const k of keyParts) {
     o = buf.writeUInt8(k.id.length, o);
@@ -183,7 +192,8 @@ export function decodeState(bytes: Uint8Array): LedgerState {
     let o = 0;
     const fmt = buf.readUInt8(o);
     o += 1;
-    if (fmt !== FORMAT) throw new StateDecodeError(`unknown format ${fmt}`);
+    // Format 1 (before learned spike spacing) is read as format 2 without it.
+    if (fmt !== FORMAT && fmt !== 1) throw new StateDecodeError(`unknown format ${fmt}`);
     const s = emptyState();
     s.clk = buf.readDoubleBE(o);
     o += 8;
@@ -212,6 +222,11 @@ export function decodeState(bytes: Uint8Array): LedgerState {
     s.fbDayCap = buf.readUInt32BE(o + 17);
     s.fbDayTenant = buf.readUInt8(o + 21) === 1;
     o += 22;
+    if (fmt >= 2) {
+      s.spikeMs = buf.readUInt16BE(o);
+      s.spikeAt = buf.readDoubleBE(o + 2);
+      o += 10;
+    }
     const nKeys = buf.readUInt8(o);
     o += 1;
     for (let i = 0; i < nKeys; i++) {

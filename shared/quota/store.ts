@@ -1,5 +1,6 @@
 // Port + adapter: where ledger items live. The ledger needs only a read and a conditional put, so it
 // runs unchanged on DynamoDB, DynamoDB Local and dynalite (no transactions, no server-side extras).
+
 import {
   ConditionalCheckFailedException,
   type DynamoDBClient,
@@ -7,6 +8,7 @@ import {
   PutItemCommand,
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
+import type { DeserializeHandler, DeserializeHandlerArguments, MiddlewareStack } from '@smithy/types';
 
 export interface StoredItem {
   /** Incremented by every write; the condition of the next write. */
@@ -18,11 +20,16 @@ export interface StoredItem {
 
 export type PutOutcome = { ok: true } | { ok: false; current: StoredItem | undefined; returned: boolean };
 
+/** Called with the `Date` of a store answer (ms) and performance.now() when the request left and the answer came. */
+export type ServerDateListener = (dateMs: number, sentPerf: number, receivedPerf: number) => void;
+
 /** The ledger's storage port. */
 export interface LedgerStore {
   read(pk: string): Promise<StoredItem | undefined>;
   /** Writes `next` only if the stored version is `expected` (undefined: only if absent). */
   put(pk: string, next: StoredItem, expected: number | undefined): Promise<PutOutcome>;
+  /** Optional: the ledger sets it to check its clock against the server's (the `Date` header). */
+  onServerDate?: ServerDateListener | undefined;
 }
 
 /** Requests made, successful and failed, for the operators' and the benchmark's cost figures. */
@@ -34,6 +41,7 @@ export interface StoreStats {
 
 export class DynamoLedgerStore implements LedgerStore, KeyRegistry {
   readonly stats: StoreStats = { reads: 0, writes: 0, failedWrites: 0 };
+  onServerDate: ServerDateListener | undefined;
   private readonly client: DynamoDBClient;
   private readonly tableName: string;
   constructor(client: DynamoDBClient, tableName: string) {
@@ -44,7 +52,9 @@ export class DynamoLedgerStore implements LedgerStore, KeyRegistry {
   async read(pk: string): Promise<StoredItem | undefined> {
     this.stats.reads++;
     const out = await this.client.send(
-      new GetItemCommand({ TableName: this.tableName, Key: { pk: { S: pk } }, ConsistentRead: true }),
+      this.dated(
+        new GetItemCommand({ TableName: this.tableName, Key: { pk: { S: pk } }, ConsistentRead: true }),
+      ),
     );
     return out.Item ? toStored(out.Item) : undefined;
   }
@@ -53,18 +63,20 @@ export class DynamoLedgerStore implements LedgerStore, KeyRegistry {
     this.stats.writes++;
     try {
       await this.client.send(
-        new PutItemCommand({
-          TableName: this.tableName,
-          Item: {
-            pk: { S: pk },
-            v: { N: String(next.version) },
-            w: { S: next.writer },
-            s: { B: next.state },
-          },
-          ConditionExpression: expected === undefined ? 'attribute_not_exists(pk)' : 'v = :v',
-          ExpressionAttributeValues: expected === undefined ? undefined : { ':v': { N: String(expected) } },
-          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
-        }),
+        this.dated(
+          new PutItemCommand({
+            TableName: this.tableName,
+            Item: {
+              pk: { S: pk },
+              v: { N: String(next.version) },
+              w: { S: next.writer },
+              s: { B: next.state },
+            },
+            ConditionExpression: expected === undefined ? 'attribute_not_exists(pk)' : 'v = :v',
+            ExpressionAttributeValues: expected === undefined ? undefined : { ':v': { N: String(expected) } },
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          }),
+        ),
       );
       return { ok: true };
     } catch (err) {
@@ -80,26 +92,71 @@ export class DynamoLedgerStore implements LedgerStore, KeyRegistry {
     }
   }
 
-  async registerKey(pk: string, key: string, max: number): Promise<boolean> {
-    this.stats.writes++;
-    try {
-      await this.client.send(
-        new UpdateItemCommand({
-          TableName: this.tableName,
-          Key: { pk: { S: pk } },
-          UpdateExpression: 'ADD ks :k',
-          ConditionExpression: 'attribute_not_exists(ks) OR contains(ks, :key) OR size(ks) < :max',
-          ExpressionAttributeValues: { ':k': { SS: [key] }, ':key': { S: key }, ':max': { N: String(max) } },
-        }),
+  /** Reads the `Date` header of the command's HTTP answer (failed ones too) for the clock check. */
+  private dated<C extends GetItemCommand | PutItemCommand>(command: C): C {
+    const stack = command.middlewareStack as unknown as MiddlewareStack<object, object>;
+    stack.add(
+      (next: DeserializeHandler<object, object>) => async (args: DeserializeHandlerArguments<object>) => {
+        const sent = performance.now();
+        const report = (response: unknown) => {
+          const date = (response as { headers?: Record<string, string | undefined> } | undefined)?.headers
+            ?.date;
+          const ms = date ? Date.parse(date) : Number.NaN;
+          if (Number.isFinite(ms)) this.onServerDate?.(ms, sent, performance.now());
+        };
+        try {
+          const out = await next(args);
+          report(out.response);
+          return out;
+        } catch (err) {
+          report((err as { $response?: unknown }).$response);
+          throw err;
+        }
+      },
+      { step: 'deserialize', name: 'keapSyncServerDate', override: true },
+    );
+    return command;
+  }
+
+  async registerKey(
+    pk: string,
+    key: string,
+    max: number,
+    now: number,
+    stale: (lastUsed: number) => boolean,
+  ): Promise<boolean> {
+    for (let attempt = 0; attempt < 8; attempt++) {
+      this.stats.reads++;
+      const out = await this.client.send(
+        new GetItemCommand({ TableName: this.tableName, Key: { pk: { S: pk } }, ConsistentRead: true }),
       );
-      return true;
-    } catch (err) {
-      if (err instanceof ConditionalCheckFailedException) {
-        this.stats.failedWrites++;
-        return false;
+      const version = Number(out.Item?.kv?.N ?? 0);
+      // Keys not used since before today (and at least one window ago) are forgotten: they can no
+      // longer spend any of today's quota, so they no longer count against maxKeysPerTenant.
+      const live: Record<string, { N: string }> = {};
+      for (const [k, v] of Object.entries(out.Item?.km?.M ?? {})) {
+        const last = Number(v.N);
+        if (Number.isFinite(last) && !stale(last)) live[k] = { N: String(last) };
       }
-      throw err;
+      if (!(key in live) && Object.keys(live).length >= max) return false;
+      live[key] = { N: String(now) };
+      this.stats.writes++;
+      try {
+        await this.client.send(
+          new PutItemCommand({
+            TableName: this.tableName,
+            Item: { pk: { S: pk }, km: { M: live }, kv: { N: String(version + 1) } },
+            ConditionExpression: out.Item?.kv ? 'kv = :kv' : 'attribute_not_exists(kv)',
+            ExpressionAttributeValues: out.Item?.kv ? { ':kv': { N: String(version) } } : undefined,
+          }),
+        );
+        return true;
+      } catch (err) {
+        if (!(err instanceof ConditionalCheckFailedException)) throw err;
+        this.stats.failedWrites++;
+      }
     }
+    throw new Error(`the key registry ${pk} kept changing under 8 conditional writes`);
   }
 }
 
@@ -120,7 +177,16 @@ export class MalformedItemError extends Error {
   override name = 'MalformedItemError';
 }
 
-/** Optional port extension (key scope): register a key id under a tenant, at most `max` distinct. */
+/**
+ * Optional port extension (key scope): register (or refresh) a key id under a tenant with its last
+ * use `now`, at most `max` distinct keys not `stale`; false when the set is full.
+ */
 export interface KeyRegistry {
-  registerKey(pk: string, key: string, max: number): Promise<boolean>;
+  registerKey(
+    pk: string,
+    key: string,
+    max: number,
+    now: number,
+    stale: (lastUsed: number) => boolean,
+  ): Promise<boolean>;
 }

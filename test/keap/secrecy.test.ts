@@ -174,9 +174,7 @@ describe('key secrecy', () => {
     );
     const limited = client({ waitBudgetMs: 0 }, { minuteLimit: 1 });
     await limited.getModel('contacts').catch(() => undefined);
-    expect(await capture(() => limited.getModel('contacts', { hold: true }))).toBeInstanceOf(
-      QuotaDeferredError,
-    );
+    expect(await capture(() => limited.getModel('contacts'))).toBeInstanceOf(QuotaDeferredError);
     expect(await capture(() => client().readAll('contacts'))).toBeInstanceOf(PagingLoopError);
     expect(await capture(() => client().createNote('1', { user_id: '1' }))).toBeInstanceOf(KeapArgumentError);
     expect(

@@ -23,7 +23,7 @@ describe('ledger settings', () => {
       tenantDayLimit: 250_000,
       quotaScope: 'tenant',
     });
-    expect(c.cellMs).toBe(c.spikeIntervalMs + c.marginMs);
+    expect(c.cellMs).toBe(c.spikeIntervalMs + c.spikeMarginMs);
   });
 
   it('requires the table name', () => {
@@ -40,10 +40,22 @@ describe('ledger settings', () => {
     expect(settingOf({ tableName: 't', [name]: value })).toBe(name);
   });
 
-  it('rejects a margin not smaller than the spike interval', () => {
-    expect(settingOf({ tableName: 't', marginMs: 100 })).toBe('marginMs');
-    expect(() => parseLedgerSettings({ tableName: 't', marginMs: 100 })).toThrow(
-      /smaller than spikeIntervalMs/,
+  it('lets the window margin exceed the spike interval (an operator may buy more safety)', () => {
+    const c = parseLedgerSettings({ tableName: 't', marginMs: 400 });
+    expect(c.windowMs).toBe(c.minuteWindowMs + 400);
+    expect(c.cellMs).toBe(c.spikeIntervalMs + c.spikeMarginMs);
+  });
+
+  it('paces one key at its sustained rate by default: 250 ms a call at Keap limits', () => {
+    const c = parseLedgerSettings({ tableName: 't' });
+    expect(c.cellMs).toBe(250);
+    expect(c.lateToleranceMs).toBeLessThan(c.spikeMarginMs);
+  });
+
+  it('rejects a late tolerance that would eat the spike margin', () => {
+    expect(settingOf({ tableName: 't', spikeMarginMs: 50, lateToleranceMs: 50 })).toBe('lateToleranceMs');
+    expect(() => parseLedgerSettings({ tableName: 't', spikeMarginMs: 50, lateToleranceMs: 50 })).toThrow(
+      /smaller than the spike margin/,
     );
   });
 

@@ -16,6 +16,8 @@ import { emulatorCases, missingEmulatorFailure } from '../support/emulators.ts';
 
 const base = {
   marginMs: 40,
+  // These cases reason on a grid of spike interval + 40 ms.
+  spikeMarginMs: 40,
   lateToleranceMs: 10,
   minuteLimit: 12,
   minuteWindowMs: 3_000,

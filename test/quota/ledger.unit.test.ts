@@ -6,12 +6,15 @@ import {
   LedgerUnavailableError,
   QuotaLedger,
   QuotaRequestError,
+  TooManyKeysError,
 } from '#shared/quota/index.ts';
 import { MemoryLedgerStore } from '../support/sim.ts';
 
 const settings = {
   tableName: 'mem',
   marginMs: 40,
+  // These cases reason on a grid of spike interval + 40 ms.
+  spikeMarginMs: 40,
   minuteLimit: 10,
   minuteWindowMs: 3_000,
   dayLimit: 30,
@@ -156,5 +159,133 @@ describe('quota ledger', () => {
     );
     await expect(ledger.acquire({ tenant: 't', key: 'k', count: 0 })).rejects.toThrow(/count/);
     expect(store.stats.reads + store.stats.writes).toBe(0);
+  });
+});
+
+describe('quota ledger integrity (issue 9)', () => {
+  it('does not give back a slot once admit let its call through, nor one released twice', async () => {
+    const { ledger, advance } = setup({ bulkShare: 1 });
+    const d = await ledger.acquire({
+      tenant: 't',
+      key: 'k',
+      count: 2,
+      waitBudgetMs: 10_000,
+      spreadMs: 2_000,
+    });
+    if (d.status !== 'granted') throw new Error('expected a grant');
+    const [sent = 0, spare = 0] = d.slots;
+    advance(sent - ledger.now());
+    expect(ledger.admit('t', 'k', sent)).toMatchObject({ ok: true });
+    await ledger.release('t', 'k', [sent, spare]);
+    await ledger.release('t', 'k', [spare]);
+    const snap = await ledger.snapshot('t');
+    // The sent call still counts; the spare came back exactly once.
+    expect(snap.day.used + snap.day.heldAhead).toBe(1);
+  });
+
+  it('ignores a release of slots this process was never granted (a forged or foreign release)', async () => {
+    const store = new MemoryLedgerStore();
+    let now = Date.UTC(2026, 10, 26, 12, 0, 0);
+    const a = new QuotaLedger({ store, settings: { ...settings, bulkShare: 1 }, clock: () => now });
+    const b = new QuotaLedger({ store, settings: { ...settings, bulkShare: 1 }, clock: () => now });
+    const d = await a.acquire({ tenant: 't', key: 'k', count: 3, waitBudgetMs: 10_000, spreadMs: 2_000 });
+    if (d.status !== 'granted') throw new Error('expected a grant');
+    await b.release('t', 'k', d.slots);
+    now += 1;
+    const snap = await a.snapshot('t');
+    expect(snap.day.used + snap.day.heldAhead).toBe(3);
+  });
+
+  it('refuses at the last moment a call later than lateToleranceMs, and one inside a known cool-down', async () => {
+    const { ledger, advance } = setup({ bulkShare: 1, lateToleranceMs: 10 });
+    const d = await ledger.acquire({
+      tenant: 't',
+      key: 'k',
+      count: 2,
+      waitBudgetMs: 10_000,
+      spreadMs: 2_000,
+    });
+    if (d.status !== 'granted') throw new Error('expected a grant');
+    const [first = 0, second = 0] = d.slots;
+    advance(first + 11 - ledger.now());
+    expect(ledger.admit('t', 'k', first)).toMatchObject({ ok: false, reason: 'late' });
+    await ledger.report429('t', 'k', 'quota');
+    advance(second - ledger.now());
+    expect(ledger.admit('t', 'k', second)).toMatchObject({ ok: false, reason: 'cool-down' });
+    expect(ledger.takeSendLateness()).toMatchObject({ refused: 2 });
+  });
+
+  it('counts a write whose condition failed against its own earlier attempt as done (SDK retry after a lost answer)', async () => {
+    const { ledger, store } = setup({ bulkShare: 1 });
+    const put = store.put.bind(store);
+    let first = true;
+    // The first put lands, but its answer is "lost": the SDK retries the very same request.
+    store.put = async (pk, next, expected) => {
+      if (first) {
+        first = false;
+        await put(pk, next, expected);
+        return put(pk, next, expected);
+      }
+      return put(pk, next, expected);
+    };
+    const d = await ledger.acquire({
+      tenant: 't',
+      key: 'k',
+      count: 3,
+      waitBudgetMs: 10_000,
+      spreadMs: 2_000,
+    });
+    expect(d.status === 'granted' && d.slots.length).toBe(3);
+    const snap = await ledger.snapshot('t');
+    expect(snap.day.used + snap.day.heldAhead).toBe(3);
+  });
+
+  it('lets a stamp far ahead (a bad clock) gate healthy workers by at most maxClockSkewMs', async () => {
+    const store = new MemoryLedgerStore();
+    let now = Date.UTC(2026, 10, 26, 12, 0, 0);
+    const bad = new QuotaLedger({
+      store,
+      settings: { ...settings, bulkShare: 1 },
+      clock: () => now + 600_000,
+    });
+    const good = new QuotaLedger({ store, settings: { ...settings, bulkShare: 1 }, clock: () => now });
+    await bad.acquire({ tenant: 't', key: 'k' });
+    now += 5;
+    const d = await good.acquire({ tenant: 't', key: 'k', waitBudgetMs: 5_000 });
+    expect(d.status).toBe('granted');
+    if (d.status === 'granted')
+      expect((d.slots[0] ?? 0) - now).toBeLessThanOrEqual(good.config.maxClockSkewMs + 1_000);
+    expect(good.clockCorrectionMs).toBe(0);
+  });
+
+  it('key scope: forgets keys unused since before today, so rotations never lock the tenant out', async () => {
+    const { ledger, advance } = setup({ quotaScope: 'key', maxKeysPerTenant: 2 });
+    await ledger.acquire({ tenant: 't', key: 'a' });
+    await ledger.acquire({ tenant: 't', key: 'b' });
+    await expect(ledger.acquire({ tenant: 't', key: 'c' })).rejects.toBeInstanceOf(TooManyKeysError);
+    advance(86_400_000); // a and b idle since yesterday
+    await expect(ledger.acquire({ tenant: 't', key: 'c' })).resolves.toMatchObject({ status: 'granted' });
+    await expect(ledger.acquire({ tenant: 't', key: 'd' })).resolves.toMatchObject({ status: 'granted' });
+    await expect(ledger.acquire({ tenant: 't', key: 'e' })).rejects.toBeInstanceOf(TooManyKeysError);
+  });
+
+  it('learns a wider spike spacing from a spike-arrest 429, for every worker, and relaxes it slowly', async () => {
+    const store = new MemoryLedgerStore();
+    let now = Date.UTC(2026, 10, 26, 12, 0, 0);
+    const s = { ...settings, bulkShare: 1, minuteLimit: 1_000, dayLimit: 100_000 };
+    const a = new QuotaLedger({ store, settings: s, clock: () => now });
+    const b = new QuotaLedger({ store, settings: s, clock: () => now });
+    await a.report429('t', 'k', 'spike');
+    now += 1_100; // past the spike cool-down
+    const d = await b.acquire({ tenant: 't', key: 'k', count: 5, waitBudgetMs: 10_000, spreadMs: 5_000 });
+    if (d.status !== 'granted') throw new Error('expected a grant');
+    const gaps = d.slots.slice(1).map((t, i) => t - (d.slots[i] ?? 0));
+    // 2 x 100 ms learned + the 40 ms spike margin, on the grid.
+    for (const g of gaps) expect(g).toBeGreaterThanOrEqual(200 + 40);
+    now += 11 * 600_000; // many relax periods without another spike 429
+    const later = await b.acquire({ tenant: 't', key: 'k', count: 5, waitBudgetMs: 10_000, spreadMs: 5_000 });
+    if (later.status !== 'granted') throw new Error('expected a grant');
+    const relaxed = later.slots.slice(1).map((t, i) => t - (later.slots[i] ?? 0));
+    expect(Math.min(...relaxed)).toBe(b.config.cellMs);
   });
 });

@@ -9,15 +9,23 @@ export class MemoryLedgerStore implements LedgerStore {
   constructor(returnsItemOnConflict = true) {
     this.returnsItemOnConflict = returnsItemOnConflict;
   }
-  readonly registry = new Map<string, Set<string>>();
-  async registerKey(pk: string, key: string, max: number): Promise<boolean> {
+  readonly registry = new Map<string, Map<string, number>>();
+  async registerKey(
+    pk: string,
+    key: string,
+    max: number,
+    now: number,
+    stale: (lastUsed: number) => boolean,
+  ): Promise<boolean> {
     this.stats.writes++;
-    const set = this.registry.get(pk) ?? new Set<string>();
+    const set = new Map(
+      [...(this.registry.get(pk) ?? new Map<string, number>())].filter(([, t]) => !stale(t)),
+    );
     if (!set.has(key) && set.size >= max) {
       this.stats.failedWrites++;
       return false;
     }
-    set.add(key);
+    set.set(key, now);
     this.registry.set(pk, set);
     return true;
   }
