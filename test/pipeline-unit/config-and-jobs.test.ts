@@ -37,7 +37,7 @@ describe('configuration', () => {
     [{ accounts: [{ ...account, resources: { leads: { everyMinutes: 5 } } }] }, 'accounts.0.resources'],
     [{ accounts: [account], worker: { batchSize: 11 } }, 'worker.batchSize'],
     [{ accounts: [account, account] }, 'accounts.1.id'],
-    [{ accounts: [account], limits: { marginMs: 150 } }, 'limits.marginMs'],
+    [{ accounts: [account], limits: { spikeMarginMs: 40, lateToleranceMs: 40 } }, 'limits.lateToleranceMs'],
   ])('names the bad setting (%#)', (input, setting) => {
     expect(settingOf(input)).toBe(setting);
   });
