@@ -168,7 +168,11 @@ async function runKeapSync(cfg: WorkerConfig, result: WorkerResult, counter: { n
       }
       if (d.status === 'deferred') {
         // A worker in Lambda would defer through the queue; here the acquirer waits (bounded by the run).
-        const wait = d.retryAt - ledger.now();
+        // A far deferral (a spent day) is asked again every few seconds: another worker may release.
+        const wait = Math.min(
+          d.retryAt - ledger.now(),
+          d.reason === 'day' ? 3_000 : Number.POSITIVE_INFINITY,
+        );
         if (trueNow() + wait > cfg.endAt) return;
         await sleep(wait);
         pending = acquire(key, 0);
