@@ -150,8 +150,12 @@ const settingsSchema = z.object({
     .default(RetentionDays.ONE_MONTH),
   /** Log level of both functions. */
   logLevel: z.enum(['DEBUG', 'INFO', 'WARN', 'ERROR']).default('INFO'),
-  /** Worker memory, MB (CPU scales with it). */
-  workerMemoryMb: num(z.number().int().min(128).max(10_240)).default(512),
+  /**
+   * Worker memory, MB. Lambda's CPU scales with memory and reaches one full vCPU at 1,769 MB; below
+   * it the function is throttled in slices, which stalls the event loop for tens of ms at a time
+   * between the ledger's slot and the request. The default buys a whole vCPU so such stalls are rare.
+   */
+  workerMemoryMb: num(z.number().int().min(128).max(10_240)).default(1_769),
   /** Scheduler memory, MB. */
   schedulerMemoryMb: num(z.number().int().min(128).max(10_240)).default(256),
   /** Scheduler timeout, seconds (it reads state and enqueues; it never calls Keap). */

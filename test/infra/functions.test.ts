@@ -44,11 +44,11 @@ describe('functions', () => {
     }
   });
 
-  it('gives the worker the configured timeout and the default memory', () => {
+  it('gives the worker the configured timeout and a whole vCPU of memory by default', () => {
     s.app.hasResourceProperties('AWS::Lambda::Function', {
       Description: Match.stringLikeRegexp('worker'),
       Timeout: 200,
-      MemorySize: 512,
+      MemorySize: 1769,
     });
   });
 
