@@ -76,6 +76,8 @@ export const ledgerSettingsSchema = z
     maxClockCorrectionMs: nonNegativeInt.default(1_000),
     /** A spike-arrest 429 widens the learned spacing of the item's keys; it relaxes one step per this long. */
     spikeRelaxMs: positiveInt.default(600_000),
+    /** A release waits up to this long for another write of this process to ride along with. */
+    releaseLingerMs: nonNegativeInt.default(500),
     /** Requests whose `notBefore` is further away than this wait to share a later write. */
     coalesceLeadMs: nonNegativeInt.default(1_000),
   })

@@ -126,8 +126,6 @@ interface Queue {
 }
 
 const DEFAULT_WAIT_BUDGET_MS = 2_000;
-/** A release waits this long for another write of this process to ride along with. */
-const RELEASE_LINGER_MS = 500;
 /** A view read or written this recently is the stored state, for a deferral's purposes. */
 const FRESH_VIEW_MS = 20;
 /** Key scope: how often a key in use refreshes its entry in the tenant's key set. */
@@ -428,7 +426,7 @@ export class QuotaLedger {
     const soonest = Math.min(...mine) - calledAt - c.lateToleranceMs - 2 * this.writeLatencyMs;
     return new Promise<void>((resolve, reject) => {
       this.enqueue(pk, {
-        flushBy: performance.now() + Math.max(0, Math.min(RELEASE_LINGER_MS, soonest)),
+        flushBy: performance.now() + Math.max(0, Math.min(c.releaseLingerMs, soonest)),
         run: (s) => {
           let changed = false;
           const cells = s.keys.get(key);
