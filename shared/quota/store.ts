@@ -6,7 +6,6 @@ import {
   type DynamoDBClient,
   GetItemCommand,
   PutItemCommand,
-  UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
 import type { DeserializeHandler, DeserializeHandlerArguments, MiddlewareStack } from '@smithy/types';
 
