@@ -17,19 +17,25 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { type RunningDynamo, startDynalite } from '#harness/emulators/dynamo.ts';
 import { type RunningSandbox, startSandbox } from '#harness/sandbox/index.ts';
-import { KeapClient, MODEL_OBJECTS, RESOURCE_NAMES, type ResourceName } from '#shared/keap/index.ts';
+import {
+  KeapClient,
+  MODEL_OBJECTS,
+  RESOURCE_NAMES,
+  RESOURCES,
+  type ResourceName,
+} from '#shared/keap/index.ts';
 import { createLedgerTable, DynamoLedgerStore, QuotaLedger } from '#shared/quota/index.ts';
 
 const HELP = `Usage: npm run check:spec -- <keap-v2-openapi.yml> [options]
 
 Checks the Keap client against Keap's official REST v2 OpenAPI file with Stoplight Prism's validating
 proxy: starts the Keap sandbox (Keap's own rate limits) and dynalite for the quota ledger, starts
-\`prism proxy <file> <sandbox> \` on 127.0.0.1 (a free port), and sends through it what the client
+\`prism proxy <file> <sandbox>\` on 127.0.0.1 (a free port), and sends through it what the client
 sends Keap: a full read of every list (tag applications for every tag), an incremental read of every
-list, the ids filter, every custom-field model, a contact upsert (create, then update), a tag applied
-and removed, and a note. Exit 1 on any request or response violation other than the undeclared
-X-Keap-API-Key header and the undeclared 429 status (429s are counted and reported on their own), or
-if a step fails; exit 2 on bad arguments.
+list, each list's id filter, every custom-field model, a contact upsert (create, then update), a
+tag applied and removed, and a note. Exit 1 on any request or response violation other than the
+undeclared X-Keap-API-Key header and the undeclared 429 status (429s are counted and reported on
+their own), or if a step fails; exit 2 on bad arguments.
 
 The file is Keap's, not part of this project: get it from Keap's SDK repository on GitHub,
 github.com/infusionsoft/keap-sdk, file sdks/v2/swagger.yml (the REST v2 OpenAPI 3.1 file, MIT).
@@ -323,8 +329,7 @@ async function main(): Promise<number> {
       }
     };
 
-    let tagIds: string[] = [];
-    let contactIds: string[] = [];
+    const idsOf = new Map<ResourceName, string[]>();
     let userId = '1';
     const lists = RESOURCE_NAMES.filter(
       (r): r is Exclude<ResourceName, 'tagApplications'> => r !== 'tagApplications',
@@ -332,11 +337,15 @@ async function main(): Promise<number> {
     for (const resource of lists) {
       await run(`full ${resource}`, async () => {
         const r = await client.readAll(resource);
-        if (resource === 'tags') tagIds = r.records.map((t) => t.id);
-        if (resource === 'contacts') contactIds = r.records.map((c) => c.id);
+        idsOf.set(
+          resource,
+          r.records.map((x) => x.id),
+        );
         if (resource === 'users') userId = r.records[0]?.id ?? userId;
       });
     }
+    const tagIds = idsOf.get('tags') ?? [];
+    const contactIds = idsOf.get('contacts') ?? [];
     await run('full tagApplications (every tag)', async () => {
       for (const tagId of tagIds) await client.readAll('tagApplications', { tagId });
     });
@@ -348,9 +357,15 @@ async function main(): Promise<number> {
     await run('incremental tagApplications', async () => {
       for (const tagId of tagIds.slice(0, 3)) await client.readAll('tagApplications', { tagId, since });
     });
-    await run('contacts ids filter', () =>
-      client.readAll('contacts', { filter: { ids: contactIds.slice(0, 5).join(',') } }),
-    );
+    // The registry's id filter of each list that has one (`ids`, `tag_ids`, `task_ids`, ...).
+    for (const resource of lists) {
+      const idFilter = RESOURCES[resource].idFilter;
+      if (!idFilter) continue;
+      const ids = (idsOf.get(resource) ?? []).slice(0, 3).join(',');
+      await run(`ids filter ${resource} (${idFilter})`, () =>
+        client.readAll(resource, { filter: { [idFilter]: ids } }),
+      );
+    }
     for (const object of MODEL_OBJECTS) await run(`model ${object}`, () => client.getModel(object));
 
     let contactId = contactIds[0] ?? '1';
