@@ -77,6 +77,33 @@ describe('full reads', () => {
     expect(pages.at(-1)?.highWaterMark).toBe(new Date(T0 + 2_499_000).toISOString());
   });
 
+  it('sends fields as Keap declares them per list: comma-joined for contacts, one pair per field for opportunities', async () => {
+    const { client } = setup({ pageSize: 50 });
+    const records = makeRecords(120, 'last_updated_time');
+    stub.setHandler(listHandler(() => records, { itemsKey: 'opportunities' }));
+    const before = stub.requests.length;
+    const r = await client.readAll('opportunities');
+    expect(r.records).toHaveLength(120);
+    const reqs = stub.requests.slice(before);
+    expect(reqs).toHaveLength(3);
+    for (const req of reqs) {
+      expect(req.url.searchParams.getAll('fields')).toEqual([
+        'custom_fields',
+        'created_by',
+        'last_updated_by',
+        'status_id',
+      ]);
+      expect(req.url.searchParams.get('page_size')).toBe('50');
+    }
+    // The page token still goes along with the repeated parameter.
+    expect(reqs[0]?.url.searchParams.has('page_token')).toBe(false);
+    expect(reqs[1]?.url.searchParams.get('page_token')).toBeTruthy();
+    stub.setHandler(listHandler(() => records, { itemsKey: 'contacts' }));
+    const c0 = stub.requests.length;
+    await client.readAll('contacts', { fields: ['id', 'update_time'] });
+    expect(stub.requests[c0]?.url.searchParams.getAll('fields')).toEqual(['id,update_time']);
+  });
+
   it('caps users at 100 per page', async () => {
     const { client } = setup();
     const records = makeRecords(250);
