@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { type AppConfig, parseAppConfigJson } from '../config/app-config.ts';
 import { JobQueue, KeyProvider, type Log, type Metrics, type PipelineDeps } from '../pipeline/index.ts';
 import { DynamoLedgerStore, QuotaLedger } from '../quota/index.ts';
-import { MirrorStore, StateStore } from '../store/index.ts';
+import { dynamoRetryConfig, MirrorStore, StateStore } from '../store/index.ts';
 
 const envSchema = z.object({
   /** The configuration file's content (JSON), set by the CDK stack from the same file. */
@@ -78,7 +78,10 @@ function powertoolsMetrics(metrics: PowertoolsMetrics): Metrics {
 
 /** Builds the pipeline for a function (`service` names it in logs and metrics). */
 export function buildLambdaDeps(env: LambdaEnvironment, service: 'worker' | 'scheduler'): PipelineDeps {
-  const dynamo = new DynamoDBClient({});
+  // The ledger keeps the SDK's own retry defaults (its wait budget is short); the mirror and state
+  // stores retry throttling longer, on the SDK's retry strategy (shared/store/dynamo.ts).
+  const ledgerDynamo = new DynamoDBClient({});
+  const storeDynamo = new DynamoDBClient(dynamoRetryConfig());
   const sqs = new SQSClient({});
   const secrets = new SecretsManagerClient({});
   const logger = new Logger({ serviceName: `keap-sync-${service}`, logLevel: env.LOG_LEVEL });
@@ -90,11 +93,11 @@ export function buildLambdaDeps(env: LambdaEnvironment, service: 'worker' | 'sch
   return {
     config,
     ledger: new QuotaLedger({
-      store: new DynamoLedgerStore(dynamo, env.LEDGER_TABLE),
+      store: new DynamoLedgerStore(ledgerDynamo, env.LEDGER_TABLE),
       settings: { tableName: env.LEDGER_TABLE, ...config.limits },
     }),
-    state: new StateStore(dynamo, env.STATE_TABLE),
-    mirror: new MirrorStore(dynamo, env.MIRROR_TABLE),
+    state: new StateStore(storeDynamo, env.STATE_TABLE),
+    mirror: new MirrorStore(storeDynamo, env.MIRROR_TABLE),
     queue: new JobQueue(sqs, env.JOB_QUEUE_URL, env.DEAD_LETTER_QUEUE_URL),
     keys: new KeyProvider(secrets, config.worker.secretMaxAgeMs),
     log: powertoolsLog(logger),
