@@ -8,7 +8,7 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { z } from 'zod';
 import { type AppConfig, parseAppConfigJson } from '../config/app-config.ts';
-import { JobQueue, KeyProvider, type Log, type Metrics, type PipelineDeps } from '../pipeline/index.ts';
+import { JobQueue, KeyProvider, type Metrics, type PipelineDeps } from '../pipeline/index.ts';
 import { DynamoLedgerStore, QuotaLedger } from '../quota/index.ts';
 import { dynamoRetryConfig, MirrorStore, StateStore } from '../store/index.ts';
 
@@ -52,20 +52,6 @@ export function loadLambdaEnvironment(env: NodeJS.ProcessEnv): LambdaEnvironment
   return { ...parsed.data, config };
 }
 
-function powertoolsLog(logger: Logger): Log {
-  return {
-    debug: (m, f) => logger.debug(m, f ?? {}),
-    info: (m, f) => logger.info(m, f ?? {}),
-    warn: (m, f) => logger.warn(m, f ?? {}),
-    error: (m, f) => logger.error(m, f ?? {}),
-    child: (keys) => {
-      const child = logger.createChild();
-      child.appendKeys(keys);
-      return powertoolsLog(child);
-    },
-  };
-}
-
 function powertoolsMetrics(metrics: PowertoolsMetrics): Metrics {
   return {
     add: (name, value, dimensions = {}) => {
@@ -100,7 +86,7 @@ export function buildLambdaDeps(env: LambdaEnvironment, service: 'worker' | 'sch
     mirror: new MirrorStore(storeDynamo, env.MIRROR_TABLE),
     queue: new JobQueue(sqs, env.JOB_QUEUE_URL, env.DEAD_LETTER_QUEUE_URL),
     keys: new KeyProvider(secrets, config.worker.secretMaxAgeMs),
-    log: powertoolsLog(logger),
+    log: logger, // Powertools' Logger is the pipeline's log port as it is
     metrics: powertoolsMetrics(metrics),
   };
 }
