@@ -52,6 +52,19 @@ describe('bundles', () => {
     ]);
   });
 
+  it('bundles middy and the Powertools middlewares into each function', () => {
+    for (const dir of assets) {
+      const map = JSON.parse(readFileSync(path.join(dir, 'index.mjs.map'), 'utf8')) as { sources: string[] };
+      expect(map.sources.some((source) => source.includes('node_modules/@middy/core/'))).toBe(true);
+      expect(map.sources.some((source) => /logger\/lib\/esm\/middleware\/middy\.js$/.test(source))).toBe(
+        true,
+      );
+      expect(map.sources.some((source) => /metrics\/lib\/esm\/middleware\/middy\.js$/.test(source))).toBe(
+        true,
+      );
+    }
+  });
+
   it('loads the worker bundle as Lambda would, and exports its handler', async () => {
     const worker = assets.find((dir) =>
       readFileSync(path.join(dir, 'index.mjs.map'), 'utf8').includes('functions/worker.ts'),
