@@ -3,7 +3,12 @@
 import { type ChildProcess, execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:net';
-import { DynamoDBClient, ListTablesCommand, waitUntilTableExists } from '@aws-sdk/client-dynamodb';
+import {
+  DynamoDBClient,
+  type DynamoDBClientConfig,
+  ListTablesCommand,
+  waitUntilTableExists,
+} from '@aws-sdk/client-dynamodb';
 
 export interface RunningDynamo {
   kind: 'dynalite' | 'dynamodb-local';
@@ -18,8 +23,15 @@ export const LOCAL_AWS = {
   credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
 } as const;
 
-export function localDynamoClient(endpoint: string): DynamoDBClient {
-  return new DynamoDBClient({ ...LOCAL_AWS, endpoint, maxAttempts: 1 });
+/**
+ * A client of a local emulator. By default it never retries (a test sees every failure); the stores'
+ * clients pass the store's retry settings (`dynamoRetryConfig()` from shared/store).
+ */
+export function localDynamoClient(
+  endpoint: string,
+  retry: Pick<DynamoDBClientConfig, 'maxAttempts' | 'retryStrategy'> = { maxAttempts: 1 },
+): DynamoDBClient {
+  return new DynamoDBClient({ ...LOCAL_AWS, endpoint, ...retry });
 }
 
 interface DynaliteServer extends Server {

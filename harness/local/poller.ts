@@ -19,6 +19,7 @@ import type {
   SQSRecord,
   SQSRecordAttributes,
 } from 'aws-lambda';
+import { jsonLog, type Log } from '#shared/log/index.ts';
 import {
   InvalidBatchResponseError,
   InvocationKilledError,
@@ -93,8 +94,10 @@ export interface SqsLambdaPollerOptions {
   onInvoke?: (event: SQSEvent, context: Context) => void;
   /** Called after each invocation once its messages were deleted or left. */
   onResult?: (result: InvocationResult) => void;
-  /** Called with every error; by default a one-line message (name and message only) goes to stderr. */
+  /** Called with every error (after it is logged). */
   onError?: (error: unknown, phase: PollerPhase) => void;
+  /** Where errors are logged (name and message only). Default: JSON lines on standard error. */
+  log?: Log;
 }
 
 type Settled =
@@ -132,6 +135,7 @@ export class SqsLambdaPoller {
   private readonly region: string;
   private readonly accountId: string;
   private readonly hooks: Pick<SqsLambdaPollerOptions, 'onInvoke' | 'onResult' | 'onError'>;
+  private readonly log: Log;
   private readonly counters: PollerStats = {
     invocations: 0,
     messagesReceived: 0,
@@ -183,6 +187,7 @@ export class SqsLambdaPoller {
     this.region = arn[1];
     this.accountId = arn[2];
     this.hooks = { onInvoke: options.onInvoke, onResult: options.onResult, onError: options.onError };
+    this.log = options.log ?? jsonLog((line) => process.stderr.write(`${line}\n`));
   }
 
   /** A snapshot of the counters. */
@@ -539,12 +544,13 @@ export class SqsLambdaPoller {
   }
 
   private report(error: unknown, phase: PollerPhase): void {
-    if (this.hooks.onError) {
-      this.hooks.onError(error, phase);
-      return;
-    }
-    const detail = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-    console.error(`[sqs-poller ${this.functionName}] ${phase}: ${detail}`);
+    this.log.error('The local SQS poller met an error', {
+      functionName: this.functionName,
+      phase,
+      error: error instanceof Error ? error.name : 'unknown',
+      detail: error instanceof Error ? error.message : String(error),
+    });
+    this.hooks.onError?.(error, phase);
   }
 }
 

@@ -134,6 +134,7 @@ export function connectLocalStack(o: {
         functionTimeoutMs: p.functionTimeoutMs ?? o.config.worker.timeoutSeconds * 1000,
         killAfterMs: p.killAfterMs,
         functionName: 'keap-sync-worker',
+        log: o.log,
       });
       pollers.push(poller);
       return poller;
@@ -241,6 +242,7 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
             p.functionTimeoutMs ?? Math.min(visibility * 1000, o.config.worker.timeoutSeconds * 1000),
           killAfterMs: p.killAfterMs,
           functionName: 'keap-sync-worker',
+          log: o.log,
         });
         pollers.push(poller);
         return poller;

@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto';
 import { inspect } from 'node:util';
 import { z } from 'zod';
+import type { Log } from '../log/index.ts';
 import type { Priority } from '../quota/index.ts';
 import {
   KeapArgumentError,
@@ -33,7 +34,6 @@ import {
 import {
   type CallResult,
   type CallSpec,
-  type KeapLogger,
   type QuotaLedgerPort,
   SlotPool,
   silentLogger,
@@ -49,7 +49,8 @@ export interface KeapClientOptions {
   /** Every request passes through it. */
   ledger: QuotaLedgerPort;
   settings?: KeapClientSettingsInput;
-  logger?: KeapLogger;
+  /** Where retries, 429s and ledger trouble are reported. Default: nowhere (pass one in production). */
+  logger?: Log;
   /** Key id for the ledger, logs and errors; default `k` + 16 hex of the key's SHA-256. */
   keyId?: string;
 }

@@ -5,6 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { inspect } from 'node:util';
 import { Agent, type Dispatcher } from 'undici';
+import type { Log } from '../log/index.ts';
 import {
   type AcquireOptions,
   type Admission,
@@ -87,13 +88,8 @@ export function guardedDispatcher(check: () => Admission, onAdmit: (a: Admission
   );
 }
 
-/** Structured logger port. Field names are stable; no field ever holds a header or the key. */
-export interface KeapLogger {
-  debug(message: string, fields: Record<string, unknown>): void;
-  info(message: string, fields: Record<string, unknown>): void;
-  warn(message: string, fields: Record<string, unknown>): void;
-  error(message: string, fields: Record<string, unknown>): void;
-}
+/** The client's logger: the project's one log port. No field ever holds a header or the key. */
+export type KeapLogger = Log;
 
 const noop = (): void => {};
 export const silentLogger: KeapLogger = { debug: noop, info: noop, warn: noop, error: noop };

@@ -1,16 +1,27 @@
-// Adapter: how a Lambda builds the pipeline. Environment checked once at cold start (failing with the
-// variable's name), SDK clients built once, Powertools behind the log and metrics ports.
+// Adapter: how a Lambda builds and runs the pipeline. Environment checked once at cold start (failing
+// with the variable's name), SDK clients built once, Powertools behind the log and metrics ports, and
+// the handlers composed with middy and Powertools' middy middlewares.
 
 import { Logger } from '@aws-lambda-powertools/logger';
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { MetricUnit, Metrics as PowertoolsMetrics } from '@aws-lambda-powertools/metrics';
+import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SQSClient } from '@aws-sdk/client-sqs';
+import middy, { type MiddyfiedHandler } from '@middy/core';
+import type { Context } from 'aws-lambda';
 import { z } from 'zod';
 import { type AppConfig, parseAppConfigJson } from '../config/app-config.ts';
-import { JobQueue, KeyProvider, type Log, type Metrics, type PipelineDeps } from '../pipeline/index.ts';
+import {
+  JobQueue,
+  KeyProvider,
+  type MetricName,
+  type Metrics,
+  type PipelineDeps,
+} from '../pipeline/index.ts';
 import { DynamoLedgerStore, QuotaLedger } from '../quota/index.ts';
-import { MirrorStore, StateStore } from '../store/index.ts';
+import { dynamoRetryConfig, MirrorStore, StateStore } from '../store/index.ts';
 
 const envSchema = z.object({
   /** The configuration file's content (JSON), set by the CDK stack from the same file. */
@@ -52,33 +63,66 @@ export function loadLambdaEnvironment(env: NodeJS.ProcessEnv): LambdaEnvironment
   return { ...parsed.data, config };
 }
 
-function powertoolsLog(logger: Logger): Log {
-  return {
-    debug: (m, f) => logger.debug(m, f ?? {}),
-    info: (m, f) => logger.info(m, f ?? {}),
-    warn: (m, f) => logger.warn(m, f ?? {}),
-    error: (m, f) => logger.error(m, f ?? {}),
-    child: (keys) => {
-      const child = logger.createChild();
-      child.appendKeys(keys);
-      return powertoolsLog(child);
-    },
-  };
+/** Values of one dimension set, by metric. */
+type PendingValues = Map<MetricName, number[]>;
+/** Metrics that are a reading, not a count: each value is kept, never summed. */
+const READINGS: ReadonlySet<MetricName> = new Set(['SyncLagMs', 'QuotaMinuteLeft', 'QuotaDayLeft']);
+
+/**
+ * The pipeline's metrics port over Powertools. Values are held per dimension set during the
+ * invocation (counts summed) and handed to Powertools by `flush`, one EMF line per dimension set;
+ * `logMetrics` publishes the last one when the invocation ends, so nothing is written mid-invocation.
+ */
+export class PowertoolsMetricsPort implements Metrics {
+  private readonly metrics: PowertoolsMetrics;
+  private readonly pending = new Map<string, { dimensions: Record<string, string>; values: PendingValues }>();
+  constructor(metrics: PowertoolsMetrics) {
+    this.metrics = metrics;
+  }
+
+  add(name: MetricName, value: number, dimensions: Record<string, string> = {}): void {
+    const id = JSON.stringify(Object.entries(dimensions).sort(([a], [b]) => a.localeCompare(b)));
+    let set = this.pending.get(id);
+    if (!set) {
+      set = { dimensions: { ...dimensions }, values: new Map() };
+      this.pending.set(id, set);
+    }
+    const values = set.values.get(name) ?? [];
+    if (READINGS.has(name) || values.length === 0) values.push(value);
+    else values[0] = (values[0] ?? 0) + value;
+    set.values.set(name, values);
+  }
+
+  /** Hands what was added to Powertools; every dimension set but the last is published at once. */
+  flush(): void {
+    let first = true;
+    for (const { dimensions, values } of this.pending.values()) {
+      if (!first) this.metrics.publishStoredMetrics();
+      first = false;
+      this.metrics.addDimensions(dimensions);
+      for (const [name, list] of values) {
+        const unit = name.endsWith('Ms') ? MetricUnit.Milliseconds : MetricUnit.Count;
+        for (const value of list) this.metrics.addMetric(name, unit, value);
+      }
+    }
+    this.pending.clear();
+  }
 }
 
-function powertoolsMetrics(metrics: PowertoolsMetrics): Metrics {
-  return {
-    add: (name, value, dimensions = {}) => {
-      const single = metrics.singleMetric();
-      for (const [k, v] of Object.entries(dimensions)) single.addDimension(k, v);
-      single.addMetric(name, name.endsWith('Ms') ? MetricUnit.Milliseconds : MetricUnit.Count, value);
-    },
-  };
+/** What a Lambda function runs on: the pipeline, and the Powertools logger and metrics behind it. */
+export interface LambdaRuntime {
+  deps: PipelineDeps;
+  logger: Logger;
+  metrics: PowertoolsMetrics;
+  metricsPort: PowertoolsMetricsPort;
 }
 
-/** Builds the pipeline for a function (`service` names it in logs and metrics). */
-export function buildLambdaDeps(env: LambdaEnvironment, service: 'worker' | 'scheduler'): PipelineDeps {
-  const dynamo = new DynamoDBClient({});
+/** Builds the pipeline for a function (`service` names it in logs and metrics). Call once, at cold start. */
+export function buildLambdaRuntime(env: LambdaEnvironment, service: 'worker' | 'scheduler'): LambdaRuntime {
+  // The ledger keeps the SDK's own retry defaults (its wait budget is short); the mirror and state
+  // stores retry throttling longer, on the SDK's retry strategy (shared/store/dynamo.ts).
+  const ledgerDynamo = new DynamoDBClient({});
+  const storeDynamo = new DynamoDBClient(dynamoRetryConfig());
   const sqs = new SQSClient({});
   const secrets = new SecretsManagerClient({});
   const logger = new Logger({ serviceName: `keap-sync-${service}`, logLevel: env.LOG_LEVEL });
@@ -86,18 +130,37 @@ export function buildLambdaDeps(env: LambdaEnvironment, service: 'worker' | 'sch
     namespace: env.METRICS_NAMESPACE,
     serviceName: `keap-sync-${service}`,
   });
+  const metricsPort = new PowertoolsMetricsPort(metrics);
   const { config } = env;
-  return {
+  const deps: PipelineDeps = {
     config,
     ledger: new QuotaLedger({
-      store: new DynamoLedgerStore(dynamo, env.LEDGER_TABLE),
+      store: new DynamoLedgerStore(ledgerDynamo, env.LEDGER_TABLE),
       settings: { tableName: env.LEDGER_TABLE, ...config.limits },
     }),
-    state: new StateStore(dynamo, env.STATE_TABLE),
-    mirror: new MirrorStore(dynamo, env.MIRROR_TABLE),
+    state: new StateStore(storeDynamo, env.STATE_TABLE),
+    mirror: new MirrorStore(storeDynamo, env.MIRROR_TABLE),
     queue: new JobQueue(sqs, env.JOB_QUEUE_URL, env.DEAD_LETTER_QUEUE_URL),
     keys: new KeyProvider(secrets, config.worker.secretMaxAgeMs),
-    log: powertoolsLog(logger),
-    metrics: powertoolsMetrics(metrics),
+    log: logger,
+    metrics: metricsPort,
   };
+  return { deps, logger, metrics, metricsPort };
+}
+
+/**
+ * A Lambda handler: `handler` composed with Powertools' middy middlewares. Every log line carries the
+ * Lambda context (request id, function, cold start); the invocation's metrics are flushed once, when
+ * it ends (also when it throws).
+ */
+export function lambdaHandler<TEvent, TResult>(
+  runtime: LambdaRuntime,
+  handler: (event: TEvent, context: Context) => Promise<TResult>,
+): MiddyfiedHandler<TEvent, TResult> {
+  const flushPipelineMetrics = () => runtime.metricsPort.flush();
+  return middy<TEvent, TResult>()
+    .use(injectLambdaContext(runtime.logger))
+    .use(logMetrics(runtime.metrics))
+    .use({ after: flushPipelineMetrics, onError: flushPipelineMetrics })
+    .handler(handler);
 }

@@ -4,7 +4,7 @@ import { deriveKeyId, KeapClient, KeyRejectedError, type QuotaLedgerPort } from 
 import type { QuotaLedger } from '../quota/index.ts';
 import type { MirrorStore, StateStore } from '../store/index.ts';
 import type { AccountKey, KeyProvider } from './keys.ts';
-import type { Log, Metrics } from './ports.ts';
+import { type Log, type Metrics, withFields } from './ports.ts';
 import type { JobQueue } from './queue.ts';
 
 export interface PipelineDeps {
@@ -24,8 +24,9 @@ export class ClientCache {
   private readonly reported = new Map<KeapClient, { requests: number; rateLimited: number }>();
   /** Key versions Keap answered 401 in this process (account \u0000 version). */
   private readonly rejected = new Set<string>();
-  private readonly deps: PipelineDeps;
-  constructor(deps: PipelineDeps) {
+  private readonly deps: Pick<PipelineDeps, 'config' | 'ledger' | 'log'>;
+  /** `log` is the function's own logger: every client's retry, 429 and ledger warnings go to it. */
+  constructor(deps: Pick<PipelineDeps, 'config' | 'ledger' | 'log'>) {
     this.deps = deps;
   }
 
@@ -65,6 +66,8 @@ export class ClientCache {
         apiKey: key.apiKey,
         tenant: account.tenant,
         ledger: gated,
+        // The client is shared by the account's concurrent jobs: its lines carry the account, not a job.
+        logger: withFields(this.deps.log, { account: account.id }),
         settings: {
           baseUrl: config.keap.baseUrl,
           timeoutMs: config.keap.timeoutMs,

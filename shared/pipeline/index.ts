@@ -1,7 +1,16 @@
 // Public surface of the sync pipeline (the code the Lambdas and the local runtime share).
 export { ClientCache, type PipelineDeps } from './deps.ts';
 export { type AccountKey, KeyProvider, KeySecretError } from './keys.ts';
-export { jsonLog, type Log, MemoryLog, MemoryMetrics, type MetricName, type Metrics } from './ports.ts';
+export {
+  jsonLog,
+  type Log,
+  type LogFields,
+  MemoryLog,
+  MemoryMetrics,
+  type MetricName,
+  type Metrics,
+  withFields,
+} from './ports.ts';
 export { JobQueue, MAX_DELAY_SECONDS } from './queue.ts';
 export { runScheduler, type SchedulerResult, type SkipReason } from './scheduler.ts';
 export { type Invocation, runSync, type SyncOutcome } from './sync.ts';

@@ -8,7 +8,7 @@ import { KeyRejectedError } from '../keap/index.ts';
 import { IdempotencyConflictError, isKeyRejected } from '../store/index.ts';
 import { ClientCache, type PipelineDeps } from './deps.ts';
 import { KeySecretError } from './keys.ts';
-import type { Log } from './ports.ts';
+import { type Log, withFields } from './ports.ts';
 import { MAX_DELAY_SECONDS } from './queue.ts';
 import { runSync } from './sync.ts';
 import { runWrite } from './writes.ts';
@@ -64,7 +64,7 @@ async function handleRecord(record: SQSRecord, context: Context, deps: PipelineD
     });
     return;
   }
-  const log = rootLog.child({
+  const log = withFields(rootLog, {
     jobId: record.messageId,
     kind: job.kind,
     account: account.id,

@@ -1,8 +1,14 @@
-// Adapter: plumbing shared by the store's DynamoDB adapters: the document client, bounded retries with
-// backoff on throttling and transient errors, and the mapping of SDK errors to the store's errors.
-import { ConditionalCheckFailedException, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+// Adapter: plumbing shared by the store's DynamoDB adapters: the document client, the SDK retry settings
+// for throttling and transient errors, and the mapping of SDK errors to the store's errors.
+import {
+  ConditionalCheckFailedException,
+  type DynamoDBClient,
+  type DynamoDBClientConfig,
+} from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { StoreUnavailableError } from './errors.ts';
+import { ConfiguredRetryStrategy } from '@smithy/core/retry';
+import { z } from 'zod';
+import { StoreConfigError, StoreUnavailableError } from './errors.ts';
 
 /** A document client that writes plain JS values as native DynamoDB maps and drops undefined values. */
 export function documentClient(client: DynamoDBClient): DynamoDBDocumentClient {
@@ -56,40 +62,70 @@ export function isConditionFailure(err: unknown): err is ConditionalCheckFailedE
   return err instanceof ConditionalCheckFailedException;
 }
 
-export interface RetryPolicy {
-  maxAttempts: number;
-  backoffBaseMs: number;
-  backoffMaxMs: number;
+/**
+ * Runs one DynamoDB call and classifies its failure; retries are the SDK's (dynamoRetryConfig, set where
+ * the client is built). A conditional-check failure passes through untouched (the caller decides; the
+ * SDK never retries it); anything else becomes a StoreUnavailableError naming the table, the operation
+ * and the attempts the SDK made.
+ */
+export async function callDynamo<T>(table: string, operation: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (isConditionFailure(err)) throw err;
+    throw new StoreUnavailableError(table, operation, attemptsOf(err), isTransient(err), err);
+  }
 }
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+function attemptsOf(err: unknown): number {
+  const attempts = (err as { $metadata?: { attempts?: unknown } } | undefined)?.$metadata?.attempts;
+  return typeof attempts === 'number' && attempts > 0 ? attempts : 1;
+}
+
+const retrySettingsSchema = z
+  .object({
+    /** Attempts per DynamoDB call on throttling and transient errors (conditional failures are never retried). */
+    maxAttempts: z.number().int().positive().max(20).default(8),
+    /** First backoff delay; doubles per attempt, with full jitter. */
+    backoffBaseMs: z.number().int().positive().default(50),
+    /** Largest backoff delay. */
+    backoffMaxMs: z.number().int().positive().default(3_000),
+  })
+  .strict();
+
+export type DynamoRetrySettingsInput = z.input<typeof retrySettingsSchema>;
+export type DynamoRetrySettings = z.output<typeof retrySettingsSchema>;
+
+/** Validates the store's retry settings; a bad one is named in a StoreConfigError. */
+export function parseDynamoRetrySettings(input?: DynamoRetrySettingsInput): DynamoRetrySettings {
+  const parsed = retrySettingsSchema.safeParse(input ?? {});
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const key =
+      issue && issue.code === 'unrecognized_keys' ? issue.keys[0] : issue ? issue.path.join('.') : undefined;
+    throw new StoreConfigError(key || '(retry settings)', `${issue?.message ?? 'invalid value'}.`);
+  }
+  const s = parsed.data;
+  if (s.backoffMaxMs < s.backoffBaseMs) {
+    throw new StoreConfigError('backoffMaxMs', `must be at least backoffBaseMs (${s.backoffBaseMs}).`);
+  }
+  return s;
+}
 
 /**
- * Runs one DynamoDB call with bounded retries. Conditional-check failures pass through untouched (the
- * caller decides); transient errors are retried with full-jitter backoff; anything else, or the last
- * transient failure, becomes a StoreUnavailableError.
+ * The retry part of a DynamoDBClient's configuration for the mirror and state stores: the SDK's
+ * standard strategy (it retries throttling and transient errors, never a conditional-check failure)
+ * with `maxAttempts` in all and full-jitter exponential backoff. Spread it where the client is built.
  */
-export class DynamoCaller {
-  private readonly table: string;
-  private readonly policy: RetryPolicy;
-  constructor(table: string, policy: RetryPolicy) {
-    this.table = table;
-    this.policy = policy;
-  }
-
-  async call<T>(operation: string, fn: () => Promise<T>): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await fn();
-      } catch (err) {
-        if (isConditionFailure(err)) throw err;
-        const transient = isTransient(err);
-        if (!transient || attempt >= this.policy.maxAttempts) {
-          throw new StoreUnavailableError(this.table, operation, attempt, transient, err);
-        }
-        const cap = Math.min(this.policy.backoffMaxMs, this.policy.backoffBaseMs * 2 ** (attempt - 1));
-        await sleep(Math.random() * cap);
-      }
-    }
-  }
+export function dynamoRetryConfig(
+  input?: DynamoRetrySettingsInput,
+): Pick<DynamoDBClientConfig, 'maxAttempts' | 'retryStrategy'> {
+  const { maxAttempts, backoffBaseMs, backoffMaxMs } = parseDynamoRetrySettings(input);
+  return {
+    maxAttempts,
+    retryStrategy: new ConfiguredRetryStrategy(
+      maxAttempts,
+      (attempt) => Math.random() * Math.min(backoffMaxMs, backoffBaseMs * 2 ** (attempt - 1)),
+    ),
+  };
 }

@@ -1,5 +1,12 @@
 // Public surface of the DynamoDB store: the Keap mirror, the sync state table, and their key design.
-export { isTransient } from './dynamo.ts';
+export {
+  callDynamo,
+  type DynamoRetrySettings,
+  type DynamoRetrySettingsInput,
+  dynamoRetryConfig,
+  isTransient,
+  parseDynamoRetrySettings,
+} from './dynamo.ts';
 export * from './errors.ts';
 export {
   estimateItemSize,

@@ -2,7 +2,7 @@
 // record win whatever order concurrent workers write in (no transactions, so it runs on dynalite too).
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { type DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
-import { DynamoCaller, documentClient, isConditionFailure, isItemTooLarge } from './dynamo.ts';
+import { callDynamo, documentClient, isConditionFailure, isItemTooLarge } from './dynamo.ts';
 import {
   MalformedStoreItemError,
   RecordTooLargeError,
@@ -58,14 +58,12 @@ export class MirrorStore {
   readonly tableName: string;
   readonly settings: MirrorSettings;
   private readonly doc: DynamoDBDocumentClient;
-  private readonly caller: DynamoCaller;
   private readonly now: () => number;
 
   constructor(client: DynamoDBClient, tableName: string, options: MirrorStoreOptions = {}) {
     this.tableName = tableName;
     this.settings = parseMirrorSettings(options.settings);
     this.doc = documentClient(client);
-    this.caller = new DynamoCaller(tableName, this.settings);
     this.now = options.now ?? Date.now;
   }
 
@@ -100,7 +98,7 @@ export class MirrorStore {
   /** The mirrored record, or undefined when it was never written. Strongly consistent. */
   async get(account: string, resource: string, id: string): Promise<MirrorItem | undefined> {
     const key = { [MIRROR_TABLE.partitionKey]: mirrorPartitionKey(account, resource), id: checkId('id', id) };
-    const out = await this.caller.call('GetItem', () =>
+    const out = await callDynamo(this.tableName, 'GetItem', () =>
       this.doc.send(new GetCommand({ TableName: this.tableName, Key: key, ConsistentRead: true })),
     );
     return out.Item ? this.fromItem(out.Item) : undefined;
@@ -112,7 +110,7 @@ export class MirrorStore {
     let total = 0;
     let start: Record<string, unknown> | undefined;
     do {
-      const out = await this.caller.call('Query', () =>
+      const out = await callDynamo(this.tableName, 'Query', () =>
         this.doc.send(
           new QueryCommand({
             ...this.partitionQuery(pk),
@@ -132,7 +130,7 @@ export class MirrorStore {
     const pk = mirrorPartitionKey(account, resource);
     let start: Record<string, unknown> | undefined;
     do {
-      const out = await this.caller.call('Query', () =>
+      const out = await callDynamo(this.tableName, 'Query', () =>
         this.doc.send(new QueryCommand({ ...this.partitionQuery(pk), ExclusiveStartKey: start })),
       );
       for (const item of out.Items ?? []) yield this.fromItem(item);
@@ -158,7 +156,7 @@ export class MirrorStore {
     resource: string,
   ): Promise<boolean> {
     try {
-      await this.caller.call('PutItem', () =>
+      await callDynamo(this.tableName, 'PutItem', () =>
         this.doc.send(
           new PutCommand({
             TableName: this.tableName,

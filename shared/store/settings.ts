@@ -4,18 +4,8 @@ import { StoreConfigError } from './errors.ts';
 
 const positiveInt = z.number().int().positive();
 
-const retryShape = {
-  /** Attempts per DynamoDB call on throttling and transient errors (conditional failures are never retried). */
-  maxAttempts: positiveInt.max(20).default(8),
-  /** First backoff delay; doubles per attempt, with full jitter. */
-  backoffBaseMs: positiveInt.default(50),
-  /** Largest backoff delay. */
-  backoffMaxMs: positiveInt.default(3_000),
-};
-
 export const mirrorSettingsSchema = z
   .object({
-    ...retryShape,
     /** Conditional puts in flight at once per upsertMany call (BatchWriteItem cannot carry conditions). */
     writeConcurrency: positiveInt.max(256).default(16),
     /** Items per Query page when iterating or counting. */
@@ -25,7 +15,6 @@ export const mirrorSettingsSchema = z
 
 export const stateSettingsSchema = z
   .object({
-    ...retryShape,
     /**
      * An in-progress write record older than this is judged abandoned: an idempotent write may be taken
      * over, a create reports its outcome unknown. Keep it above the longest Lambda run (15 minutes).
@@ -51,11 +40,7 @@ function parse<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
       issue && issue.code === 'unrecognized_keys' ? issue.keys[0] : issue ? issue.path.join('.') : undefined;
     throw new StoreConfigError(key || '(settings)', `${issue?.message ?? 'invalid value'}.`);
   }
-  const s = parsed.data as z.output<S> & { backoffBaseMs: number; backoffMaxMs: number };
-  if (s.backoffMaxMs < s.backoffBaseMs) {
-    throw new StoreConfigError('backoffMaxMs', `must be at least backoffBaseMs (${s.backoffBaseMs}).`);
-  }
-  return s;
+  return parsed.data;
 }
 
 export function parseMirrorSettings(input: unknown): MirrorSettings {

@@ -13,7 +13,7 @@ import {
   type UpdateCommandInput,
 } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
-import { DynamoCaller, documentClient, isConditionFailure } from './dynamo.ts';
+import { callDynamo, documentClient, isConditionFailure } from './dynamo.ts';
 import {
   IdempotencyConflictError,
   MalformedStoreItemError,
@@ -235,14 +235,12 @@ export class StateStore {
   readonly tableName: string;
   readonly settings: StateSettings;
   private readonly doc: DynamoDBDocumentClient;
-  private readonly caller: DynamoCaller;
   private readonly now: () => number;
 
   constructor(client: DynamoDBClient, tableName: string, options: StateStoreOptions = {}) {
     this.tableName = tableName;
     this.settings = parseStateSettings(options.settings);
     this.doc = documentClient(client);
-    this.caller = new DynamoCaller(tableName, this.settings);
     this.now = options.now ?? Date.now;
   }
 
@@ -512,7 +510,7 @@ export class StateStore {
     checkDuration('ttlMs', ttlMs);
     checkTime('nowMs', nowMs);
     try {
-      await this.caller.call('PutItem', () =>
+      await callDynamo(this.tableName, 'PutItem', () =>
         this.doc.send(
           new PutCommand({
             TableName: this.tableName,
@@ -579,7 +577,7 @@ export class StateStore {
     const key = stateKey.lease(account, resource);
     checkId('owner', owner);
     try {
-      await this.caller.call('DeleteItem', () =>
+      await callDynamo(this.tableName, 'DeleteItem', () =>
         this.doc.send(
           new DeleteCommand({
             TableName: this.tableName,
@@ -729,7 +727,7 @@ export class StateStore {
     const token = randomUUID();
     for (let round = 1; round <= MAX_ROUNDS; round++) {
       try {
-        await this.caller.call('PutItem', () =>
+        await callDynamo(this.tableName, 'PutItem', () =>
           this.doc.send(
             new PutCommand({
               TableName: this.tableName,
@@ -940,7 +938,7 @@ export class StateStore {
   // ------------------------------------------------------------------ plumbing
 
   private async read(key: Key): Promise<Record<string, unknown> | undefined> {
-    const out = await this.caller.call('GetItem', () =>
+    const out = await callDynamo(this.tableName, 'GetItem', () =>
       this.doc.send(new GetCommand({ TableName: this.tableName, Key: key, ConsistentRead: true })),
     );
     return out.Item;
@@ -950,7 +948,7 @@ export class StateStore {
     operation: string,
     input: Omit<UpdateCommandInput, 'TableName'>,
   ): Promise<Record<string, unknown> | undefined> {
-    const out = await this.caller.call(`UpdateItem (${operation})`, () =>
+    const out = await callDynamo(this.tableName, `UpdateItem (${operation})`, () =>
       this.doc.send(new UpdateCommand({ TableName: this.tableName, ...input })),
     );
     return out.Attributes;

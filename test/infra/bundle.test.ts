@@ -36,6 +36,35 @@ describe('bundles', () => {
     expect(entries.flat().sort()).toEqual(['functions/scheduler.ts', 'functions/worker.ts']);
   });
 
+  it('bundles one copy of Powertools commons, however many Powertools packages use it', () => {
+    const commonsCopies = new Set(
+      assets.flatMap((dir) => {
+        const map = JSON.parse(readFileSync(path.join(dir, 'index.mjs.map'), 'utf8')) as {
+          sources: string[];
+        };
+        return map.sources
+          .map((source) => /^(.*node_modules\/@aws-lambda-powertools\/commons)\//.exec(source)?.[1])
+          .filter((copy): copy is string => copy !== undefined);
+      }),
+    );
+    expect([...commonsCopies].map((copy) => copy.replace(/^.*?node_modules\//, 'node_modules/'))).toEqual([
+      'node_modules/@aws-lambda-powertools/commons',
+    ]);
+  });
+
+  it('bundles middy and the Powertools middlewares into each function', () => {
+    for (const dir of assets) {
+      const map = JSON.parse(readFileSync(path.join(dir, 'index.mjs.map'), 'utf8')) as { sources: string[] };
+      expect(map.sources.some((source) => source.includes('node_modules/@middy/core/'))).toBe(true);
+      expect(map.sources.some((source) => /logger\/lib\/esm\/middleware\/middy\.js$/.test(source))).toBe(
+        true,
+      );
+      expect(map.sources.some((source) => /metrics\/lib\/esm\/middleware\/middy\.js$/.test(source))).toBe(
+        true,
+      );
+    }
+  });
+
   it('loads the worker bundle as Lambda would, and exports its handler', async () => {
     const worker = assets.find((dir) =>
       readFileSync(path.join(dir, 'index.mjs.map'), 'utf8').includes('functions/worker.ts'),

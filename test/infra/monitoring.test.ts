@@ -1,8 +1,10 @@
 // Tests (infrastructure): alarms, their thresholds and settings, the notification topic, the
 // dashboard, and the contract between the alarms' queries and the metrics the functions emit.
+
 import { Match } from 'aws-cdk-lib/assertions';
+import type { Context } from 'aws-lambda';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { buildLambdaDeps, loadLambdaEnvironment } from '#shared/lambda/runtime.ts';
+import { buildLambdaRuntime, lambdaHandler, loadLambdaEnvironment } from '#shared/lambda/runtime.ts';
 import { METRICS_NAMESPACE, metricsQuery } from '../../infra/constructs/monitoring.ts';
 import { logicalId, type Synth, synth, testConfig } from './support.ts';
 
@@ -190,12 +192,33 @@ describe('dashboard', () => {
   });
 });
 
+/** The parts of a Lambda context Powertools reads. */
+function invocationContext(): Context {
+  const unsupported = () => {
+    throw new Error('not on nodejs24.x');
+  };
+  return {
+    callbackWaitsForEmptyEventLoop: true,
+    functionName: 'keap-sync-worker',
+    functionVersion: '$LATEST',
+    invokedFunctionArn: 'arn:aws:lambda:eu-west-1:111122223333:function:keap-sync-worker',
+    memoryLimitInMB: '256',
+    awsRequestId: 'request-1',
+    logGroupName: '/aws/lambda/keap-sync-worker',
+    logStreamName: 'test',
+    getRemainingTimeInMillis: () => 60_000,
+    done: unsupported,
+    fail: unsupported,
+    succeed: unsupported,
+  };
+}
+
 describe('metrics contract', () => {
   afterEach(() => {
     vi.restoreAllMocks();
   });
 
-  it('the functions emit into the alarms namespace with the account dimension the queries filter on', () => {
+  it('the functions emit into the alarms namespace with the account dimension the queries filter on', async () => {
     const lines: string[] = [];
     vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
       lines.push(String(chunk));
@@ -211,7 +234,11 @@ describe('metrics contract', () => {
       METRICS_NAMESPACE,
       AWS_REGION: 'eu-west-1',
     });
-    buildLambdaDeps(env, 'worker').metrics.add('KeyRejected', 1, { account: 'acme' });
+    const runtime = buildLambdaRuntime(env, 'worker');
+    const handler = lambdaHandler(runtime, async () => {
+      runtime.deps.metrics.add('KeyRejected', 1, { account: 'acme' });
+    });
+    await handler({}, invocationContext());
     const emf = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => '_aws' in l);
     expect(emf).toMatchObject({
       _aws: {

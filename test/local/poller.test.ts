@@ -156,6 +156,35 @@ describe.concurrent('SqsLambdaPoller', () => {
     expect(await drain(sqs.client, queues.dlqUrl)).toEqual(['poison']);
   });
 
+  it('logs an error it meets to its log, by name and message only', async (ctx) => {
+    const queues = await freshQueues(sqs);
+    await send(sqs.client, queues.queueUrl, ['a']);
+
+    const h = await run(
+      ctx,
+      harness(sqs, queues, {
+        functionName: 'logging-fn',
+        handler: async (event) => {
+          if (event.Records.some((r) => r.attributes.ApproximateReceiveCount === '1')) {
+            throw new TypeError('downstream unavailable');
+          }
+        },
+      }),
+    );
+    await h.poller.whenIdle();
+
+    expect(h.log.lines).toEqual([
+      {
+        level: 'error',
+        message: 'The local SQS poller met an error',
+        functionName: 'logging-fn',
+        phase: 'handler',
+        error: 'TypeError',
+        detail: 'downstream unavailable',
+      },
+    ]);
+  });
+
   it('deletes nothing when the handler throws; the whole batch comes back', async (ctx) => {
     const queues = await freshQueues(sqs);
     await send(sqs.client, queues.queueUrl, ['a', 'b']);

@@ -10,6 +10,7 @@ import {
   SqsLambdaPoller,
   type SqsLambdaPollerOptions,
 } from '#harness/local/index.ts';
+import { MemoryLog } from '#shared/log/index.ts';
 
 let queueSeq = 0;
 
@@ -76,6 +77,8 @@ export interface Harness {
   poller: SqsLambdaPoller;
   results: InvocationResult[];
   errors: Array<{ error: unknown; phase: PollerPhase }>;
+  /** The poller's log (errors it met, by name and message). */
+  log: MemoryLog;
   /** Every record the handler saw, in invocation order. */
   seen: SQSRecord[];
 }
@@ -89,12 +92,14 @@ export function harness(
   const results: InvocationResult[] = [];
   const errors: Harness['errors'] = [];
   const seen: SQSRecord[] = [];
+  const log = new MemoryLog();
   const poller = new SqsLambdaPoller({
     client: sqs.client,
     queueUrl: queues.queueUrl,
     queueArn: queues.queueArn,
     waitTimeSeconds: 1,
     functionTimeoutMs: 1_000,
+    log,
     ...options,
     onInvoke: (event, context) => {
       seen.push(...event.Records);
@@ -109,7 +114,7 @@ export function harness(
       options.onError?.(error, phase);
     },
   });
-  return { poller, results, errors, seen };
+  return { poller, results, errors, log, seen };
 }
 
 /** How many times the handler saw each body, and the receive counts it saw them with. */

@@ -207,10 +207,8 @@ describe.each(emulatorCases)('mirror on $name', (emu) => {
   });
 
   it('retries throttled writes with backoff and reports exhaustion as retryable', async () => {
-    const faulty = faultyClient(tables().db);
-    const store = new MirrorStore(faulty.client, tables().mirrorTable, {
-      settings: { writeConcurrency: 1, maxAttempts: 4, backoffBaseMs: 1, backoffMaxMs: 5 },
-    });
+    const faulty = faultyClient(tables().db, { maxAttempts: 4, backoffBaseMs: 1, backoffMaxMs: 5 });
+    const store = new MirrorStore(faulty.client, tables().mirrorTable, { settings: { writeConcurrency: 1 } });
     const account = unique('acct');
 
     faulty.throttleNext(3);
@@ -226,11 +224,22 @@ describe.each(emulatorCases)('mirror on $name', (emu) => {
     faulty.client.destroy();
   });
 
+  it('sends a write the condition refused once: the SDK does not retry it', async () => {
+    const faulty = faultyClient(tables().db, { backoffBaseMs: 1, backoffMaxMs: 5 });
+    const store = new MirrorStore(faulty.client, tables().mirrorTable, { settings: { writeConcurrency: 1 } });
+    const account = unique('acct');
+    await store.upsertMany(account, 'contacts', [contact('c1', 9)]);
+
+    const result = await store.upsertMany(account, 'contacts', [contact('c1', 8)]);
+
+    expect(result).toEqual({ written: 0, skippedStale: 1 });
+    expect(faulty.sent.get('PutItemCommand')).toBe(2);
+    faulty.client.destroy();
+  });
+
   it('counts a rewrite whose first answer was lost as written, not stale', async () => {
-    const faulty = faultyClient(tables().db);
-    const store = new MirrorStore(faulty.client, tables().mirrorTable, {
-      settings: { writeConcurrency: 1, backoffBaseMs: 1, backoffMaxMs: 5 },
-    });
+    const faulty = faultyClient(tables().db, { backoffBaseMs: 1, backoffMaxMs: 5 });
+    const store = new MirrorStore(faulty.client, tables().mirrorTable, { settings: { writeConcurrency: 1 } });
     const account = unique('acct');
 
     faulty.loseNextAnswers(1);

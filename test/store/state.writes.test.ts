@@ -161,10 +161,8 @@ describe.each(emulatorCases)('sync state: writes and accounts on $name', (emu) =
     });
 
     it('still claims a write whose first answer was lost (its retry sees its own record)', async () => {
-      const faulty = faultyClient(tables().db);
-      const store = new StateStore(faulty.client, tables().stateTable, {
-        settings: { backoffBaseMs: 1, backoffMaxMs: 5 },
-      });
+      const faulty = faultyClient(tables().db, { backoffBaseMs: 1, backoffMaxMs: 5 });
+      const store = new StateStore(faulty.client, tables().stateTable);
       const key = unique('key');
 
       faulty.loseNextAnswers(1);

@@ -1,11 +1,18 @@
 // Unit: the store's pure parts (settings, key design, item size, error classification); no emulator.
-import { ProvisionedThroughputExceededException } from '@aws-sdk/client-dynamodb';
+import {
+  ConditionalCheckFailedException,
+  ProvisionedThroughputExceededException,
+} from '@aws-sdk/client-dynamodb';
+import { ConfiguredRetryStrategy } from '@smithy/core/retry';
 import { describe, expect, it } from 'vitest';
 import {
+  callDynamo,
+  dynamoRetryConfig,
   estimateItemSize,
   isTransient,
   MIRROR_TABLE,
   mirrorPartitionKey,
+  parseDynamoRetrySettings,
   parseMirrorSettings,
   parseStateSettings,
   RecordTooLargeError,
@@ -14,12 +21,14 @@ import {
   StoreConfigError,
   StoreError,
   StoreInputError,
+  StoreUnavailableError,
   stateKey,
 } from '#shared/store/index.ts';
 
 describe('settings', () => {
   it('fills defaults', () => {
-    expect(parseMirrorSettings({})).toMatchObject({ writeConcurrency: 16, maxAttempts: 8 });
+    expect(parseMirrorSettings({})).toMatchObject({ writeConcurrency: 16 });
+    expect(parseDynamoRetrySettings({})).toMatchObject({ maxAttempts: 8 });
     expect(parseStateSettings(undefined)).toMatchObject({ writeTakeoverAfterMs: 16 * 60_000 });
   });
 
@@ -27,7 +36,14 @@ describe('settings', () => {
     expect(() => parseMirrorSettings({ writeConcurrency: 0 })).toThrow(StoreConfigError);
     expect(() => parseMirrorSettings({ writeConcurrency: 0 })).toThrow(/writeConcurrency/);
     expect(() => parseStateSettings({ takeoverMs: 5 })).toThrow(/takeoverMs/);
-    expect(() => parseStateSettings({ backoffBaseMs: 100, backoffMaxMs: 10 })).toThrow(/backoffMaxMs/);
+    expect(() => parseDynamoRetrySettings({ backoffBaseMs: 100, backoffMaxMs: 10 })).toThrow(/backoffMaxMs/);
+  });
+
+  it('hands the retry settings to the SDK client', () => {
+    const config = dynamoRetryConfig({ maxAttempts: 5 });
+
+    expect(config.maxAttempts).toBe(5);
+    expect(config.retryStrategy).toBeInstanceOf(ConfiguredRetryStrategy);
   });
 });
 
@@ -95,5 +111,29 @@ describe('errors', () => {
     ).toBe(true);
     expect([isTransient(reset), isTransient(server)]).toEqual([true, true]);
     expect([isTransient(validation), isTransient('nope')]).toEqual([false, false]);
+  });
+
+  it('reports a failed call with the table, the operation and the attempts the SDK made', async () => {
+    const throttled = new ProvisionedThroughputExceededException({
+      message: 'slow down',
+      $metadata: { attempts: 3 },
+    });
+
+    const error = await callDynamo('state', 'PutItem', () => Promise.reject(throttled)).catch(
+      (e: unknown) => e,
+    );
+
+    expect(error).toBeInstanceOf(StoreUnavailableError);
+    expect(error).toMatchObject({ table: 'state', operation: 'PutItem', attempts: 3, retryable: true });
+  });
+
+  it('passes a conditional-check failure through for the caller to decide', async () => {
+    const refused = new ConditionalCheckFailedException({ message: 'condition', $metadata: {} });
+
+    const error = await callDynamo('state', 'PutItem', () => Promise.reject(refused)).catch(
+      (e: unknown) => e,
+    );
+
+    expect(error).toBe(refused);
   });
 });

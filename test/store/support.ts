@@ -1,8 +1,14 @@
 // Test support: emulator lifecycle, unique names and fault-injecting clients for the store suites.
 import { type DynamoDBClient, ProvisionedThroughputExceededException } from '@aws-sdk/client-dynamodb';
+import type { FinalizeRequestMiddleware, MetadataBearer } from '@smithy/types';
 import { afterAll, beforeAll, it } from 'vitest';
 import { localDynamoClient, type RunningDynamo } from '#harness/emulators/dynamo.ts';
-import { createMirrorTable, createStateTable } from '#shared/store/index.ts';
+import {
+  createMirrorTable,
+  createStateTable,
+  type DynamoRetrySettingsInput,
+  dynamoRetryConfig,
+} from '#shared/store/index.ts';
 import { type EmulatorCase, missingEmulatorFailure } from '../support/emulators.ts';
 
 let seq = 0;
@@ -58,9 +64,13 @@ export interface FaultyClient {
   loseNextAnswers(n: number): void;
 }
 
-/** A client of the same emulator whose requests can be throttled or lose their answer. */
-export function faultyClient(db: RunningDynamo): FaultyClient {
-  const client = localDynamoClient(db.endpoint);
+/**
+ * A client of the same emulator, built as the stores' clients are (the SDK retrying with `retry`),
+ * whose requests can be throttled or lose their answer. Faults are injected inside the SDK's retry
+ * loop, so each attempt meets them as it would meet DynamoDB's.
+ */
+export function faultyClient(db: RunningDynamo, retry?: DynamoRetrySettingsInput): FaultyClient {
+  const client = localDynamoClient(db.endpoint, dynamoRetryConfig(retry));
   let throttle = 0;
   let lose = 0;
   let inFlight = 0;
@@ -75,30 +85,32 @@ export function faultyClient(db: RunningDynamo): FaultyClient {
       lose = n;
     },
   };
-  client.middlewareStack.add(
-    (next, context) => async (args) => {
-      if (throttle > 0) {
-        throttle -= 1;
-        throw new ProvisionedThroughputExceededException({ message: 'injected throttling', $metadata: {} });
+  const faults: FinalizeRequestMiddleware<object, MetadataBearer> = (next, context) => async (args) => {
+    if (throttle > 0) {
+      throttle -= 1;
+      throw new ProvisionedThroughputExceededException({ message: 'injected throttling', $metadata: {} });
+    }
+    const name = context.commandName ?? 'unknown';
+    state.sent.set(name, (state.sent.get(name) ?? 0) + 1);
+    inFlight += 1;
+    state.maxInFlight = Math.max(state.maxInFlight, inFlight);
+    try {
+      const result = await next(args);
+      if (lose > 0) {
+        lose -= 1;
+        const timeout = new Error('injected: the answer was lost');
+        timeout.name = 'TimeoutError';
+        throw timeout;
       }
-      const name = context.commandName ?? 'unknown';
-      state.sent.set(name, (state.sent.get(name) ?? 0) + 1);
-      inFlight += 1;
-      state.maxInFlight = Math.max(state.maxInFlight, inFlight);
-      try {
-        const result = await next(args);
-        if (lose > 0) {
-          lose -= 1;
-          const timeout = new Error('injected: the answer was lost');
-          timeout.name = 'TimeoutError';
-          throw timeout;
-        }
-        return result;
-      } finally {
-        inFlight -= 1;
-      }
-    },
-    { step: 'initialize', name: 'faultInjection' },
-  );
+      return result;
+    } finally {
+      inFlight -= 1;
+    }
+  };
+  client.middlewareStack.addRelativeTo(faults, {
+    relation: 'after',
+    toMiddleware: 'retryMiddleware',
+    name: 'faultInjection',
+  });
   return state;
 }
