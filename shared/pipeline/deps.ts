@@ -60,6 +60,8 @@ export class ClientCache {
         reportResponse: (tenant, k, slot, reading) => ledger.reportResponse(tenant, k, slot, reading),
         report429: (tenant, k, kind, retryAt) => ledger.report429(tenant, k, kind, retryAt),
         release: (tenant, k, slots) => ledger.release(tenant, k, slots),
+        // The last check before each request is written: without it a stall after the wait goes unseen.
+        admit: (tenant, k, slot) => ledger.admit(tenant, k, slot),
         now: () => ledger.now(),
       };
       client = new KeapClient({
