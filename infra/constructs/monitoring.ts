@@ -107,6 +107,19 @@ export class Monitoring extends Construct {
       });
     }
 
+    // Calls leaving close to the ledger's lateness tolerance eat into the spike margin: stalls on the
+    // worker (CPU throttling, GC, cold connections) that, a little worse, would cost Keap 429s.
+    const tolerance = config.limits.lateToleranceMs ?? 50;
+    this.alarm('SendLatenessAlarm', {
+      description:
+        `Worker calls left ${Math.round(tolerance * 0.8)} ms or more after their ledger slot (tolerance ` +
+        `${tolerance} ms): give the worker more memory (CPU) or find what stalls it.`,
+      metric: query('MAX', 'SendLatenessMaxMs'),
+      threshold: Math.round(tolerance * 0.8),
+      comparison: ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      missing: TreatMissingData.NOT_BREACHING,
+    });
+
     // Alarms per account.
     for (const account of config.accounts) {
       const a = account.id;
@@ -216,6 +229,7 @@ export class Monitoring extends Construct {
   private createDashboard(props: MonitoringProps): Dashboard {
     const { config, settings, worker, scheduler, jobQueue, deadLetterQueue } = props;
     const limits = ledgerLimits(config);
+    const tolerance = config.limits.lateToleranceMs ?? 50;
     const quotaPeriod = Duration.minutes(Math.max(5, config.scheduler.everyMinutes));
     const dashboard = new Dashboard(this, 'Dashboard', {
       defaultInterval: Duration.days(1),
@@ -230,6 +244,19 @@ export class Monitoring extends Construct {
         height: 2,
       }),
       new AlarmStatusWidget({ title: 'Alarms', alarms: this.alarms, width: 24, height: 3 }),
+    );
+    dashboard.addWidgets(
+      new GraphWidget({
+        title: 'Send lateness after the ledger slot (ms) and calls refused at the last check',
+        left: [
+          query('MAX', 'SendLatenessP50Ms', { label: 'p50' }),
+          query('MAX', 'SendLatenessP99Ms', { label: 'p99' }),
+          query('MAX', 'SendLatenessMaxMs', { label: 'max' }),
+        ],
+        leftAnnotations: [{ value: tolerance, label: 'tolerance: later calls are refused' }],
+        right: [query('SUM', 'CallsRefused', { label: 'refused' })],
+        width: 24,
+      }),
     );
     for (const account of config.accounts) {
       const a = account.id;

@@ -66,7 +66,14 @@ export function loadLambdaEnvironment(env: NodeJS.ProcessEnv): LambdaEnvironment
 /** Values of one dimension set, by metric. */
 type PendingValues = Map<MetricName, number[]>;
 /** Metrics that are a reading, not a count: each value is kept, never summed. */
-const READINGS: ReadonlySet<MetricName> = new Set(['SyncLagMs', 'QuotaMinuteLeft', 'QuotaDayLeft']);
+const READINGS: ReadonlySet<MetricName> = new Set([
+  'SyncLagMs',
+  'QuotaMinuteLeft',
+  'QuotaDayLeft',
+  'SendLatenessP50Ms',
+  'SendLatenessP99Ms',
+  'SendLatenessMaxMs',
+]);
 
 /**
  * The pipeline's metrics port over Powertools. Values are held per dimension set during the

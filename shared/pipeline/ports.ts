@@ -19,7 +19,13 @@ export type MetricName =
   | 'WritesDone'
   | 'WritesDuplicate'
   | 'QuotaMinuteLeft'
-  | 'QuotaDayLeft';
+  | 'QuotaDayLeft'
+  /** Send lateness at the ledger's last check before a request is written (ms after its slot). */
+  | 'SendLatenessP50Ms'
+  | 'SendLatenessP99Ms'
+  | 'SendLatenessMaxMs'
+  /** Calls the ledger's last check refused (late, cool-down, bad clock): never sent. */
+  | 'CallsRefused';
 
 /** Metrics for what operators watch. Dimensions: account, resource, reason where they apply. */
 export interface Metrics {

@@ -36,6 +36,23 @@ export function createWorkerHandler(deps: PipelineDeps): WorkerHandler {
         deps.metrics.add('KeapCalls', s.requests, { account: s.account });
         if (s.rateLimited > 0) deps.metrics.add('Keap429s', s.rateLimited, { account: s.account });
       }
+      // How close this invocation's calls came to the spike margin (the alarm watches p99 and max).
+      const late = deps.ledger.takeSendLateness();
+      if (late.count > 0) {
+        deps.metrics.add('SendLatenessP50Ms', late.p50);
+        deps.metrics.add('SendLatenessP99Ms', late.p99);
+        deps.metrics.add('SendLatenessMaxMs', late.max);
+      }
+      if (late.refused > 0) deps.metrics.add('CallsRefused', late.refused);
+      if (late.max > late.toleranceMs * 0.8) {
+        deps.log.warn('Calls left close to the ledger lateness tolerance', {
+          sendLatenessP99Ms: Math.round(late.p99),
+          sendLatenessMaxMs: Math.round(late.max),
+          callsRefused: late.refused,
+          toleranceMs: late.toleranceMs,
+          spikeMarginMs: late.spikeMarginMs,
+        });
+      }
     }
   };
 }

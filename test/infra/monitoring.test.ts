@@ -70,6 +70,15 @@ describe('alarms', () => {
     }
   });
 
+  it('alarms when calls leave within 80% of the ledger lateness tolerance of their slot', () => {
+    s.app.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Metrics: [Match.objectLike({ Expression: 'SELECT MAX(SendLatenessMaxMs) FROM KeapSync' })],
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      Threshold: 40,
+      TreatMissingData: 'notBreaching',
+    });
+  });
+
   it('alarms when less than 10% of the day budget is left, by default', () => {
     // Keap's day limit is 30,000 calls per tenant.
     s.app.hasResourceProperties('AWS::CloudWatch::Alarm', {
