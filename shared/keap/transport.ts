@@ -59,7 +59,9 @@ class SendRefused extends Error {
  * guard that asks the ledger, when undici is about to write the request on a connected socket (after
  * any connect or TLS handshake), whether it may still go: the last moment JavaScript can decide.
  */
-const AGENT = new Agent({ keepAliveTimeout: 60_000, keepAliveMaxTimeout: 600_000 });
+// undici's keep-alive defaults (4 s idle unless the server says more): an idle socket is never kept
+// past the server's own timeout, so a request never goes out on a socket the server just closed.
+const AGENT = new Agent();
 
 export function guardedDispatcher(check: () => Admission, onAdmit: (a: Admission) => void): Dispatcher {
   return AGENT.compose(
@@ -218,11 +220,12 @@ export class Transport {
       const outcome = await this.#send(spec, slot, attempts);
       const latencyMs = performance.now() - t0;
       if (outcome.type === 'refused') {
-        // Never written: the slot is spent (it stays counted), the call takes the next one.
+        // Never written: the slot goes back to the budget (its time is gone), the call takes the next one.
         attempts--;
         refused++;
         this.stats.refused++;
         this.stats.slotsSpent++;
+        this.release([slot]);
         const a = outcome.admission;
         this.logger.warn('The ledger refused a Keap request at the last moment; it was not sent', {
           method: spec.method,
@@ -380,11 +383,12 @@ export class Transport {
       attempts: attempt,
     };
     const t0 = performance.now();
-    this.stats.requests++;
+    const admit = this.ledger.admit?.bind(this.ledger);
+    // A request counts once it is written: with the last-moment check, when that check lets it go.
+    if (!admit) this.stats.requests++;
     let res: Response | undefined;
     let text: string;
     try {
-      const admit = this.ledger.admit?.bind(this.ledger);
       res = await fetch(this.#url(spec.path, spec.query), {
         method: spec.method,
         headers,
@@ -395,7 +399,9 @@ export class Transport {
               dispatcher: guardedDispatcher(
                 () => admit(this.tenant, this.keyId, slot),
                 (a) => {
-                  if (a.ok) this.stats.maxSendLatenessMs = Math.max(this.stats.maxSendLatenessMs, a.lateMs);
+                  if (!a.ok) return;
+                  this.stats.requests++;
+                  this.stats.maxSendLatenessMs = Math.max(this.stats.maxSendLatenessMs, a.lateMs);
                 },
               ),
             }
@@ -405,7 +411,6 @@ export class Transport {
     } catch (err) {
       const refusal = refusedBy(err);
       if (refusal) {
-        this.stats.requests--;
         return { type: 'refused', admission: refusal };
       }
       if (res) {
