@@ -387,7 +387,12 @@ function figuresOf(
   const ddb = results.reduce((n, r) => n + r.ddbRequests, 0);
   const setup = results.reduce((n, r) => n + r.setupDdbRequests, 0);
   const errorsByName: Record<string, number> = {};
-  for (const e of results.flatMap((r) => r.errors)) errorsByName[e] = (errorsByName[e] ?? 0) + 1;
+  for (const r of results) {
+    for (const e of r.errors) errorsByName[e] = (errorsByName[e] ?? 0) + 1;
+    // Dropped errors repeat the last kind the worker saw.
+    const last = r.errors[r.errors.length - 1];
+    if (r.errorsDropped && last) errorsByName[last] = (errorsByName[last] ?? 0) + r.errorsDropped;
+  }
   return {
     scenario: scenario.id,
     name: spec.name,
@@ -410,7 +415,7 @@ function figuresOf(
     missedSlots: results.reduce((n, r) => n + r.missedSlots, 0),
     refused: results.reduce((n, r) => n + (r.refused ?? 0), 0),
     maxSendLatenessMs: round(Math.max(0, ...results.map((r) => r.maxLatenessMs ?? 0)), 1),
-    errors: results.reduce((n, r) => n + r.errors.length, 0),
+    errors: results.reduce((n, r) => n + r.errors.length + (r.errorsDropped ?? 0), 0),
     errorsByName,
     violationSamples: samples,
     clockCorrectionsMs: results.map((r) => r.clockCorrectionMs),

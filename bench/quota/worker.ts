@@ -64,6 +64,8 @@ export interface WorkerResult {
   /** Requests the ledger's last-moment check refused (keap-sync), and the largest admitted lateness. */
   refused?: number;
   maxLatenessMs?: number;
+  /** Errors beyond the first 200, counted only. */
+  errorsDropped?: number;
 }
 
 const trueNow = () => Date.now();
@@ -366,7 +368,14 @@ async function main(): Promise<void> {
   else await runNaiveSplit(cfg, result);
   if (hog) clearTimeout(hog);
   result.ddbRequests = counter.n;
-  process.stdout.write(`${JSON.stringify(result)}\n`);
+  // Errors repeat (a worker failing closed every 100 ms): keep the first 200 and the count.
+  if (result.errors.length > 200) {
+    const extra = result.errors.length - 200;
+    result.errors = result.errors.slice(0, 200);
+    result.errorsDropped = extra;
+  }
+  // A pipe is written asynchronously: exit only once the result line is out.
+  await new Promise<void>((resolve) => process.stdout.write(`${JSON.stringify(result)}\n`, () => resolve()));
 }
 
 if (process.env.BENCH_WORKER) {
