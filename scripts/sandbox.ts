@@ -41,7 +41,10 @@ Latency and faults (rates are shares 0..1; times are ms after start-up)
   --storm <from>,<until>     every request in [from, until) gets 429
   --revoke <n>@<at>          key number n (1-based) answers 401 from <at> on
 
-Admin (no key, not counted): GET {baseUrl}/__admin/health, POST {baseUrl}/__admin/mutate
+REST hooks (/rest/v1/hooks: handshake, batched deliveries, retries, Inactive after 4 failures or a 410)
+  --hook-time-scale <f>      every delay of Keap's delivery policy times f, e.g. 0.01 (default 1)
+
+Admin (no key, not counted): GET {baseUrl}/__admin/health, GET {baseUrl}/__admin/hooks, POST {baseUrl}/__admin/mutate
   {"type":"contacts","update":5,"create":2,"delete":1}, POST {baseUrl}/__admin/faults {"hangRate":0.1}
 
 Examples
@@ -85,6 +88,7 @@ const STRING_FLAGS = [
   'slow-ms',
   'storm',
   'revoke',
+  'hook-time-scale',
 ] as const;
 type Flag = (typeof STRING_FLAGS)[number];
 
@@ -202,6 +206,13 @@ function parseCli(
     faults,
     lastPageToken: choice('last-page-token', ['empty', 'absent'] as const) ?? 'empty',
   };
+  const hookScale = str('hook-time-scale');
+  if (hookScale !== undefined) {
+    const n = Number(hookScale);
+    if (hookScale.trim() === '' || !Number.isFinite(n) || n <= 0 || n > 10)
+      throw new FlagError('hook-time-scale', `expected a factor above 0 and at most 10, got "${hookScale}".`);
+    options.hooks = { timeScale: n };
+  }
   if (latencyMin !== undefined || latencyMax !== undefined) {
     const min = latencyMin ?? 0;
     options.latencyMs = { min, max: latencyMax ?? min };

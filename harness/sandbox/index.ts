@@ -22,6 +22,19 @@ export {
   UPDATE_FIELD,
 } from './generators.ts';
 export {
+  type DeliveryState,
+  type HookAttempt,
+  type HookDelivery,
+  type HookObject,
+  type HookSettings,
+  type HookStatus,
+  type HooksSnapshot,
+  type HookVerification,
+  KEAP_HOOK_POLICY,
+  type SandboxHook,
+  SandboxHooks,
+} from './hooks.ts';
+export {
   DEFAULT_TENANT,
   defaultKeys,
   type RunningSandbox,

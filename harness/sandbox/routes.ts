@@ -1,7 +1,7 @@
 // Adapter: the Keap REST v2 endpoints the sandbox serves, over its dataset: every registry list's
 // list, record and custom-field model routes, registered alike, and the writes (upsert, tags, notes).
 import { z } from 'zod';
-import { type ListEntry, type ModelObject, REGISTRY } from '#shared/keap/registry.ts';
+import { type HookEventKind, type ListEntry, type ModelObject, REGISTRY } from '#shared/keap/registry.ts';
 import type { ContactInput, SandboxDataset } from './dataset.ts';
 import { ApiError } from './errors.ts';
 import { generatorOf, RESOURCE_TYPES, type ResourceType } from './generators.ts';
@@ -128,6 +128,9 @@ function notFound(what: string, id: string): ApiError {
   return new ApiError(404, `${what} ${id} was not found.`, [{ domain: what.toLowerCase(), resource: id }]);
 }
 
+/** Told of every change a write makes (the sandbox's REST hooks announce them). */
+export type ChangeListener = (type: ResourceType, event: HookEventKind, ids: string[], now: number) => void;
+
 /** The v2 REST surface over one dataset. */
 export class RestV2 {
   private readonly data: SandboxDataset;
@@ -136,8 +139,14 @@ export class RestV2 {
   private readonly routes: Route[] = [];
   private readonly absentLastToken: boolean;
 
-  constructor(data: SandboxDataset, options: { lastPageToken: 'empty' | 'absent' }) {
+  private readonly onChange: ChangeListener;
+
+  constructor(
+    data: SandboxDataset,
+    options: { lastPageToken: 'empty' | 'absent'; onChange?: ChangeListener },
+  ) {
     this.data = data;
+    this.onChange = options.onChange ?? (() => {});
     this.specs = buildListSpecs(data);
     this.absentLastToken = options.lastPageToken === 'absent';
     this.register();
@@ -251,12 +260,27 @@ export class RestV2 {
     this.on('POST', 'tags/{id}/contacts:applyTags', ([id = ''], req) => {
       if (!d.tags.has(id)) throw notFound('Tag', id);
       const body = parseBody(applySchema, req.body);
-      return { status: 200, body: { results: d.applyTag(id, body.contact_ids, req.now) } };
+      const results = d.applyTag(id, body.contact_ids, req.now);
+      const applied = Object.keys(results).filter((c) => results[c] === 'SUCCESS');
+      this.onChange(
+        'tagApplications',
+        'applied',
+        applied.map((c) => `${id}:${c}`),
+        req.now,
+      );
+      return { status: 200, body: { results } };
     });
     this.on('POST', 'tags/{id}/contacts:removeTags', ([id = ''], req) => {
       if (!d.tags.has(id)) throw notFound('Tag', id);
       const body = parseBody(applySchema, req.body);
+      const removed = body.contact_ids.filter((c) => d.tagApplications.has(`${id}:${c}`));
       d.removeTag(id, body.contact_ids);
+      this.onChange(
+        'tagApplications',
+        'removed',
+        [...new Set(removed)].map((c) => `${id}:${c}`),
+        req.now,
+      );
       return { status: 204 };
     });
   }
@@ -300,6 +324,7 @@ export class RestV2 {
       (option ?? undefined) as (typeof DUPLICATE_OPTIONS)[number] | undefined,
       req.now,
     );
+    this.onChange('contacts', created ? 'add' : 'edit', [contact.id], req.now);
     return {
       status: created ? 201 : 200,
       body: project<Contact>(contact, this.specs.contacts.fields, fields),
@@ -315,6 +340,7 @@ export class RestV2 {
     if (!this.data.users.has(input.user_id))
       throw new ApiError(400, `Unknown user_id ${input.user_id}.`, [{ domain: 'body', resource: 'user_id' }]);
     const note = this.data.createNote(contactId, input, req.now);
+    this.onChange('notes', 'add', [note.id], req.now);
     return { status: 201, body: project(note, this.specs.notes.fields, fields) };
   }
 }

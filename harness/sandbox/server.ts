@@ -10,6 +10,7 @@ import { ApiError, SandboxConfigError, SandboxMutationError } from './errors.ts'
 import { FaultInjector, faultsSchema, htmlErrorPage, parseFaults, type SandboxFaults } from './faults.ts';
 import { ArrivalLog, type ArrivalRecord, SandboxGateway, type SandboxKey } from './gateway.ts';
 import { RESOURCE_TYPES, type ResourceType } from './generators.ts';
+import { type HookSettings, hookSettingsSchema, SandboxHooks } from './hooks.ts';
 import { Prng } from './prng.ts';
 import { RestV2 } from './routes.ts';
 
@@ -40,6 +41,8 @@ export interface SandboxOptions {
   dataEnd?: number;
   /** Last page: `next_page_token: ""` (default) or no `next_page_token` at all. */
   lastPageToken?: 'empty' | 'absent';
+  /** REST hooks (`/rest/v1/hooks`): `timeScale` scales every delay of Keap's delivery policy. */
+  hooks?: HookSettings;
 }
 
 export interface RunningSandbox {
@@ -49,6 +52,8 @@ export interface RunningSandbox {
   arrivals: readonly ArrivalRecord[];
   /** The live in-memory records. */
   dataset: SandboxDataset;
+  /** REST hook subscriptions and their deliveries (also at GET /__admin/hooks). */
+  hooks: SandboxHooks;
   mutate(type: ResourceType, change: { update?: number; create?: number; delete?: number }): MutationResult;
   setFaults(f: Partial<SandboxFaults>): void;
   close(): Promise<void>;
@@ -88,6 +93,7 @@ const optionsSchema = z
     clock: z.custom<() => number>((v) => typeof v === 'function', 'must be a function').optional(),
     dataEnd: z.number().int().optional(),
     lastPageToken: z.enum(['empty', 'absent']).optional(),
+    hooks: hookSettingsSchema.optional(),
   })
   .strict();
 
@@ -194,14 +200,31 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Runnin
   const gateway = new SandboxGateway(options.limits ?? {}, keys);
   const faults = new FaultInjector(seed, options.faults ? parseFaults(options.faults) : {});
   const log = new ArrivalLog(options.arrivalLogPath);
-  const rest = new RestV2(dataset, { lastPageToken: options.lastPageToken ?? 'empty' });
+  const hooks = new SandboxHooks({ settings: options.hooks, seed, clock, baseUrl: () => baseUrl });
+  const rest = new RestV2(dataset, {
+    lastPageToken: options.lastPageToken ?? 'empty',
+    onChange: (type, event, ids, now) => hooks.emit(type, event, ids, now),
+  });
   const latencyRng = new Prng(seed, 4);
   const latency = options.latencyMs ?? { min: 0, max: 0 };
   const closing = new AbortController();
   let baseUrl = '';
 
-  const mutate = (type: ResourceType, change: { update?: number; create?: number; delete?: number }) =>
-    dataset.mutate(type, change, clock());
+  /** A scripted change, announced to the hooks: its updates, creates and every record it removed (cascades too). */
+  const mutate = (type: ResourceType, change: { update?: number; create?: number; delete?: number }) => {
+    const now = clock();
+    const before = new Map(RESOURCE_TYPES.map((t) => [t, new Set(dataset.table(t).ids())]));
+    const result = dataset.mutate(type, change, now);
+    const created = type === 'tagApplications' ? 'applied' : 'add';
+    hooks.emit(type, created, result.created, now);
+    hooks.emit(type, 'edit', result.updated, now);
+    for (const t of RESOURCE_TYPES) {
+      const table = dataset.table(t);
+      const gone = [...(before.get(t) ?? [])].filter((id) => !table.has(id));
+      hooks.emit(t, t === 'tagApplications' ? 'removed' : 'delete', gone, now);
+    }
+    return result;
+  };
 
   async function admin(req: IncomingMessage, path: string): Promise<Outgoing> {
     if (path === '/__admin/health' && req.method === 'GET') {
@@ -209,6 +232,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Runnin
       for (const t of RESOURCE_TYPES) counts[t] = dataset.table(t).size;
       return json(200, { status: 'ok', baseUrl, seed, counts, arrivals: log.records.length });
     }
+    if (path === '/__admin/hooks' && req.method === 'GET') return json(200, hooks.snapshot());
     if ((path === '/__admin/mutate' || path === '/__admin/faults') && req.method === 'POST') {
       const raw = await readBody(req);
       let body: unknown;
@@ -316,6 +340,14 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Runnin
         if (!(err instanceof ApiError)) throw err;
         out = json(err.status, v2Error(err), headers);
       }
+    } else if (path === '/crm/rest/v1/hooks' || path.startsWith('/crm/rest/v1/hooks/')) {
+      try {
+        const reply = await hooks.handle(method, path.slice('/crm/rest/v1/hooks'.length), raw, req.headers);
+        out = json(reply.status, reply.body, headers);
+      } catch (err) {
+        if (!(err instanceof ApiError)) throw err;
+        out = json(err.status, { message: err.message }, headers);
+      }
     } else {
       out = json(404, { message: `The sandbox serves no endpoint ${method} ${path}.` }, headers);
     }
@@ -386,11 +418,13 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Runnin
     keys,
     arrivals: log.records,
     dataset,
+    hooks,
     mutate,
     setFaults: (f) => faults.set(f),
     close: () => {
       closed ??= (async () => {
         closing.abort();
+        hooks.close();
         const done = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeAllConnections();
         await done;

@@ -40,6 +40,18 @@ export interface FieldsParam {
   request: readonly string[];
 }
 
+/** What a Keap REST hook event says happened to a record of a list. */
+export type HookEventKind = 'add' | 'edit' | 'delete' | 'applied' | 'removed';
+
+/**
+ * The REST hook events (v1 `/hooks`) that announce a list's changes: event key `<object>.<event>`
+ * (`contact.add`, `contactGroup.applied`, ...). Keap's own list comes from `GET /v1/hooks/event_keys`.
+ */
+export interface HookSpec {
+  object: string;
+  events: readonly HookEventKind[];
+}
+
 /** One Keap list, described once. */
 export interface ListEntry {
   /** Path below the base URL; `{tag_id}` is filled from the `tagId` option. */
@@ -66,6 +78,8 @@ export interface ListEntry {
   /** Whether Keap serves a custom-field model at `GET /rest/v2/{list}/model`. */
   customFieldModel: boolean;
   schema: z.ZodType<{ id: string }>;
+  /** The REST hook events of the list, when Keap has them. */
+  hook?: HookSpec;
   /**
    * Present when the sync pipeline mirrors the list: `estimateShare` is its typical size relative to
    * the contacts (the estimate and the sandbox's dataset scale by it). Tag applications are read per
@@ -211,6 +225,7 @@ export const REGISTRY = {
       create_time: time,
       update_time: time,
     }),
+    hook: { object: 'contact', events: ['add', 'edit', 'delete'] },
     sync: { estimateShare: 1 },
   },
   companies: {
@@ -248,6 +263,7 @@ export const REGISTRY = {
       create_time: time,
       update_time: time,
     }),
+    hook: { object: 'company', events: ['add', 'edit', 'delete'] },
     sync: { estimateShare: 0.1 },
   },
   orders: {
@@ -272,6 +288,7 @@ export const REGISTRY = {
       modification_time: time,
       custom_fields: customFields,
     }),
+    hook: { object: 'order', events: ['add', 'edit', 'delete'] },
     sync: { estimateShare: 0.6 },
   },
   opportunities: {
@@ -298,6 +315,7 @@ export const REGISTRY = {
       created_time: time,
       last_updated_time: time,
     }),
+    hook: { object: 'opportunity', events: ['add', 'edit', 'delete'] },
     sync: { estimateShare: 0.2 },
   },
   tags: {
@@ -319,6 +337,7 @@ export const REGISTRY = {
       create_time: time,
       update_time: time,
     }),
+    hook: { object: 'contactGroup', events: ['add', 'edit', 'delete'] },
     sync: { estimateShare: 0.02 },
   },
   /** The contacts carrying a tag (`GET /tags/{id}/contacts`); a record's `id` is the contact's id. */
@@ -339,6 +358,7 @@ export const REGISTRY = {
       family_name: text,
       applied_time: time,
     }),
+    hook: { object: 'contactGroup', events: ['applied', 'removed'] },
   },
   notes: {
     path: '/rest/v2/notes',
@@ -362,6 +382,7 @@ export const REGISTRY = {
       create_time: time,
       update_time: time,
     }),
+    hook: { object: 'note', events: ['add', 'edit', 'delete'] },
     sync: { estimateShare: 0.8 },
   },
   tasks: {
@@ -387,6 +408,7 @@ export const REGISTRY = {
       modification_time: time,
       update_time: time,
     }),
+    hook: { object: 'task', events: ['add', 'edit', 'delete'] },
     sync: { estimateShare: 0.4 },
   },
   products: {
@@ -408,6 +430,7 @@ export const REGISTRY = {
       update_time: time,
       last_updated_time: time,
     }),
+    hook: { object: 'product', events: ['add', 'edit', 'delete'] },
     sync: { estimateShare: 0.01 },
   },
   subscriptions: {
@@ -427,6 +450,7 @@ export const REGISTRY = {
       custom_fields: customFields,
       modification_time: time,
     }),
+    hook: { object: 'subscription', events: ['add', 'edit', 'delete'] },
     sync: { estimateShare: 0.1 },
   },
   users: {
