@@ -13,14 +13,12 @@ import { type AppConfig, findAccount } from '#shared/config/app-config.ts';
 import { type Job, type JobInput, PoisonMessageError, parseJob } from '#shared/jobs/schema.ts';
 import { REGISTRY, type SyncResource } from '#shared/keap/registry.ts';
 import {
-  JobQueue,
-  KeyProvider,
+  composePipeline,
+  composeStores,
   MemoryLog,
   MemoryMetrics,
-  type PipelineDeps,
+  type Pipeline,
 } from '#shared/pipeline/index.ts';
-import { DynamoLedgerStore, QuotaLedger } from '#shared/quota/index.ts';
-import { MirrorStore, StateStore } from '#shared/store/index.ts';
 import { startDynalite } from '../emulators/dynamo.ts';
 import { connectLocalStack, LOCAL_TABLES, type LocalEndpoints } from '../local/stack.ts';
 import { UsageError } from './commander.ts';
@@ -33,7 +31,7 @@ export { UsageError };
 interface Connection {
   sources: StatusSources;
   /** Present when the stack is running: the pipeline and its queues. */
-  deps: PipelineDeps | undefined;
+  deps: Pipeline | undefined;
   sqs: SQSClient | undefined;
   close(): Promise<void>;
 }
@@ -60,19 +58,19 @@ function connectAws(config: AppConfig, env: NodeJS.ProcessEnv): Connection {
   const dynamo = new DynamoDBClient({});
   const sqs = new SQSClient({});
   const secrets = new SecretsManagerClient({});
-  const deps: PipelineDeps = {
+  const deps = composePipeline({
     config,
-    ledger: new QuotaLedger({
-      store: new DynamoLedgerStore(dynamo, need('LEDGER_TABLE')),
-      settings: { tableName: need('LEDGER_TABLE'), ...config.limits },
-    }),
-    state: new StateStore(dynamo, need('STATE_TABLE')),
-    mirror: new MirrorStore(dynamo, need('MIRROR_TABLE')),
-    queue: new JobQueue(sqs, need('JOB_QUEUE_URL'), need('DEAD_LETTER_QUEUE_URL')),
-    keys: new KeyProvider(secrets, config.worker.secretMaxAgeMs),
+    clients: { dynamo, sqs, secrets },
+    target: {
+      ledgerTable: need('LEDGER_TABLE'),
+      stateTable: need('STATE_TABLE'),
+      mirrorTable: need('MIRROR_TABLE'),
+      queueUrl: need('JOB_QUEUE_URL'),
+      dlqUrl: need('DEAD_LETTER_QUEUE_URL'),
+    },
     log: new MemoryLog(),
     metrics: new MemoryMetrics(),
-  };
+  });
   return {
     sources: {
       ...deps,
@@ -114,15 +112,15 @@ async function connect(config: AppConfig, target: Target, needQueue: boolean): P
     );
   }
   const db = await startDynalite({ path: join(resolve(dataDir), 'dynamo') });
-  const sources: StatusSources = {
+  const sources: StatusSources = composeStores(
     config,
-    ledger: new QuotaLedger({
-      store: new DynamoLedgerStore(db.client, LOCAL_TABLES.ledger),
-      settings: { tableName: LOCAL_TABLES.ledger, ...config.limits },
-    }),
-    state: new StateStore(db.client, LOCAL_TABLES.state),
-    mirror: new MirrorStore(db.client, LOCAL_TABLES.mirror),
-  };
+    { dynamo: db.client },
+    {
+      ledgerTable: LOCAL_TABLES.ledger,
+      stateTable: LOCAL_TABLES.state,
+      mirrorTable: LOCAL_TABLES.mirror,
+    },
+  );
   return { sources, deps: undefined, sqs: undefined, close: () => db.close() };
 }
 

@@ -81,8 +81,8 @@ export async function run(o: RunOptions): Promise<number> {
   // Leases of the dead run are released so resources are enqueued again; checkpoints resume.
   for (const a of config.accounts) {
     for (const r of Object.keys(a.resources)) {
-      const lease = await deps.state.getLease(a.id, r);
-      if (lease) await deps.state.releaseLease(a.id, r, lease.owner);
+      const lease = await deps.leases.get(a.id, r);
+      if (lease) await deps.leases.release(a.id, r, lease.owner);
     }
   }
   const endpoints: LocalEndpoints = {

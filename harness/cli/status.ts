@@ -41,7 +41,7 @@ export interface StatusReport {
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 /** What a status report reads: the state and mirror tables, the ledger, and (when running) the queues. */
-export type StatusSources = Pick<PipelineDeps, 'config' | 'state' | 'mirror' | 'ledger'> & {
+export type StatusSources = Pick<PipelineDeps, 'config' | 'runs' | 'accounts' | 'mirror' | 'ledger'> & {
   queues?: { client: SQSClient; queueUrl: string; dlqUrl: string };
 };
 
@@ -49,10 +49,10 @@ export async function collectStatus(deps: StatusSources, now: number = Date.now(
   const accounts: StatusReport['accounts'] = [];
   let inSync = true;
   for (const account of deps.config.accounts) {
-    const status = await deps.state.getAccountStatus(account.id);
+    const status = await deps.accounts.getStatus(account.id);
     const resources: ResourceStatus[] = [];
     for (const resource of Object.keys(account.resources) as SyncResource[]) {
-      const cursor = await deps.state.getCursor(account.id, resource);
+      const cursor = await deps.runs.getCursor(account.id, resource);
       const state = cursor.checkpoint ? 'syncing' : cursor.lastRunAt ? 'in-sync' : 'never-synced';
       if (state !== 'in-sync') inSync = false;
       resources.push({

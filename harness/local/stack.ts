@@ -6,18 +6,18 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import type { AppConfig } from '#shared/config/app-config.ts';
 import {
+  composePipeline,
   createWorkerHandler,
-  JobQueue,
-  KeyProvider,
   type Log,
   MemoryMetrics,
   type Metrics,
-  type PipelineDeps,
+  type Pipeline,
+  type PipelineTarget,
   runScheduler,
   type WorkerHandler,
 } from '#shared/pipeline/index.ts';
-import { createLedgerTable, DynamoLedgerStore, QuotaLedger } from '#shared/quota/index.ts';
-import { createMirrorTable, createStateTable, MirrorStore, StateStore } from '#shared/store/index.ts';
+import { createLedgerTable } from '#shared/quota/index.ts';
+import { createMirrorTable, createStateTable } from '#shared/store/index.ts';
 import { localDynamoClient, type RunningDynamo, startDynalite } from '../emulators/dynamo.ts';
 import { SqsLambdaPoller } from './poller.ts';
 import { localSecretsClient, type RunningSecrets, startSecretsStub } from './secrets.ts';
@@ -29,6 +29,17 @@ export const LOCAL_TABLES = {
   mirror: 'keap-sync-mirror',
 };
 export const LOCAL_QUEUE = 'keap-sync-jobs';
+
+/** The local tables, and the queues of this run. */
+function localTarget(queueUrl: string, dlqUrl: string): PipelineTarget {
+  return {
+    ledgerTable: LOCAL_TABLES.ledger,
+    stateTable: LOCAL_TABLES.state,
+    mirrorTable: LOCAL_TABLES.mirror,
+    queueUrl,
+    dlqUrl,
+  };
+}
 
 export interface LocalStackOptions {
   config: AppConfig;
@@ -55,7 +66,7 @@ export interface LocalStackOptions {
 }
 
 export interface LocalStack {
-  deps: PipelineDeps;
+  deps: Pipeline;
   handler: WorkerHandler;
   dynamo: { endpoint: string; client: DynamoDBClient };
   sqs: { endpoint: string; client: SQSClient; queue: QueuePair };
@@ -101,19 +112,13 @@ export function connectLocalStack(o: {
   const sqsClient = localSqsClient(o.endpoints.sqs);
   const secretsClient = localSecretsClient(o.endpoints.secrets);
   const metrics = o.metrics ?? new MemoryMetrics();
-  const deps: PipelineDeps = {
+  const deps = composePipeline({
     config: o.config,
-    ledger: new QuotaLedger({
-      store: new DynamoLedgerStore(dynamoClient, LOCAL_TABLES.ledger),
-      settings: { tableName: LOCAL_TABLES.ledger, ...o.config.limits },
-    }),
-    state: new StateStore(dynamoClient, LOCAL_TABLES.state),
-    mirror: new MirrorStore(dynamoClient, LOCAL_TABLES.mirror),
-    queue: new JobQueue(sqsClient, o.endpoints.queueUrl, o.endpoints.dlqUrl),
-    keys: new KeyProvider(secretsClient, o.config.worker.secretMaxAgeMs),
+    clients: { dynamo: dynamoClient, sqs: sqsClient, secrets: secretsClient },
+    target: localTarget(o.endpoints.queueUrl, o.endpoints.dlqUrl),
     log: o.log,
     metrics,
-  };
+  });
   const handler = createWorkerHandler(deps);
   const pollers: SqsLambdaPoller[] = [];
   return {
@@ -205,21 +210,14 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
     closers.push(() => secrets.close());
 
     const metrics = o.metrics ?? new MemoryMetrics();
-    const ledger = new QuotaLedger({
-      store: new DynamoLedgerStore(dynamo.client, LOCAL_TABLES.ledger),
-      settings: { tableName: LOCAL_TABLES.ledger, ...o.config.limits },
-      clock: o.clock,
-    });
-    const deps: PipelineDeps = {
+    const deps = composePipeline({
       config: o.config,
-      ledger,
-      state: new StateStore(dynamo.client, LOCAL_TABLES.state, { now: o.clock }),
-      mirror: new MirrorStore(dynamo.client, LOCAL_TABLES.mirror, { now: o.clock }),
-      queue: new JobQueue(sqs.client, queue.queueUrl, queue.dlqUrl),
-      keys: new KeyProvider(secrets.client, o.config.worker.secretMaxAgeMs, o.clock),
+      clients: { dynamo: dynamo.client, sqs: sqs.client, secrets: secrets.client },
+      target: localTarget(queue.queueUrl, queue.dlqUrl),
       log: o.log,
       metrics,
-    };
+      clock: o.clock,
+    });
     const handler = createWorkerHandler(deps);
     const pollers: SqsLambdaPoller[] = [];
     return {

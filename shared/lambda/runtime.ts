@@ -13,15 +13,8 @@ import middy, { type MiddyfiedHandler } from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { z } from 'zod';
 import { type AppConfig, parseAppConfigJson } from '../config/app-config.ts';
-import {
-  JobQueue,
-  KeyProvider,
-  type MetricName,
-  type Metrics,
-  type PipelineDeps,
-} from '../pipeline/index.ts';
-import { DynamoLedgerStore, QuotaLedger } from '../quota/index.ts';
-import { dynamoRetryConfig, MirrorStore, StateStore } from '../store/index.ts';
+import { composePipeline, type MetricName, type Metrics, type PipelineDeps } from '../pipeline/index.ts';
+import { dynamoRetryConfig } from '../store/index.ts';
 
 const envSchema = z.object({
   /** The configuration file's content (JSON), set by the CDK stack from the same file. */
@@ -138,20 +131,19 @@ export function buildLambdaRuntime(env: LambdaEnvironment, service: 'worker' | '
     serviceName: `keap-sync-${service}`,
   });
   const metricsPort = new PowertoolsMetricsPort(metrics);
-  const { config } = env;
-  const deps: PipelineDeps = {
-    config,
-    ledger: new QuotaLedger({
-      store: new DynamoLedgerStore(ledgerDynamo, env.LEDGER_TABLE),
-      settings: { tableName: env.LEDGER_TABLE, ...config.limits },
-    }),
-    state: new StateStore(storeDynamo, env.STATE_TABLE),
-    mirror: new MirrorStore(storeDynamo, env.MIRROR_TABLE),
-    queue: new JobQueue(sqs, env.JOB_QUEUE_URL, env.DEAD_LETTER_QUEUE_URL),
-    keys: new KeyProvider(secrets, config.worker.secretMaxAgeMs),
+  const deps = composePipeline({
+    config: env.config,
+    clients: { ledgerDynamo, dynamo: storeDynamo, sqs, secrets },
+    target: {
+      ledgerTable: env.LEDGER_TABLE,
+      stateTable: env.STATE_TABLE,
+      mirrorTable: env.MIRROR_TABLE,
+      queueUrl: env.JOB_QUEUE_URL,
+      dlqUrl: env.DEAD_LETTER_QUEUE_URL,
+    },
     log: logger,
     metrics: metricsPort,
-  };
+  });
   return { deps, logger, metrics, metricsPort };
 }
 

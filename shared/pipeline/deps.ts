@@ -2,18 +2,21 @@
 import type { AccountConfig, AppConfig } from '../config/app-config.ts';
 import { deriveKeyId, KeapClient, KeyRejectedError, type QuotaLedgerPort } from '../keap/index.ts';
 import type { QuotaLedger } from '../quota/index.ts';
-import type { MirrorStore, StateStore } from '../store/index.ts';
-import type { AccountKey, KeyProvider } from './keys.ts';
+import type { AccountKey } from './keys.ts';
 import { type Log, type Metrics, withFields } from './ports.ts';
-import type { JobQueue } from './queue.ts';
+import type { AccountStore, KeySource, LeaseStore, Mirror, Queue, RunStore, WriteStore } from './stores.ts';
 
+/** The ports the use cases take; compose.ts wires them (Lambda and local runtime alike). */
 export interface PipelineDeps {
   config: AppConfig;
   ledger: QuotaLedger;
-  state: StateStore;
-  mirror: MirrorStore;
-  queue: JobQueue;
-  keys: KeyProvider;
+  runs: RunStore;
+  leases: LeaseStore;
+  accounts: AccountStore;
+  writes: WriteStore;
+  mirror: Mirror;
+  queue: Queue;
+  keys: KeySource;
   log: Log;
   metrics: Metrics;
 }

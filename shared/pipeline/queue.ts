@@ -1,6 +1,7 @@
 // Adapter: the job queue and its dead-letter queue.
 import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
-import type { JobInput } from '../jobs/schema.ts';
+import type { Job, JobInput } from '../jobs/schema.ts';
+import type { Queue } from './stores.ts';
 
 /** SQS's longest message delay. Waits longer than this are re-sent again when they come back. */
 export const MAX_DELAY_SECONDS = 900;
@@ -19,7 +20,7 @@ export function deferralDelayMs(retryAt: number, now: number): number {
   return wait <= 0 ? 0 : Math.floor(wait / 1000) * 1000;
 }
 
-export class JobQueue {
+export class JobQueue implements Queue {
   readonly queueUrl: string;
   readonly dlqUrl: string;
   private readonly sqs: SQSClient;
@@ -41,6 +42,15 @@ export class JobQueue {
         MessageAttributes: { kind: { DataType: 'String', StringValue: job.kind } },
       }),
     );
+  }
+
+  /**
+   * Sends `job` again as its next attempt (`attempt` + 1), the one way every path re-sends a job: a
+   * sync continuing in a new message, a job the ledger deferred, a write waiting for a new key. Slots a
+   * copy once held are never carried over: the next attempt acquires its own.
+   */
+  async requeue<J extends Job>(job: J, delayMs = 0): Promise<void> {
+    await this.send({ ...job, attempt: job.attempt + 1, heldSlots: undefined }, delayMs);
   }
 
   /** Moves a message that can never succeed to the dead-letter queue, with the reason attached. */

@@ -3,7 +3,7 @@
 // day's quota cannot serve.
 import { randomUUID } from 'node:crypto';
 import type { SyncResource } from '../jobs/schema.ts';
-import { isKeyRejected } from '../store/index.ts';
+import { openAccount } from './account-gate.ts';
 import type { PipelineDeps } from './deps.ts';
 
 export type SkipReason = 'not-due' | 'in-flight' | 'quota' | 'key-rejected' | 'key-missing';
@@ -23,7 +23,7 @@ export async function runScheduler(
   nowMs: number = Date.now(),
   tickMs: number = deps.config.scheduler.everyMinutes * 60_000,
 ): Promise<SchedulerResult> {
-  const { config, state, ledger, queue, keys, log, metrics, mirror } = deps;
+  const { config, runs, leases, ledger, queue, log, metrics, mirror } = deps;
   const result: SchedulerResult = { enqueued: [], skipped: [] };
   const bulkShare = ledger.config.bulkShare;
   for (const account of config.accounts) {
@@ -34,28 +34,22 @@ export async function runScheduler(
       for (const [resource] of resources) result.skipped.push({ account: account.id, resource, reason });
       metrics.add('JobsSkipped', resources.length, { account: account.id, reason });
     };
-    const status = await state.getAccountStatus(account.id);
-    if (status.state === 'key-rejected') {
-      const key = await keys.get(account, { fresh: true }).catch(() => undefined);
-      if (!key) {
-        skipAll('key-missing');
-        continue;
-      }
-      if (isKeyRejected(status, key.versionId)) {
+    const gate = await openAccount(account, deps);
+    if (!gate.open) {
+      if (gate.reason === 'key-rejected') {
         log.warn('Account stopped: Keap rejected its key; store a new key to resume', {
           account: account.id,
         });
-        skipAll('key-rejected');
-        continue;
       }
-      await state.markActive(account.id);
+      skipAll(gate.reason);
+      continue;
     }
     const snap = await ledger.snapshot(account.tenant);
     metrics.add('QuotaDayLeft', snap.day.left, { account: account.id });
     metrics.add('QuotaMinuteLeft', snap.minute.left, { account: account.id });
     let bulkLeft = Math.floor(snap.day.limit * bulkShare) - (snap.day.used + snap.day.heldAhead);
     for (const [resource, schedule] of resources) {
-      const cursor = await state.getCursor(account.id, resource);
+      const cursor = await runs.getCursor(account.id, resource);
       const lastRun = cursor.lastRunAt === null ? null : Date.parse(cursor.lastRunAt);
       // Sync lag: how old the mirror's view of this list is (time since its last finished run).
       if (lastRun !== null)
@@ -87,7 +81,7 @@ export async function runScheduler(
         continue;
       }
       const runId = randomUUID();
-      if (!(await state.acquireLease(account.id, resource, runId, config.worker.leaseTtlMs, nowMs))) {
+      if (!(await leases.acquire(account.id, resource, runId, config.worker.leaseTtlMs, nowMs))) {
         result.skipped.push({ account: account.id, resource, reason: 'in-flight' });
         continue;
       }
@@ -102,7 +96,7 @@ export async function runScheduler(
           enqueuedAt: new Date(nowMs).toISOString(),
         });
       } catch (err) {
-        await state.releaseLease(account.id, resource, runId);
+        await leases.release(account.id, resource, runId);
         throw err;
       }
       bulkLeft -= mode === 'full' ? needed - config.scheduler.reserveCallsForIncremental : 1;

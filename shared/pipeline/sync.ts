@@ -29,21 +29,19 @@ export async function runSync(
   invocation: Invocation,
   log: Log,
 ): Promise<SyncOutcome> {
-  const { state, mirror, queue, metrics, config, ledger } = deps;
+  const { runs, leases, mirror, queue, metrics, config, ledger } = deps;
   const { resource } = job;
   const dims = { account: account.id, resource };
   const runId = job.runId ?? randomUUID();
   const ttl = config.worker.leaseTtlMs;
-  // The scheduler took the lease for this run; an on-demand job takes it here.
-  const leased =
-    (await state.renewLease(account.id, resource, runId, ttl)) ||
-    (await state.acquireLease(account.id, resource, runId, ttl));
-  if (!leased) {
+  // The run id is the lease's one owner token: the scheduler took the lease for this run; an
+  // on-demand job takes it here.
+  if (!(await leases.claim(account.id, resource, runId, ttl))) {
     log.info('Another job is already syncing this resource; this one is dropped', { runId });
     metrics.add('JobsSkipped', 1, { ...dims, reason: 'busy' });
     return { status: 'skipped', reason: 'busy' };
   }
-  const started = await state.startRun(account.id, resource, runId, job.mode, { owner: runId });
+  const started = await runs.start(account.id, resource, runId, job.mode);
   if (started.status === 'busy') {
     log.info('Another run holds this resource; this job is dropped', {
       runId,
@@ -53,7 +51,7 @@ export async function runSync(
     return { status: 'skipped', reason: 'busy' };
   }
   const checkpoint = started.checkpoint;
-  const cursor = await state.getCursor(account.id, resource);
+  const cursor = await runs.getCursor(account.id, resource);
   const since = job.mode === 'incremental' ? (job.cursor ?? cursor.highWaterMs ?? undefined) : undefined;
   const spec = RESOURCES[resource];
   let runHigh = checkpoint.pageHighWaterMs;
@@ -80,7 +78,7 @@ export async function runSync(
       for (const row of rows)
         if (row.updateTimeMs > 0 && (runHigh === null || row.updateTimeMs > runHigh))
           runHigh = row.updateTimeMs;
-      await state.checkpoint(account.id, resource, runId, {
+      await runs.checkpoint(account.id, resource, runId, {
         pageToken: page.nextPageToken ?? null,
         pageHighWaterMs: runHigh,
         pagesDelta: 1,
@@ -94,8 +92,8 @@ export async function runSync(
       if (page.done) break;
       if (invocation.remainingMs() < config.worker.safetyMarginMs) {
         await iterator.return(undefined);
-        await queue.send({ ...job, runId, attempt: job.attempt + 1, heldSlots: undefined });
-        await state.renewLease(account.id, resource, runId, ttl);
+        await queue.requeue({ ...job, runId });
+        await leases.renew(account.id, resource, runId, ttl);
         log.info('Out of invocation time: continuing in a new message', { runId, pages, records });
         return { status: 'continued', pages, records };
       }
@@ -103,8 +101,8 @@ export async function runSync(
   } catch (err) {
     if (!(err instanceof QuotaDeferredError)) throw err;
     const waitMs = deferralDelayMs(err.retryAt, ledger.now());
-    await queue.send({ ...job, runId, attempt: job.attempt + 1, heldSlots: undefined }, waitMs);
-    await state.renewLease(account.id, resource, runId, ttl + waitMs);
+    await queue.requeue({ ...job, runId }, waitMs);
+    await leases.renew(account.id, resource, runId, ttl + waitMs);
     metrics.add('Deferrals', 1, { ...dims, reason: err.reason });
     log.info('The quota ledger deferred the job; it comes back through the queue', {
       runId,
@@ -115,8 +113,8 @@ export async function runSync(
   }
   const highWaterMs = runHigh ?? cursor.highWaterMs;
   // Sync lag (time since a list's last finished run) is the scheduler's to report, every tick.
-  await state.finishRun(account.id, resource, runId, highWaterMs);
-  await state.releaseLease(account.id, resource, runId);
+  await runs.finish(account.id, resource, runId, highWaterMs);
+  await leases.release(account.id, resource, runId);
   log.info('Sync finished', {
     runId,
     pages,

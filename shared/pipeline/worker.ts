@@ -5,11 +5,11 @@ import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda'
 import { type AccountConfig, findAccount } from '../config/app-config.ts';
 import { type Job, PoisonMessageError, parseJob } from '../jobs/schema.ts';
 import { KeyRejectedError } from '../keap/index.ts';
-import { IdempotencyConflictError, isKeyRejected } from '../store/index.ts';
+import { IdempotencyConflictError } from '../store/index.ts';
+import { openAccount, parkJob, stopAccount } from './account-gate.ts';
 import { ClientCache, type PipelineDeps } from './deps.ts';
 import { KeySecretError } from './keys.ts';
 import { type Log, withFields } from './ports.ts';
-import { MAX_DELAY_SECONDS } from './queue.ts';
 import { runSync } from './sync.ts';
 import { runWrite } from './writes.ts';
 
@@ -109,22 +109,17 @@ async function runJob(
   clients: ClientCache,
   log: Log,
 ): Promise<void> {
-  const { state, keys, metrics } = deps;
-  let key = await keys.get(account).catch((err: unknown) => {
+  let key = await deps.keys.get(account).catch((err: unknown) => {
     if (err instanceof KeySecretError) log.error(err.message, { error: err.name });
     throw err;
   });
-  // A key Keap rejected is not used again until a new secret value is stored.
-  const status = await state.getAccountStatus(account.id);
-  if (status.state === 'key-rejected') {
-    if (isKeyRejected(status, key.versionId)) key = await keys.get(account, { fresh: true });
-    if (isKeyRejected(status, key.versionId)) {
-      await parkForNewKey(job, account, deps, log);
-      return;
-    }
-    await state.markActive(account.id);
-    log.info('A new key was stored for the account: it is active again');
+  const gate = await openAccount(account, deps, key);
+  if (!gate.open) {
+    if (gate.reason === 'key-missing') throw gate.error;
+    await parkJob(job, account, deps, log);
+    return;
   }
+  key = gate.key ?? key;
   for (let attempt = 0; ; attempt++) {
     const client = clients.for(account, key);
     try {
@@ -145,36 +140,14 @@ async function runJob(
       if (!(err instanceof KeyRejectedError)) throw err;
       clients.markRejected(account.id, key.versionId);
       // The key may have been rotated since it was cached: read it once more before giving up.
-      const fresh = await keys.get(account, { fresh: true });
+      const fresh = await deps.keys.get(account, { fresh: true });
       if (attempt === 0 && fresh.versionId !== key.versionId) {
         key = fresh;
         continue;
       }
-      await state.markKeyRejected(account.id, fresh.versionId, err.message);
-      metrics.add('KeyRejected', 1, { account: account.id });
-      log.error('Keap rejected the key: the account is stopped until a new key is stored', {
-        error: err.name,
-        message: err.message,
-      });
-      await parkForNewKey(job, account, deps, log);
+      await stopAccount(account, fresh.versionId, err, deps, log);
+      await parkJob(job, account, deps, log);
       return;
     }
   }
-}
-
-/**
- * The account's key is rejected. A write waits in the queue (re-sent with SQS's longest delay, no
- * Keap call) until a new key is stored; a sync is dropped and its lease freed, because the scheduler
- * enqueues it again as soon as the account is active, without waiting for the lease to expire.
- */
-async function parkForNewKey(job: Job, account: AccountConfig, deps: PipelineDeps, log: Log): Promise<void> {
-  if (job.kind === 'sync') {
-    if (job.runId) await deps.state.releaseLease(account.id, job.resource, job.runId);
-    log.warn('The account is stopped: Keap rejected its key. The sync resumes when a new key is stored');
-    deps.metrics.add('JobsSkipped', 1, { account: account.id, reason: 'key-rejected' });
-    return;
-  }
-  await deps.queue.send(job, MAX_DELAY_SECONDS * 1000);
-  log.warn('The account is stopped: Keap rejected its key. The write waits for a new key');
-  deps.metrics.add('Deferrals', 1, { account: account.id, reason: 'key-rejected' });
 }

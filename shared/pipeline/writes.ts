@@ -84,9 +84,9 @@ export async function runWrite(
   deps: PipelineDeps,
   log: Log,
 ): Promise<WriteJobOutcome> {
-  const { state, queue, metrics, ledger } = deps;
+  const { writes, queue, metrics, ledger } = deps;
   const dims = { account: account.id, operation: job.kind };
-  const begin = await state.beginWrite(job.idempotencyKey, {
+  const begin = await writes.begin(job.idempotencyKey, {
     kind: job.kind === 'createNote' ? 'create' : 'safe',
     account: account.id,
     requestHash: requestHash(job),
@@ -110,38 +110,37 @@ export async function runWrite(
   }
   try {
     const outcome = await perform(job, client);
-    await state.completeWrite(job.idempotencyKey, outcome);
+    await writes.complete(job.idempotencyKey, outcome);
     metrics.add('WritesDone', 1, dims);
     log.info('Write performed', { outcome });
     return { status: 'done', outcome };
   } catch (err) {
     if (err instanceof QuotaDeferredError) {
       // Nothing was sent: give the write up for the next delivery, then defer through the queue.
-      await state.failWrite(job.idempotencyKey, err, true);
-      const waitMs = deferralDelayMs(err.retryAt, ledger.now());
-      await queue.send({ ...job, attempt: job.attempt + 1, heldSlots: undefined }, waitMs);
+      await writes.fail(job.idempotencyKey, err, true);
+      await queue.requeue(job, deferralDelayMs(err.retryAt, ledger.now()));
       metrics.add('Deferrals', 1, { ...dims, reason: err.reason });
       return { status: 'deferred', retryAt: err.retryAt };
     }
     if (err instanceof KeyRejectedError) {
-      await state.failWrite(job.idempotencyKey, err, true);
+      await writes.fail(job.idempotencyKey, err, true);
       throw err;
     }
     if (err instanceof RetryableError) {
       // A create whose answer was lost may have happened: never let it be repeated blindly.
-      await state.failWrite(job.idempotencyKey, err, !err.outcomeUnknown);
+      await writes.fail(job.idempotencyKey, err, !err.outcomeUnknown);
       if (err.outcomeUnknown) return { status: 'outcome-unknown' };
       throw err;
     }
     if (err instanceof KeapError) {
-      await state.failWrite(job.idempotencyKey, err, false);
+      await writes.fail(job.idempotencyKey, err, false);
       log.warn('Keap refused the write; the failure is recorded for the sender', {
         error: err.name,
         message: err.message,
       });
       return { status: 'failed', error: err.name };
     }
-    await state.failWrite(job.idempotencyKey, err instanceof Error ? err : new Error(String(err)), true);
+    await writes.fail(job.idempotencyKey, err instanceof Error ? err : new Error(String(err)), true);
     throw err;
   }
 }

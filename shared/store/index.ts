@@ -1,4 +1,6 @@
-// Public surface of the DynamoDB store: the Keap mirror, the sync state table, and their key design.
+// Public surface of the DynamoDB store: the Keap mirror, the sync state table's record stores (runs,
+// leases, accounts, writes), and their key design.
+export { type AccountStatus, DynamoAccountStore } from './accounts.ts';
 export {
   callDynamo,
   type DynamoRetrySettings,
@@ -8,6 +10,7 @@ export {
   parseDynamoRetrySettings,
 } from './dynamo.ts';
 export * from './errors.ts';
+export { DynamoLeaseStore, type Lease } from './leases.ts';
 export {
   estimateItemSize,
   type MirrorItem,
@@ -16,6 +19,13 @@ export {
   type MirrorStoreOptions,
   type UpsertResult,
 } from './mirror.ts';
+export {
+  type Checkpoint,
+  type CheckpointProgress,
+  type Cursor,
+  DynamoRunStore,
+  type StartRunResult,
+} from './runs.ts';
 export {
   type MirrorSettings,
   type MirrorSettingsInput,
@@ -26,23 +36,7 @@ export {
   type StateSettingsInput,
   stateSettingsSchema,
 } from './settings.ts';
-export {
-  type AccountStatus,
-  type BeginWriteResult,
-  type Checkpoint,
-  type CheckpointProgress,
-  type Cursor,
-  isKeyRejected,
-  type Lease,
-  type StartRunResult,
-  StateStore,
-  type StateStoreOptions,
-  type WriteFailure,
-  type WriteKind,
-  type WriteOutcome,
-  type WriteRecord,
-  type WriteRequest,
-} from './state.ts';
+export { openStateStores, type StateStoreOptions, type StateStores } from './state.ts';
 export {
   createMirrorTable,
   createStateTable,
@@ -53,3 +47,12 @@ export {
   STATE_TABLE,
   stateKey,
 } from './tables.ts';
+export {
+  type BeginWriteResult,
+  DynamoWriteStore,
+  type WriteFailure,
+  type WriteKind,
+  type WriteOutcome,
+  type WriteRecord,
+  type WriteRequest,
+} from './writes.ts';

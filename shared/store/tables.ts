@@ -8,10 +8,9 @@ import {
   UpdateTimeToLiveCommand,
   waitUntilTableExists,
 } from '@aws-sdk/client-dynamodb';
-import { StoreInputError } from './errors.ts';
+import { checkInput, idField, KEY_SEPARATOR, nameField } from './fields.ts';
 
-/** Joins account and resource in partition keys; neither may contain it. */
-export const KEY_SEPARATOR = '#';
+export { KEY_SEPARATOR };
 
 /** DynamoDB's item size limit (attribute names and values, UTF-8). */
 export const MAX_ITEM_BYTES = 400 * 1024;
@@ -50,21 +49,12 @@ export const STATE_TABLE = {
 
 /** Checks an account or resource name: non-empty, at most 200 characters, no `#`. */
 export function checkName(field: string, value: unknown): string {
-  if (typeof value !== 'string' || value.length === 0 || value.length > 200) {
-    throw new StoreInputError(field, 'must be a non-empty string of at most 200 characters.');
-  }
-  if (value.includes(KEY_SEPARATOR)) {
-    throw new StoreInputError(field, `must not contain "${KEY_SEPARATOR}" (it separates key parts).`);
-  }
-  return value;
+  return checkInput(nameField, field, value);
 }
 
 /** Checks a free-form key part (record id, run id, owner, idempotency key): non-empty, at most 1024 characters. */
 export function checkId(field: string, value: unknown): string {
-  if (typeof value !== 'string' || value.length === 0 || value.length > 1024) {
-    throw new StoreInputError(field, 'must be a non-empty string of at most 1024 characters.');
-  }
-  return value;
+  return checkInput(idField, field, value);
 }
 
 export function mirrorPartitionKey(account: string, resource: string): string {

@@ -76,9 +76,9 @@ describe('a revoked key', () => {
     expect(rejected.every((a) => a.status === 401)).toBe(true);
     expect(rejected.length).toBeLessThanOrEqual(WORKERS);
 
-    const status = await w.stack.deps.state.getAccountStatus('acme');
+    const status = await w.stack.deps.accounts.getStatus('acme');
     expect(status.state).toBe('key-rejected');
-    expect(await w.stack.deps.state.getAccountStatus('beta')).toEqual(
+    expect(await w.stack.deps.accounts.getStatus('beta')).toEqual(
       expect.objectContaining({ state: 'active' }),
     );
     expect(await complete('beta')).toBe(true);
@@ -86,8 +86,7 @@ describe('a revoked key', () => {
     // The account's syncs are dropped with their leases freed (the scheduler re-creates them).
     const depth = await queueDepth(w.stack.sqs.client, w.stack.sqs.queue.queueUrl);
     expect(depth.delayed + depth.visible + depth.notVisible).toBe(0);
-    for (const resource of RESOURCES)
-      expect(await w.stack.deps.state.getLease('acme', resource)).toBeUndefined();
+    for (const resource of RESOURCES) expect(await w.stack.deps.leases.get('acme', resource)).toBeUndefined();
 
     // Nothing more is sent with the rejected key: the scheduler skips the account.
     const again = await runScheduler(w.stack.deps, Date.now() + 6 * 60_000);
@@ -114,7 +113,7 @@ describe('a revoked key', () => {
     } finally {
       await poller.stop();
     }
-    expect((await w.stack.deps.state.getAccountStatus('acme')).state).toBe('active');
+    expect((await w.stack.deps.accounts.getStatus('acme')).state).toBe('active');
     expect(w.sandbox.arrivals.filter((a) => a.status === 401).length).toBe(before401);
     const fresh = w.sandbox.arrivals.filter((a) => a.keyId === keyFingerprint(A_NEW.key));
     expect(fresh.length).toBeGreaterThan(0);

@@ -144,7 +144,7 @@ describe('poison messages', () => {
     expect(w.metrics.sum('DeadLetters', { reason: 'unknown-account' })).toBe(1);
 
     expect((await mirrorOf(w.stack, ACCOUNT, 'contacts')).size).toBe(w.sandbox.dataset.contacts.size);
-    const outcome = await w.stack.deps.state.getWriteOutcome(upsertKey);
+    const outcome = await w.stack.deps.writes.getOutcome(upsertKey);
     expect(outcome?.state).toBe('done');
     expect(w.sandbox.dataset.contacts.get(String(outcome?.outcome?.contactId))?.given_name).toBe('Valid');
   }, 60_000);

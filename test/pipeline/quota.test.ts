@@ -130,7 +130,7 @@ describe('16 workers against the quota', () => {
     expect(metrics.sum('KeapCalls')).toBe(arrivals.length);
 
     // None lost: every write is done (once, in Keap) or waits in the queue for the next day.
-    const outcomes = await Promise.all(keys.map((k) => stack.deps.state.getWriteOutcome(k)));
+    const outcomes = await Promise.all(keys.map((k) => stack.deps.writes.getOutcome(k)));
     const done = outcomes.filter((o) => o?.state === 'done');
     const waiting = outcomes.filter((o) => o?.state !== 'done');
     expect(done.length).toBe(accepted.length);

@@ -59,7 +59,7 @@ describe('a worker killed mid-sync', () => {
   });
 
   test('resumes from its checkpoint with no record lost or duplicated', async () => {
-    const { state } = w.stack.deps;
+    const { runs, leases } = w.stack.deps;
     /** Pages checkpointed when the worker was killed (page + 1 was in the mirror, not checkpointed). */
     let killedAtPage: number | undefined;
     const invocations: Array<{ fromPage: number | null; killed: boolean }> = [];
@@ -70,7 +70,7 @@ describe('a worker killed mid-sync', () => {
     const handler: WorkerHandler = async (event, context) => {
       const signal = abortSignalOf(context);
       if (!signal) throw new Error('not invoked by the poller');
-      const cursor = await state.getCursor(ACCOUNT, 'contacts');
+      const cursor = await runs.getCursor(ACCOUNT, 'contacts');
       const invocation = { fromPage: cursor.checkpoint?.pages ?? null, killed: false };
       invocations.push(invocation);
       const killing = new Proxy(w.stack.deps.mirror, {
@@ -78,7 +78,7 @@ describe('a worker killed mid-sync', () => {
           if (prop !== 'upsertMany') return Reflect.get(t, prop, t);
           return async (...args: Parameters<typeof t.upsertMany>) => {
             const out = await t.upsertMany(...args);
-            const pages = (await state.getCursor(ACCOUNT, 'contacts')).checkpoint?.pages ?? 0;
+            const pages = (await runs.getCursor(ACCOUNT, 'contacts')).checkpoint?.pages ?? 0;
             if (killedAtPage === undefined && pages >= 1 && !signal.aborted) {
               killedAtPage = pages;
               invocation.killed = true;
@@ -91,7 +91,10 @@ describe('a worker killed mid-sync', () => {
       const deps: PipelineDeps = {
         ...w.stack.deps,
         mirror: frozenWhenKilled(killing, signal),
-        state: frozenWhenKilled(state, signal),
+        runs: frozenWhenKilled(runs, signal),
+        leases: frozenWhenKilled(leases, signal),
+        accounts: frozenWhenKilled(w.stack.deps.accounts, signal),
+        writes: frozenWhenKilled(w.stack.deps.writes, signal),
         queue: frozenWhenKilled(w.stack.deps.queue, signal),
       };
       return createWorkerHandler(deps)(event, context);
@@ -107,7 +110,7 @@ describe('a worker killed mid-sync', () => {
       expect(await eventually(() => killedAtPage !== undefined, 30_000)).toBe(true);
       const k = killedAtPage ?? 0;
       // Killed: k pages checkpointed, page k + 1 in the mirror only.
-      const killed = await state.getCursor(ACCOUNT, 'contacts');
+      const killed = await runs.getCursor(ACCOUNT, 'contacts');
       expect(killed.checkpoint?.runId).toBe(runId);
       expect(killed.checkpoint?.pages).toBe(k);
       expect(killed.checkpoint?.pageToken).toBeTruthy();
@@ -138,11 +141,11 @@ describe('a worker killed mid-sync', () => {
     expect(missing.map((c) => c.id)).toEqual([]);
 
     // The cursor advanced to the newest record; the run finished under the scheduler's run id.
-    const cursor = await state.getCursor(ACCOUNT, 'contacts');
+    const cursor = await runs.getCursor(ACCOUNT, 'contacts');
     expect(cursor.checkpoint).toBeNull();
     expect(cursor.lastRunId).toBe(runId);
     expect(cursor.highWaterMs).toBe(Math.max(...contacts.map((c) => Date.parse(c.update_time))));
-    expect(await state.getLease(ACCOUNT, 'contacts')).toBeUndefined();
+    expect(await leases.get(ACCOUNT, 'contacts')).toBeUndefined();
 
     // Three pages, plus the one page that was written but not checkpointed when the worker died
     // (plus one per invocation that timed out mid-page, on a slow machine).

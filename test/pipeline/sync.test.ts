@@ -86,13 +86,13 @@ describe('scheduler, full sync and incremental sync', () => {
       expect(problems.slice(0, 5), resource).toEqual([]);
       expect(mirror.size, resource).toBe(expected.length);
 
-      const cursor = await w.stack.deps.state.getCursor(ACCOUNT, resource);
+      const cursor = await w.stack.deps.runs.getCursor(ACCOUNT, resource);
       expect(cursor.checkpoint, resource).toBeNull();
       expect(cursor.lastRunMode, resource).toBe('full');
       expect(cursor.lastRunRecords, resource).toBe(expected.length);
       const newest = Math.max(...expected.map((r) => Date.parse(String(r[timeField(resource, r)]))));
       expect(cursor.highWaterMs, resource).toBe(newest);
-      expect(await w.stack.deps.state.getLease(ACCOUNT, resource), resource).toBeUndefined();
+      expect(await w.stack.deps.leases.get(ACCOUNT, resource), resource).toBeUndefined();
     }
     expect(w.sandbox.arrivals.filter((a) => a.status !== 200)).toEqual([]);
     // The worker reports the Keap calls it made (operators' KeapCalls metric) and no 429s.
@@ -150,7 +150,7 @@ describe('scheduler, full sync and incremental sync', () => {
     }
     expect(rewritten.length).toBeLessThan(10);
 
-    const cursor = await w.stack.deps.state.getCursor(ACCOUNT, 'contacts');
+    const cursor = await w.stack.deps.runs.getCursor(ACCOUNT, 'contacts');
     expect(cursor.lastRunMode).toBe('incremental');
     expect(cursor.highWaterMs).toBe(
       Date.parse(w.sandbox.dataset.contacts.get(change.updated[0] ?? '')?.update_time ?? ''),

@@ -92,7 +92,7 @@ describe('idempotent writes', () => {
     expect(notes[0]?.text).toBe('Asked about pricing.');
     const posts = arrivalsSince(w.sandbox, mark).filter((a) => a.method === 'POST');
     expect(posts).toHaveLength(1);
-    const outcome = await w.stack.deps.state.getWriteOutcome(idempotencyKey);
+    const outcome = await w.stack.deps.writes.getOutcome(idempotencyKey);
     expect(outcome?.state).toBe('done');
     expect(outcome?.outcome).toEqual({ noteId: notes[0]?.id, contactId });
     expect(w.metrics.sum('WritesDone', { operation: 'createNote' })).toBe(1);
@@ -122,7 +122,7 @@ describe('idempotent writes', () => {
     // Sent once: a second upsert would have stamped a newer update time on the same contact.
     expect(created?.update_time).toBe(created?.create_time);
     expect(arrivalsSince(w.sandbox, mark).filter((a) => a.method === 'POST')).toHaveLength(1);
-    const outcome = await w.stack.deps.state.getWriteOutcome(idempotencyKey);
+    const outcome = await w.stack.deps.writes.getOutcome(idempotencyKey);
     expect(outcome?.state).toBe('done');
     expect(outcome?.outcome).toEqual({ contactId: created?.id, created: true });
   }, 60_000);
@@ -163,7 +163,7 @@ describe('idempotent writes', () => {
     await sendRaw(w.stack, [body]);
     await drain(losingFirstAnswers(w.stack.handler));
     expect(arrivalsSince(w.sandbox, mark).filter((a) => a.method === 'POST')).toHaveLength(1);
-    const outcome = await w.stack.deps.state.getWriteOutcome(idempotencyKey);
+    const outcome = await w.stack.deps.writes.getOutcome(idempotencyKey);
     expect(outcome?.state).toBe('done');
     expect(outcome?.outcome?.results).toEqual(Object.fromEntries(ids.map((id) => [id, 'SUCCESS'])));
     for (const id of ids) expect(w.sandbox.dataset.tagApplications.has(`${tag?.id}:${id}`)).toBe(true);

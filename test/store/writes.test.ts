@@ -1,9 +1,8 @@
-// Integration: idempotency records, write outcomes and account status on dynalite and DynamoDB Local.
+// Integration: idempotency records and write outcomes of the state table on dynalite and DynamoDB Local.
 import { describe, expect, it } from 'vitest';
 import {
   IdempotencyConflictError,
-  isKeyRejected,
-  StateStore,
+  openStateStores,
   WriteNotStartedError,
   type WriteRequest,
 } from '#shared/store/index.ts';
@@ -26,10 +25,10 @@ function request(overrides: Partial<WriteRequest> = {}): WriteRequest {
   };
 }
 
-describe.each(emulatorCases)('sync state: writes and accounts on $name', (emu) => {
+describe.each(emulatorCases)('sync state: writes on $name', (emu) => {
   const tables = useTables(emu);
   const state = () =>
-    new StateStore(tables().db.client, tables().stateTable, {
+    openStateStores(tables().db.client, tables().stateTable, {
       settings: { writeTakeoverAfterMs: TAKEOVER_MS },
     });
 
@@ -38,7 +37,7 @@ describe.each(emulatorCases)('sync state: writes and accounts on $name', (emu) =
       const key = unique('key');
 
       const results = await Promise.all(
-        Array.from({ length: 20 }, () => state().beginWrite(key, request({ kind: 'create' }), T0)),
+        Array.from({ length: 20 }, () => state().writes.begin(key, request({ kind: 'create' }), T0)),
       );
 
       expect(results.filter((r) => r.state === 'new')).toHaveLength(1);
@@ -49,11 +48,11 @@ describe.each(emulatorCases)('sync state: writes and accounts on $name', (emu) =
     it('returns the completed outcome to later callers and to senders', async () => {
       const store = state();
       const key = unique('key');
-      await store.beginWrite(key, request({ kind: 'create' }), T0);
+      await store.writes.begin(key, request({ kind: 'create' }), T0);
 
-      await store.completeWrite(key, { keapId: '42' }, T0 + 100);
-      const later = await store.beginWrite(key, request({ kind: 'create' }), T0 + 200);
-      const stored = await store.getWriteOutcome(key);
+      await store.writes.complete(key, { keapId: '42' }, T0 + 100);
+      const later = await store.writes.begin(key, request({ kind: 'create' }), T0 + 200);
+      const stored = await store.writes.getOutcome(key);
 
       expect(later).toMatchObject({ state: 'done', outcome: { keapId: '42' } });
       expect(stored).toMatchObject({ state: 'done', outcome: { keapId: '42' }, attempt: 1, kind: 'create' });
@@ -62,11 +61,11 @@ describe.each(emulatorCases)('sync state: writes and accounts on $name', (emu) =
     it('keeps the first outcome when a write is completed twice', async () => {
       const store = state();
       const key = unique('key');
-      await store.beginWrite(key, request(), T0);
-      await store.completeWrite(key, { keapId: 'first' }, T0 + 1);
+      await store.writes.begin(key, request(), T0);
+      await store.writes.complete(key, { keapId: 'first' }, T0 + 1);
 
-      const second = await store.completeWrite(key, { keapId: 'second' }, T0 + 2);
-      const failedAfter = await store.failWrite(key, new Error('late failure'), false, T0 + 3);
+      const second = await store.writes.complete(key, { keapId: 'second' }, T0 + 2);
+      const failedAfter = await store.writes.fail(key, new Error('late failure'), false, T0 + 3);
 
       expect(second.outcome).toEqual({ keapId: 'first' });
       expect(failedAfter).toMatchObject({ state: 'done', outcome: { keapId: 'first' }, error: null });
@@ -75,24 +74,24 @@ describe.each(emulatorCases)('sync state: writes and accounts on $name', (emu) =
     it('never takes over an abandoned create: its outcome is reported unknown', async () => {
       const store = state();
       const key = unique('key');
-      await store.beginWrite(key, request({ kind: 'create' }), T0);
+      await store.writes.begin(key, request({ kind: 'create' }), T0);
 
-      const fresh = await store.beginWrite(key, request({ kind: 'create' }), T0 + TAKEOVER_MS - 1);
-      const stale = await store.beginWrite(key, request({ kind: 'create' }), T0 + TAKEOVER_MS);
-      const muchLater = await store.beginWrite(key, request({ kind: 'create' }), T0 + 10 * TAKEOVER_MS);
+      const fresh = await store.writes.begin(key, request({ kind: 'create' }), T0 + TAKEOVER_MS - 1);
+      const stale = await store.writes.begin(key, request({ kind: 'create' }), T0 + TAKEOVER_MS);
+      const muchLater = await store.writes.begin(key, request({ kind: 'create' }), T0 + 10 * TAKEOVER_MS);
 
       expect(fresh).toMatchObject({ state: 'in-progress', unknown: false });
       expect(stale).toMatchObject({ state: 'in-progress', unknown: true });
       expect(muchLater).toMatchObject({ state: 'in-progress', unknown: true });
-      expect(await store.getWriteOutcome(key)).toMatchObject({ state: 'in-progress', attempt: 1 });
+      expect(await store.writes.getOutcome(key)).toMatchObject({ state: 'in-progress', attempt: 1 });
     });
 
     it('lets exactly one of many concurrent callers take over an abandoned idempotent write', async () => {
       const key = unique('key');
-      await state().beginWrite(key, request(), T0);
+      await state().writes.begin(key, request(), T0);
 
       const results = await Promise.all(
-        Array.from({ length: 15 }, () => state().beginWrite(key, request(), T0 + TAKEOVER_MS + 5)),
+        Array.from({ length: 15 }, () => state().writes.begin(key, request(), T0 + TAKEOVER_MS + 5)),
       );
 
       const taken = results.filter((r) => r.state === 'new');
@@ -103,44 +102,44 @@ describe.each(emulatorCases)('sync state: writes and accounts on $name', (emu) =
         previousSince: new Date(T0).toISOString(),
       });
       expect(results.filter((r) => r.state === 'in-progress' && !r.unknown)).toHaveLength(14);
-      expect(await state().getWriteOutcome(key)).toMatchObject({ state: 'in-progress', attempt: 2 });
+      expect(await state().writes.getOutcome(key)).toMatchObject({ state: 'in-progress', attempt: 2 });
     });
 
     it('lets a retryable failure be retried, even for a create, and reports a final one', async () => {
       const store = state();
       const retryKey = unique('key');
       const finalKey = unique('key');
-      await store.beginWrite(retryKey, request({ kind: 'create' }), T0);
-      await store.beginWrite(finalKey, request({ kind: 'create' }), T0);
+      await store.writes.begin(retryKey, request({ kind: 'create' }), T0);
+      await store.writes.begin(finalKey, request({ kind: 'create' }), T0);
 
-      await store.failWrite(retryKey, new Error('connection refused before sending'), true, T0 + 1);
-      await store.failWrite(
+      await store.writes.fail(retryKey, new Error('connection refused before sending'), true, T0 + 1);
+      await store.writes.fail(
         finalKey,
         { name: 'KeapValidationError', message: 'email is invalid' },
         false,
         T0 + 1,
       );
-      const retry = await store.beginWrite(retryKey, request({ kind: 'create' }), T0 + 2);
-      const final = await store.beginWrite(finalKey, request({ kind: 'create' }), T0 + 2);
+      const retry = await store.writes.begin(retryKey, request({ kind: 'create' }), T0 + 2);
+      const final = await store.writes.begin(finalKey, request({ kind: 'create' }), T0 + 2);
 
       expect(retry).toMatchObject({ state: 'new', takeover: true, attempt: 2 });
       expect(final).toMatchObject({
         state: 'failed',
         error: { name: 'KeapValidationError', message: 'email is invalid' },
       });
-      expect(await store.getWriteOutcome(retryKey)).toMatchObject({ state: 'in-progress', error: null });
+      expect(await store.writes.getOutcome(retryKey)).toMatchObject({ state: 'in-progress', error: null });
     });
 
     it('rejects the same key for a different request with a conflict error', async () => {
       const store = state();
       const key = unique('key');
-      await store.beginWrite(key, request(), T0);
+      await store.writes.begin(key, request(), T0);
 
-      const hash = await store
-        .beginWrite(key, request({ requestHash: 'h2' }), T0 + 1)
+      const hash = await store.writes
+        .begin(key, request({ requestHash: 'h2' }), T0 + 1)
         .catch((e: unknown) => e);
-      const account = await store
-        .beginWrite(key, request({ account: 'acct2' }), T0 + 1)
+      const account = await store.writes
+        .begin(key, request({ account: 'acct2' }), T0 + 1)
         .catch((e: unknown) => e);
 
       expect(hash).toBeInstanceOf(IdempotencyConflictError);
@@ -151,60 +150,27 @@ describe.each(emulatorCases)('sync state: writes and accounts on $name', (emu) =
     it('refuses to record an outcome for a key nobody claimed', async () => {
       const store = state();
 
-      await expect(store.completeWrite(unique('key'), { keapId: '1' })).rejects.toBeInstanceOf(
+      await expect(store.writes.complete(unique('key'), { keapId: '1' })).rejects.toBeInstanceOf(
         WriteNotStartedError,
       );
-      await expect(store.failWrite(unique('key'), new Error('x'), true)).rejects.toBeInstanceOf(
+      await expect(store.writes.fail(unique('key'), new Error('x'), true)).rejects.toBeInstanceOf(
         WriteNotStartedError,
       );
-      expect(await store.getWriteOutcome(unique('key'))).toBeUndefined();
+      expect(await store.writes.getOutcome(unique('key'))).toBeUndefined();
     });
 
     it('still claims a write whose first answer was lost (its retry sees its own record)', async () => {
       const faulty = faultyClient(tables().db, { backoffBaseMs: 1, backoffMaxMs: 5 });
-      const store = new StateStore(faulty.client, tables().stateTable);
+      const store = openStateStores(faulty.client, tables().stateTable);
       const key = unique('key');
 
       faulty.loseNextAnswers(1);
-      const claimed = await store.beginWrite(key, request({ kind: 'create' }), T0);
-      const other = await state().beginWrite(key, request({ kind: 'create' }), T0 + 1);
+      const claimed = await store.writes.begin(key, request({ kind: 'create' }), T0);
+      const other = await state().writes.begin(key, request({ kind: 'create' }), T0 + 1);
 
       expect(claimed).toEqual({ state: 'new', takeover: false, attempt: 1 });
       expect(other).toMatchObject({ state: 'in-progress' });
       faulty.client.destroy();
-    });
-  });
-
-  describe('account status', () => {
-    it('reports an unknown account as active', async () => {
-      expect(await state().getAccountStatus(unique('acct'))).toEqual({ state: 'active', since: null });
-    });
-
-    it('moves between active and key-rejected, remembering the rejected secret version', async () => {
-      const store = state();
-      const account = unique('acct');
-
-      const rejected = await store.markKeyRejected(account, 'v1', 'Keap answered 401', T0);
-      const repeated = await store.markKeyRejected(account, 'v1', 'Keap answered 401 again', T0 + 10);
-      const newVersion = await store.markKeyRejected(account, 'v2', 'still 401 after rotation', T0 + 20);
-      const active = await store.markActive(account, T0 + 30);
-      const activeAgain = await store.markActive(account, T0 + 40);
-
-      expect(rejected).toEqual({
-        state: 'key-rejected',
-        reason: 'Keap answered 401',
-        since: new Date(T0).toISOString(),
-        secretVersionRejected: 'v1',
-      });
-      expect(repeated).toEqual(rejected);
-      expect(newVersion).toMatchObject({
-        secretVersionRejected: 'v2',
-        since: new Date(T0 + 20).toISOString(),
-      });
-      expect([isKeyRejected(newVersion, 'v2'), isKeyRejected(newVersion, 'v3')]).toEqual([true, false]);
-      expect(active).toEqual({ state: 'active', since: new Date(T0 + 30).toISOString() });
-      expect(activeAgain).toEqual(active);
-      expect(await store.getAccountStatus(account)).toEqual(active);
     });
   });
 });

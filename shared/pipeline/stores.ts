@@ -1,0 +1,81 @@
+// Ports: the state, mirror, queue and keys the use cases (scheduler, sync, writes, worker) read and
+// write. The DynamoDB, SQS and Secrets Manager adapters implement them; compose.ts wires them for the
+// Lambdas and the local runtime alike, and a test may pass any object that fits.
+import type { AccountConfig } from '../config/app-config.ts';
+import type { Job, JobInput } from '../jobs/schema.ts';
+import type {
+  AccountStatus,
+  BeginWriteResult,
+  Checkpoint,
+  CheckpointProgress,
+  Cursor,
+  Lease,
+  MirrorRecord,
+  StartRunResult,
+  UpsertResult,
+  WriteFailure,
+  WriteOutcome,
+  WriteRecord,
+  WriteRequest,
+} from '../store/index.ts';
+import type { AccountKey } from './keys.ts';
+
+/** Cursors and the checkpoint of the run in progress, per (account, resource). */
+export interface RunStore {
+  getCursor(account: string, resource: string): Promise<Cursor>;
+  /** `runId` is the lease owner too: another run's checkpoint is taken over only once it lost its lease. */
+  start(account: string, resource: string, runId: string, mode: string): Promise<StartRunResult>;
+  /** Throws StaleRunError when `runId` no longer owns the checkpoint. */
+  checkpoint(
+    account: string,
+    resource: string,
+    runId: string,
+    progress: CheckpointProgress,
+  ): Promise<Checkpoint>;
+  finish(account: string, resource: string, runId: string, newHighWaterMs: number | null): Promise<Cursor>;
+}
+
+/** The (account, resource) lease; its owner is the run id of the sync it was taken for. */
+export interface LeaseStore {
+  acquire(account: string, resource: string, owner: string, ttlMs: number, nowMs?: number): Promise<boolean>;
+  renew(account: string, resource: string, owner: string, ttlMs: number): Promise<boolean>;
+  /** Renews `owner`'s lease, or takes it when free or expired. */
+  claim(account: string, resource: string, owner: string, ttlMs: number): Promise<boolean>;
+  release(account: string, resource: string, owner: string): Promise<boolean>;
+  get(account: string, resource: string): Promise<Lease | undefined>;
+}
+
+/** Each account's key status (read and changed only through the account gate). */
+export interface AccountStore {
+  getStatus(account: string): Promise<AccountStatus>;
+  markKeyRejected(account: string, secretVersionId: string, reason: string): Promise<AccountStatus>;
+  markActive(account: string): Promise<AccountStatus>;
+}
+
+/** Write idempotency records and their outcomes. */
+export interface WriteStore {
+  begin(idempotencyKey: string, request: WriteRequest): Promise<BeginWriteResult>;
+  complete(idempotencyKey: string, outcome: WriteOutcome): Promise<WriteRecord>;
+  fail(idempotencyKey: string, error: Error | WriteFailure, retryable: boolean): Promise<WriteRecord>;
+  getOutcome(idempotencyKey: string): Promise<WriteRecord | undefined>;
+}
+
+/** The mirror of Keap's lists. */
+export interface Mirror {
+  upsertMany(account: string, resource: string, records: readonly MirrorRecord[]): Promise<UpsertResult>;
+  count(account: string, resource: string): Promise<number>;
+}
+
+/** The job queue and its dead-letter queue. */
+export interface Queue {
+  /** A new job (the scheduler, other systems). */
+  send(job: JobInput, delayMs?: number): Promise<void>;
+  /** The same job again as its next attempt: a continuation, a deferral, a job waiting for a new key. */
+  requeue<J extends Job>(job: J, delayMs?: number): Promise<void>;
+  deadLetter(body: string, reason: string, detail: string, messageId: string): Promise<void>;
+}
+
+/** Each account's Keap key (Secrets Manager behind a cache). */
+export interface KeySource {
+  get(account: AccountConfig, options?: { fresh?: boolean }): Promise<AccountKey>;
+}

@@ -1,0 +1,130 @@
+// Adapter: the (account, resource) lease in the state table (`<account>#<resource>`, `lease`). One
+// token owns it: the run id of the sync it was taken for. The scheduler takes it when it enqueues a
+// sync, the sync renews it while it pages, continues or waits, and frees it when it finishes; the
+// checkpoint of a run is taken over only once the run no longer holds a live lease (runs.ts).
+import { z } from 'zod';
+import { checkInput, durationMsField, epochMsField, epochSeconds, idField, iso } from './fields.ts';
+import type { StateTable } from './table.ts';
+import { STATE_TABLE, stateKey } from './tables.ts';
+
+export interface Lease {
+  account: string;
+  resource: string;
+  /** The run id that holds it. */
+  owner: string;
+  expiresAtMs: number;
+  acquiredAt: string;
+}
+
+const leaseItemSchema = z.object({
+  account: z.string(),
+  resource: z.string(),
+  owner: z.string(),
+  expiresAtMs: z.number(),
+  acquiredAt: z.string(),
+});
+
+export class DynamoLeaseStore {
+  private readonly table: StateTable;
+  private readonly retentionMs: number;
+  private readonly now: () => number;
+
+  /** `retentionMs`: expired leases carry a TTL attribute this long after their expiry. */
+  constructor(table: StateTable, retentionMs: number, now: () => number) {
+    this.table = table;
+    this.retentionMs = retentionMs;
+    this.now = now;
+  }
+
+  /**
+   * Takes the lease of (account, resource) for `owner` until nowMs + ttlMs, if it is free, expired, or
+   * already `owner`'s. True when `owner` holds it now; false when another owner holds a live lease.
+   */
+  async acquire(
+    account: string,
+    resource: string,
+    owner: string,
+    ttlMs: number,
+    nowMs: number = this.now(),
+  ): Promise<boolean> {
+    const key = stateKey.lease(account, resource);
+    checkInput(idField, 'owner', owner);
+    checkInput(durationMsField, 'ttlMs', ttlMs);
+    checkInput(epochMsField, 'nowMs', nowMs);
+    const item = {
+      account,
+      resource,
+      owner,
+      expiresAtMs: nowMs + ttlMs,
+      acquiredAt: iso(nowMs),
+      [STATE_TABLE.ttlAttribute]: epochSeconds(nowMs + ttlMs + this.retentionMs),
+    };
+    return this.table.put('acquireLease', key, item, {
+      ConditionExpression: 'attribute_not_exists(#pk) OR #expires <= :now OR #owner = :owner',
+      ExpressionAttributeNames: { '#pk': 'pk', '#expires': 'expiresAtMs', '#owner': 'owner' },
+      ExpressionAttributeValues: { ':now': nowMs, ':owner': owner },
+    });
+  }
+
+  /** Extends `owner`'s live lease to nowMs + ttlMs. False when it expired or another owner holds it. */
+  async renew(
+    account: string,
+    resource: string,
+    owner: string,
+    ttlMs: number,
+    nowMs: number = this.now(),
+  ): Promise<boolean> {
+    const key = stateKey.lease(account, resource);
+    checkInput(idField, 'owner', owner);
+    checkInput(durationMsField, 'ttlMs', ttlMs);
+    checkInput(epochMsField, 'nowMs', nowMs);
+    return this.table.update('renewLease', key, {
+      UpdateExpression: 'SET #expires = :expires, #ttl = :ttl',
+      ConditionExpression: '#owner = :owner AND #expires > :now',
+      ExpressionAttributeNames: {
+        '#owner': 'owner',
+        '#expires': 'expiresAtMs',
+        '#ttl': STATE_TABLE.ttlAttribute,
+      },
+      ExpressionAttributeValues: {
+        ':owner': owner,
+        ':now': nowMs,
+        ':expires': nowMs + ttlMs,
+        ':ttl': epochSeconds(nowMs + ttlMs + this.retentionMs),
+      },
+    });
+  }
+
+  /**
+   * `owner` holds the lease until nowMs + ttlMs: renewed when it holds it already (the scheduler took
+   * it for this run), taken when it is free or expired (an on-demand job). False when another holds it.
+   */
+  async claim(account: string, resource: string, owner: string, ttlMs: number): Promise<boolean> {
+    return (
+      (await this.renew(account, resource, owner, ttlMs)) ||
+      (await this.acquire(account, resource, owner, ttlMs))
+    );
+  }
+
+  /** Releases the lease if `owner` holds it (live or expired). False when it is absent or another's. */
+  async release(account: string, resource: string, owner: string): Promise<boolean> {
+    const key = stateKey.lease(account, resource);
+    checkInput(idField, 'owner', owner);
+    return this.table.remove('releaseLease', key, {
+      ConditionExpression: '#owner = :owner',
+      ExpressionAttributeNames: { '#owner': 'owner' },
+      ExpressionAttributeValues: { ':owner': owner },
+    });
+  }
+
+  /** The stored lease (live or expired; compare expiresAtMs with the clock), or undefined. */
+  async get(account: string, resource: string): Promise<Lease | undefined> {
+    return this.table.get(stateKey.lease(account, resource), leaseItemSchema);
+  }
+
+  /** Whether `owner` holds a live lease of (account, resource) at nowMs. */
+  async isHeldBy(account: string, resource: string, owner: string, nowMs: number): Promise<boolean> {
+    const lease = await this.get(account, resource);
+    return lease !== undefined && lease.owner === owner && lease.expiresAtMs > nowMs;
+  }
+}
