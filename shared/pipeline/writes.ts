@@ -49,7 +49,8 @@ function stableJson(v: unknown): string {
 }
 
 async function perform(job: WriteJob, client: KeapClient): Promise<Record<string, unknown>> {
-  const call = { hold: true, heldSlots: job.heldSlots, priority: 'interactive' as const };
+  // Nothing in the message can reserve or skip a slot: every call asks the ledger.
+  const call = { priority: 'interactive' as const };
   switch (job.kind) {
     case 'upsertContact': {
       const r = await client.upsertContact(job.contact as ContactInput, {

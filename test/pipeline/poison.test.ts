@@ -143,6 +143,16 @@ describe('poison messages', () => {
     expect(w.metrics.sum('DeadLetters')).toBe(poison.length);
     expect(w.metrics.sum('DeadLetters', { reason: 'unknown-account' })).toBe(1);
 
+    // The full sync and the upsert shared the invocation and ran side by side: whichever read came
+    // first, the next incremental sync brings the mirror level with Keap.
+    await sendRaw(w.stack, [JSON.stringify({ kind: 'sync', account: ACCOUNT, resource: 'contacts' })]);
+    const again = w.stack.poller({ concurrency: 1, batchSize: 10 });
+    await again.start();
+    try {
+      await again.whenIdle({ timeoutMs: 30_000 });
+    } finally {
+      await again.stop();
+    }
     expect((await mirrorOf(w.stack, ACCOUNT, 'contacts')).size).toBe(w.sandbox.dataset.contacts.size);
     const outcome = await w.stack.deps.writes.getOutcome(upsertKey);
     expect(outcome?.state).toBe('done');
