@@ -67,7 +67,7 @@ export const ledgerSettingsSchema = z
     /** key scope: most keys one tenant may use; key limits times this must fit under the tenant caps. */
     maxKeysPerTenant: positiveInt.default(8),
     /** Bounded retries when another writer changed the item first. */
-    maxContentionRetries: positiveInt.max(50).default(10),
+    maxContentionRetries: positiveInt.max(50).default(20),
     /** Cool-down written after a spike-arrest 429. */
     spikeCoolDownMs: positiveInt.default(1_000),
     /** Cool-down written after a quota 429 when Keap's headers do not say when capacity frees. */
