@@ -126,6 +126,8 @@ async function measure(
   const limit = setTimeout(() => {
     timedOut = true;
     child.kill('SIGTERM');
+    // A run whose invocation hangs never finishes stopping its poller: end it after a grace period.
+    setTimeout(() => child.kill('SIGKILL'), 30_000).unref();
   }, timeoutS * 1000);
   const exitCode = await new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   clearInterval(timer);
@@ -146,7 +148,7 @@ function sumRecords(stdout: string): number | undefined {
   let seen = false;
   for (const line of tail.split('\n')) {
     const m =
-      /^\s*(contacts|companies|orders|opportunities|tags|notes|tasks|products|subscriptions|users)\s+([\d,]+)/.exec(
+      /^\s*(contacts|companies|orders|opportunities|tags|notes|tasks|products|subscriptions|users)\s+(?:in-sync|never-synced|syncing p\d+)\s+([\d,]+)/.exec(
         line,
       );
     if (m?.[2]) {
