@@ -9,6 +9,7 @@ import {
   type SandboxOptions,
   startSandbox,
 } from '../harness/sandbox/index.ts';
+import { parsePageLatency } from '../harness/sandbox/latency.ts';
 
 const HELP = `Keap sandbox: a local stand-in for Keap's REST v2 API and its rate-limiting gateway.
 
@@ -22,6 +23,10 @@ Server and data
   --port <n>                 port, 0 picks a free one (default 0)
   --seed <n>                 dataset/keys/faults seed (default 1)
   --contacts <n>             contacts in the dataset; other types scale from it (default 5000)
+  --lazy                     generate contacts on demand from (seed, index), so 1,000,000 fit in
+                             memory: contacts are read-only and carry no tags, the other lists hold
+                             their minimum counts; GET contacts pages by id or update_time and
+                             filters on start_update_time, end_update_time and ids
   --keys <n>                 number of generated keys (default 2)
   --tenant <id>              tenant of the generated keys (default ${DEFAULT_TENANT})
   --last-page-token <mode>   "empty" (next_page_token: "") or "absent" on the last page (default empty)
@@ -33,6 +38,9 @@ Gateway limits (default: Keap's 10/s spike, 240/min, 30,000/day, tenant 10,000/m
 
 Latency and faults (rates are shares 0..1; times are ms after start-up)
   --latency-min <ms> --latency-max <ms>   random latency before a request is stamped and judged
+  --page-latency <model>     time to build each list page, "<base ms>+<ms per record>/record",
+                             e.g. 300+2/record (a 1,000-record page: 2.3 s); off by default
+  --latency-jitter <j>       page latency times a uniform factor in [1-j, 1+j], j from 0 to 1 (default 0)
   --server-error-rate <r>    500/502/503 with a JSON or HTML body
   --hang-rate <r>            never answer
   --html-error-rate <r>      502/503 HTML page
@@ -52,6 +60,7 @@ Examples
   npm run sandbox -- --port 0 --contacts 500 --seed 7 --arrival-log arrivals.jsonl
   npm run sandbox -- --minute-limit 20 --latency-min 20 --latency-max 80 --server-error-rate 0.05
   npm run sandbox -- --storm 60000,90000 --revoke 2@120000
+  npm run sandbox -- --contacts 1000000 --lazy --page-latency 300+2/record --latency-jitter 0.2
 `;
 
 /** A command-line flag is missing a value or has a bad one. */
@@ -89,6 +98,8 @@ const STRING_FLAGS = [
   'storm',
   'revoke',
   'hook-time-scale',
+  'page-latency',
+  'latency-jitter',
 ] as const;
 type Flag = (typeof STRING_FLAGS)[number];
 
@@ -103,6 +114,7 @@ function parseCli(
     allowPositionals: false,
     options: {
       help: { type: 'boolean', short: 'h' },
+      lazy: { type: 'boolean' },
       ...Object.fromEntries(STRING_FLAGS.map((f) => [f, { type: 'string' as const }])),
     },
   });
@@ -213,6 +225,16 @@ function parseCli(
       throw new FlagError('hook-time-scale', `expected a factor above 0 and at most 10, got "${hookScale}".`);
     options.hooks = { timeScale: n };
   }
+  if (values.lazy === true) options.lazy = true;
+  const jitter = share('latency-jitter');
+  const pageLatency = str('page-latency');
+  if (pageLatency !== undefined) {
+    try {
+      options.pageLatency = parsePageLatency(pageLatency, jitter);
+    } catch (err) {
+      throw new FlagError('page-latency', err instanceof Error ? err.message : String(err));
+    }
+  } else if (jitter !== undefined) throw new FlagError('latency-jitter', 'needs --page-latency.');
   if (latencyMin !== undefined || latencyMax !== undefined) {
     const min = latencyMin ?? 0;
     options.latencyMs = { min, max: latencyMax ?? min };
@@ -257,6 +279,7 @@ async function main(): Promise<void> {
   const sandbox = await startSandbox(options);
   const counts: Record<string, number> = {};
   for (const type of RESOURCE_TYPES) counts[type] = sandbox.dataset.table(type).size;
+  if (sandbox.lazyContacts) counts.contacts = sandbox.lazyContacts.count;
   process.stdout.write(
     `${JSON.stringify({ baseUrl: sandbox.baseUrl, keys: sandbox.keys, seed: options.seed, counts, pid: process.pid })}\n`,
   );

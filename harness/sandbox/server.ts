@@ -11,6 +11,8 @@ import { FaultInjector, faultsSchema, htmlErrorPage, parseFaults, type SandboxFa
 import { ArrivalLog, type ArrivalRecord, SandboxGateway, type SandboxKey } from './gateway.ts';
 import { RESOURCE_TYPES, type ResourceType } from './generators.ts';
 import { type HookSettings, hookSettingsSchema, SandboxHooks } from './hooks.ts';
+import { type PageLatency, PageLatencyModel, pageLatencySchema } from './latency.ts';
+import { LAZY_READ_ONLY, LazyContacts } from './lazy.ts';
 import { Prng } from './prng.ts';
 import { RestV2 } from './routes.ts';
 
@@ -43,6 +45,18 @@ export interface SandboxOptions {
   lastPageToken?: 'empty' | 'absent';
   /** REST hooks (`/rest/v1/hooks`): `timeScale` scales every delay of Keap's delivery policy. */
   hooks?: HookSettings;
+  /**
+   * Time to build each list page, after the gateway let the request through: `baseMs` plus
+   * `perRecordMs` per record in the page, times a jitter factor in [1 - jitter, 1 + jitter].
+   * Default: none (pages answer at once).
+   */
+  pageLatency?: PageLatency;
+  /**
+   * Lazy dataset: the `contacts` contacts are generated on demand from (seed, index), so a million fit
+   * in memory; they are read-only (writes to contacts, tag applications and scripted contact changes
+   * are refused) and carry no tags. The other lists hold their minimum counts. Default false.
+   */
+  lazy?: boolean;
 }
 
 export interface RunningSandbox {
@@ -50,10 +64,12 @@ export interface RunningSandbox {
   baseUrl: string;
   keys: SandboxKey[];
   arrivals: readonly ArrivalRecord[];
-  /** The live in-memory records. */
+  /** The live in-memory records (in lazy mode, every list but the contacts). */
   dataset: SandboxDataset;
   /** REST hook subscriptions and their deliveries (also at GET /__admin/hooks). */
   hooks: SandboxHooks;
+  /** In lazy mode, the virtual contacts. */
+  lazyContacts: LazyContacts | undefined;
   mutate(type: ResourceType, change: { update?: number; create?: number; delete?: number }): MutationResult;
   setFaults(f: Partial<SandboxFaults>): void;
   close(): Promise<void>;
@@ -94,6 +110,8 @@ const optionsSchema = z
     dataEnd: z.number().int().optional(),
     lastPageToken: z.enum(['empty', 'absent']).optional(),
     hooks: hookSettingsSchema.optional(),
+    pageLatency: pageLatencySchema.optional(),
+    lazy: z.boolean().optional(),
   })
   .strict();
 
@@ -192,11 +210,11 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Runnin
   const seed = options.seed ?? 1;
   const clock = options.clock ?? Date.now;
   const keys = options.keys ?? defaultKeys(seed);
-  const dataset = new SandboxDataset({
-    seed,
-    contacts: options.contacts ?? 5000,
-    dataEnd: options.dataEnd ?? SANDBOX_DATA_END,
-  });
+  const contacts = options.contacts ?? 5000;
+  const dataEnd = options.dataEnd ?? SANDBOX_DATA_END;
+  const dataset = new SandboxDataset({ seed, contacts: options.lazy ? 0 : contacts, dataEnd });
+  const lazyContacts = options.lazy ? new LazyContacts(dataset, seed, contacts, dataEnd) : undefined;
+  const pageLatency = options.pageLatency ? new PageLatencyModel(options.pageLatency, seed) : undefined;
   const gateway = new SandboxGateway(options.limits ?? {}, keys);
   const faults = new FaultInjector(seed, options.faults ? parseFaults(options.faults) : {});
   const log = new ArrivalLog(options.arrivalLogPath);
@@ -230,6 +248,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Runnin
     if (path === '/__admin/health' && req.method === 'GET') {
       const counts: Record<string, number> = {};
       for (const t of RESOURCE_TYPES) counts[t] = dataset.table(t).size;
+      if (lazyContacts) counts.contacts = lazyContacts.count;
       return json(200, { status: 'ok', baseUrl, seed, counts, arrivals: log.records.length });
     }
     if (path === '/__admin/hooks' && req.method === 'GET') return json(200, hooks.snapshot());
@@ -259,6 +278,8 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Runnin
           });
         }
         const { type, ...change } = r.data;
+        if (lazyContacts && (type === 'contacts' || type === 'tagApplications'))
+          return json(400, { message: LAZY_READ_ONLY });
         return json(200, mutate(type, change));
       } catch (err) {
         if (err instanceof SandboxConfigError || err instanceof SandboxMutationError)
@@ -324,17 +345,20 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Runnin
       return { status, headers, body: htmlErrorPage(status), contentType: 'text/html' };
     }
     let out: Outgoing;
+    let listed: number | undefined;
     if (raw === undefined)
       out = json(413, v2Error(new ApiError(413, 'The request body is too large.')), headers);
     else if (path.startsWith('/crm/rest/v2/')) {
       try {
-        const reply = rest.handle({
+        const request = {
           method,
           path: decodePath(path.slice('/crm/rest/v2/'.length)),
           query: url.searchParams,
           body: raw,
           now: arrival,
-        });
+        };
+        const reply = lazyContacts?.handle(request) ?? rest.handle(request);
+        listed = reply.listed;
         out = json(reply.status, reply.body, headers);
       } catch (err) {
         if (!(err instanceof ApiError)) throw err;
@@ -351,6 +375,8 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Runnin
     } else {
       out = json(404, { message: `The sandbox serves no endpoint ${method} ${path}.` }, headers);
     }
+    if (pageLatency && listed !== undefined)
+      await delay(pageLatency.draw(listed), undefined, { signal: closing.signal });
     if (fault === 'malformed-json') {
       const full = out.body && out.body.length >= 2 ? out.body : '{"contacts":[{"id":"1"}]}';
       out = {
@@ -419,6 +445,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Runnin
     arrivals: log.records,
     dataset,
     hooks,
+    lazyContacts,
     mutate,
     setFaults: (f) => faults.set(f),
     close: () => {
