@@ -53,6 +53,7 @@ Options
   --concurrency <C>     parallel invocations per process (default worker.concurrency)
   --contacts <n>        size of the sandbox's dataset (default 5000)
   --schedule-seconds <s> scheduler interval in seconds (default scheduler.everyMinutes)
+  --events-url <url>    POST every change event there too (they always go to <data-dir>/events.jsonl)
 ${COMMON}
 
 Environment: KEAP_API_KEY / KEAP_API_KEY_FILE (talk to the real Keap), KEAP_API_BASE_URL,
@@ -62,6 +63,7 @@ Examples
   npm start
   npm start -- --until-idle
   npm start -- --processes 4 --concurrency 4 --until-idle
+  npm start -- --events-url http://localhost:3000/keap-events
   KEAP_API_KEY_FILE=~/keap.key npm start`,
   status: `Usage: keap-sync status [--json] [options]
 
@@ -170,6 +172,7 @@ async function main(argv: string[]): Promise<number> {
       contacts: { type: 'string' },
       changes: { type: 'string' },
       'schedule-seconds': { type: 'string' },
+      'events-url': { type: 'string' },
     },
   });
   if (values.help) {
@@ -195,6 +198,7 @@ async function main(argv: string[]): Promise<number> {
           ? positiveInt('schedule-seconds', values['schedule-seconds'], 1)
           : undefined,
         realKey,
+        eventsUrl: values['events-url'],
         out,
         isTty: Boolean(process.stdout.isTTY),
       });

@@ -19,6 +19,7 @@ import {
 import { createLedgerTable, DynamoLedgerStore, QuotaLedger } from '#shared/quota/index.ts';
 import { createMirrorTable, createStateTable, MirrorStore, StateStore } from '#shared/store/index.ts';
 import { localDynamoClient, type RunningDynamo, startDynalite } from '../emulators/dynamo.ts';
+import { LocalEventSink } from './events.ts';
 import { SqsLambdaPoller } from './poller.ts';
 import { localSecretsClient, type RunningSecrets, startSecretsStub } from './secrets.ts';
 import { createQueuePair, localSqsClient, type QueuePair, type RunningSqs, startSqs } from './sqs.ts';
@@ -52,10 +53,20 @@ export interface LocalStackOptions {
   visibilityTimeoutSec?: number;
   /** This process's clock (tests). */
   clock?: () => number;
+  /** Write the change events here (JSON lines) and POST them to `url`; default: no events. */
+  events?: LocalEventsSetting;
+}
+
+/** Where the local runtime delivers change events (passed on to worker processes as is). */
+export interface LocalEventsSetting {
+  file: string;
+  url?: string;
 }
 
 export interface LocalStack {
   deps: PipelineDeps;
+  /** The change events sink, when `events` was given. */
+  events: LocalEventSink | undefined;
   handler: WorkerHandler;
   dynamo: { endpoint: string; client: DynamoDBClient };
   sqs: { endpoint: string; client: SQSClient; queue: QueuePair };
@@ -96,11 +107,13 @@ export function connectLocalStack(o: {
   endpoints: LocalEndpoints;
   log: Log;
   metrics?: Metrics;
+  events?: LocalEventsSetting;
 }): Omit<LocalStack, 'secrets' | 'dynamo' | 'sqs'> & { sqsClient: SQSClient; dynamoClient: DynamoDBClient } {
   const dynamoClient = localDynamoClient(o.endpoints.dynamo);
   const sqsClient = localSqsClient(o.endpoints.sqs);
   const secretsClient = localSecretsClient(o.endpoints.secrets);
   const metrics = o.metrics ?? new MemoryMetrics();
+  const events = o.events && new LocalEventSink({ ...o.events, tableName: LOCAL_TABLES.mirror, log: o.log });
   const deps: PipelineDeps = {
     config: o.config,
     ledger: new QuotaLedger({
@@ -108,7 +121,7 @@ export function connectLocalStack(o: {
       settings: { tableName: LOCAL_TABLES.ledger, ...o.config.limits },
     }),
     state: new StateStore(dynamoClient, LOCAL_TABLES.state),
-    mirror: new MirrorStore(dynamoClient, LOCAL_TABLES.mirror),
+    mirror: new MirrorStore(dynamoClient, LOCAL_TABLES.mirror, { onWritten: events?.onWritten }),
     queue: new JobQueue(sqsClient, o.endpoints.queueUrl, o.endpoints.dlqUrl),
     keys: new KeyProvider(secretsClient, o.config.worker.secretMaxAgeMs),
     log: o.log,
@@ -118,6 +131,7 @@ export function connectLocalStack(o: {
   const pollers: SqsLambdaPoller[] = [];
   return {
     deps,
+    events,
     handler,
     metrics,
     sqsClient,
@@ -140,6 +154,7 @@ export function connectLocalStack(o: {
     },
     close: async () => {
       for (const p of pollers) if (p.running) await p.stop();
+      await events?.flush();
       dynamoClient.destroy();
       sqsClient.destroy();
       secretsClient.destroy();
@@ -204,6 +219,8 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
     closers.push(() => secrets.close());
 
     const metrics = o.metrics ?? new MemoryMetrics();
+    const events =
+      o.events && new LocalEventSink({ ...o.events, tableName: LOCAL_TABLES.mirror, log: o.log });
     const ledger = new QuotaLedger({
       store: new DynamoLedgerStore(dynamo.client, LOCAL_TABLES.ledger),
       settings: { tableName: LOCAL_TABLES.ledger, ...o.config.limits },
@@ -213,7 +230,10 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
       config: o.config,
       ledger,
       state: new StateStore(dynamo.client, LOCAL_TABLES.state, { now: o.clock }),
-      mirror: new MirrorStore(dynamo.client, LOCAL_TABLES.mirror, { now: o.clock }),
+      mirror: new MirrorStore(dynamo.client, LOCAL_TABLES.mirror, {
+        now: o.clock,
+        onWritten: events?.onWritten,
+      }),
       queue: new JobQueue(sqs.client, queue.queueUrl, queue.dlqUrl),
       keys: new KeyProvider(secrets.client, o.config.worker.secretMaxAgeMs, o.clock),
       log: o.log,
@@ -223,6 +243,7 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
     const pollers: SqsLambdaPoller[] = [];
     return {
       deps,
+      events,
       handler,
       dynamo,
       sqs: { endpoint: sqs.endpoint, client: sqs.client, queue },
@@ -247,6 +268,7 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
       },
       close: async () => {
         for (const p of pollers) if (p.running) await p.stop();
+        await events?.flush();
         for (const c of closers.reverse()) await c().catch(() => undefined);
       },
     };
