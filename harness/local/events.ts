@@ -14,6 +14,8 @@ const LOCAL_ACCOUNT = '000000000000';
 const LOCAL_REGION = 'local';
 const POST_ATTEMPTS = 4;
 const POST_TIMEOUT_MS = 5_000;
+/** POSTs in flight at once; one record's events are still sent one after the other, in order. */
+const POST_CONCURRENCY = 8;
 
 /** An event as an EventBridge rule delivers it (to SQS, or as the body of an API destination). */
 export interface EventEnvelope {
@@ -41,8 +43,11 @@ export interface LocalEventsOptions {
 export class LocalEventSink {
   readonly stats = { events: 0, skipped: 0, posted: 0, postFailures: 0, errors: 0 };
   private readonly options: LocalEventsOptions;
-  /** POSTs one at a time, in the order written, so a receiver sees each record's versions in order. */
-  private posting: Promise<void> = Promise.resolve();
+  /** The last POST queued per record: the next one of that record waits for it (order per record). */
+  private readonly lastPerRecord = new Map<string, Promise<void>>();
+  private readonly pending = new Set<Promise<void>>();
+  private inFlight = 0;
+  private readonly waiting: Array<() => void> = [];
 
   constructor(options: LocalEventsOptions) {
     this.options = options;
@@ -78,7 +83,7 @@ export class LocalEventSink {
       appendFileSync(this.options.file, `${line}\n`);
       this.stats.events++;
       const { url } = this.options;
-      if (url) this.posting = this.posting.then(() => this.post(url, line));
+      if (url) this.enqueue(`${built.detail.list}/${built.detail.id}`, () => this.post(url, line));
     } catch (err) {
       this.stats.errors++;
       this.options.log.error('Change event not written', {
@@ -89,8 +94,30 @@ export class LocalEventSink {
   };
 
   /** Waits for the POSTs still queued. */
-  flush(): Promise<void> {
-    return this.posting;
+  async flush(): Promise<void> {
+    while (this.pending.size > 0) await Promise.all([...this.pending]);
+  }
+
+  private enqueue(record: string, send: () => Promise<void>): void {
+    const previous = this.lastPerRecord.get(record) ?? Promise.resolve();
+    const next = previous.then(async () => {
+      // A slot of POST_CONCURRENCY; a finished POST hands its slot straight to the next waiting one.
+      if (this.inFlight >= POST_CONCURRENCY) await new Promise<void>((r) => this.waiting.push(r));
+      else this.inFlight++;
+      try {
+        await send();
+      } finally {
+        const waiter = this.waiting.shift();
+        if (waiter) waiter();
+        else this.inFlight--;
+      }
+    });
+    this.lastPerRecord.set(record, next);
+    this.pending.add(next);
+    void next.finally(() => {
+      this.pending.delete(next);
+      if (this.lastPerRecord.get(record) === next) this.lastPerRecord.delete(record);
+    });
   }
 
   private async post(url: string, body: string): Promise<void> {
