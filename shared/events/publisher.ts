@@ -31,7 +31,10 @@ export type EventMetricName =
   | 'EventsDeadLettered'
   | 'EventsOversize';
 
-/** Metrics of the publisher (dimensions: list, reason where they apply). */
+/**
+ * Metrics of the publisher. Only skips and dead letters carry a dimension (reason): each metric and
+ * dimension combination is a CloudWatch custom metric billed monthly.
+ */
 export interface EventMetrics {
   add(name: EventMetricName, value: number, dimensions?: Record<string, string>): void;
 }
@@ -168,6 +171,7 @@ function plan(
   const max = deps.maxEntryBytes ?? MAX_ENTRY_BYTES;
   const chunks: Chunk[] = [];
   let open: Chunk | undefined;
+  const skips = new Map<string, number>();
   const openChunk = (index: number): Chunk => {
     open = { firstIndex: index, events: [], bytes: 0, keys: new Set(), poison: [] };
     chunks.push(open);
@@ -201,10 +205,10 @@ function plan(
     }
     if (built.kind === 'skip') {
       result.skipped++;
-      deps.metrics.add('EventsSkipped', 1, { reason: built.reason });
+      skips.set(built.reason, (skips.get(built.reason) ?? 0) + 1);
       continue;
     }
-    if (built.oversize) deps.metrics.add('EventsOversize', 1, { list: built.detail.list });
+    if (built.oversize) deps.metrics.add('EventsOversize', 1);
     let chunk: Chunk = open ?? openChunk(index);
     if (
       chunk.events.length >= MAX_ENTRIES_PER_REQUEST ||
@@ -217,6 +221,7 @@ function plan(
     chunk.bytes += built.bytes;
     chunk.keys.add(built.recordKey);
   }
+  for (const [reason, count] of skips) deps.metrics.add('EventsSkipped', count, { reason });
   return { chunks };
 }
 
@@ -235,6 +240,7 @@ async function putWithRetries(
   const random = deps.random ?? Math.random;
   const deadLetters: EventDeadLetter[] = [];
   let pending = events;
+  let published = 0;
   for (let attempt = 1; pending.length > 0; attempt++) {
     const out = await deps.events.send(new PutEventsCommand({ Entries: pending.map((p) => p.built.entry) }));
     const answers: Array<PutEventsResultEntry | undefined> = out.Entries ?? [];
@@ -244,8 +250,8 @@ async function putWithRetries(
       const answer = answers[i];
       if (answer?.EventId && !answer.ErrorCode) {
         result.published++;
+        published++;
         result.publishedIds.push(p.built.detail.eventId);
-        deps.metrics.add('EventsPublished', 1, { list: p.built.detail.list });
         return;
       }
       const code = answer?.ErrorCode ?? 'NoResult';
@@ -265,6 +271,8 @@ async function putWithRetries(
     }
     pending = retry;
   }
+  // One metric line per call, not per event (each is an EMF log line).
+  if (published > 0) deps.metrics.add('EventsPublished', published);
   for (const d of deadLetters) {
     deps.log.warn('Change event dead-lettered', {
       reason: d.reason,
