@@ -30,12 +30,17 @@ export function buildKeapSync(app: App, cwd: string = process.cwd()): KeapSyncDe
   const settings = resolveSettings(context, loaded.config);
   Tags.of(app).add('app', 'keap-sync');
   const data = new KeapSyncDataStack(app, `${settings.stackPrefix}Data`, {
-    description: 'keap-sync data: quota ledger, sync state and mirror tables; job and dead-letter queues',
+    description:
+      'keap-sync data: quota ledger, sync state and mirror tables; job and dead-letter queues; change events bus',
     config: loaded.config,
     maxBatchingWindowSeconds: settings.workerMaxBatchingWindowSeconds,
+    changeEventBus: {
+      name: settings.eventBusName ?? `${settings.stackPrefix}-changes`,
+      existing: settings.eventBusName !== undefined,
+    },
   });
   const stack = new KeapSyncAppStack(app, `${settings.stackPrefix}App`, {
-    description: 'keap-sync app: worker and scheduler functions, schedule, alarms, dashboard',
+    description: 'keap-sync app: worker, scheduler and publisher functions, schedule, alarms, dashboard',
     loaded,
     settings,
     data,

@@ -168,6 +168,26 @@ const settingsSchema = z.object({
   quotaDayLeftAlarmBelow: num(z.number().int().min(1)).optional(),
   /** Alarm when a finished sync reports a lag (SyncLagMs) above this many minutes. */
   syncLagAlarmMinutes: num(z.number().int().min(1).max(525_600)).default(1_440),
+  /**
+   * An existing EventBridge bus (its name) to publish the change events on; none: the data stack
+   * creates `<stackPrefix>-changes`.
+   */
+  eventBusName: optionalText.pipe(
+    z
+      .string()
+      .regex(/^[A-Za-z0-9._-]{1,256}$/, 'use an event bus name: letters, digits, . _ - (not an ARN)')
+      .optional(),
+  ),
+  /** Publisher memory, MB. */
+  publisherMemoryMb: num(z.number().int().min(128).max(10_240)).default(256),
+  /** Publisher timeout, seconds. */
+  publisherTimeoutSeconds: num(z.number().int().min(10).max(900)).default(60),
+  /** Stream records per publisher invocation (DynamoDB streams allow 1-10000). */
+  publisherBatchSize: num(z.number().int().min(1).max(10_000)).default(100),
+  /** Retries of a failed stream batch (it is bisected each time) before it goes to the dead-letter queue. */
+  publisherRetryAttempts: num(z.number().int().min(0).max(10_000)).default(10),
+  /** Oldest stream record the publisher still publishes, hours (the stream keeps records 24 hours). */
+  publisherMaxRecordAgeHours: num(z.number().int().min(1).max(24)).default(24),
 });
 
 export type ContextSettings = z.output<typeof settingsSchema>;

@@ -98,6 +98,10 @@ export function buildProgram(io: CliIo = defaultIo, result = { code: 0 }) {
         'scheduler interval in seconds (default scheduler.everyMinutes)',
       ).argParser(positiveInt('schedule-seconds')),
     )
+    .option(
+      '--events-url <url>',
+      'POST every change event there too (they always go to <data-dir>/events.jsonl)',
+    )
     .addOption(configOption())
     .addOption(dataDirOption())
     .addHelpText(
@@ -121,12 +125,14 @@ export function buildProgram(io: CliIo = defaultIo, result = { code: 0 }) {
         realKey,
         out: io.out,
         view: liveView(io),
+        ...(opts.eventsUrl ? { eventsUrl: opts.eventsUrl } : {}),
       });
     });
   withExamples(runCommand, [
     'npm start',
     'npm start -- --until-idle',
     'npm start -- --processes 4 --concurrency 4 --until-idle',
+    'npm start -- --events-url http://localhost:3000/keap-events',
     'KEAP_API_KEY_FILE=~/keap.key npm start',
   ]);
 

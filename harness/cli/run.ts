@@ -12,7 +12,7 @@ import { jsonLog, MemoryMetrics } from '#shared/pipeline/index.ts';
 import { type LocalEndpoints, startLocalStack } from '../local/stack.ts';
 import { defaultKeys, type RunningSandbox, startSandbox } from '../sandbox/index.ts';
 import type { LiveView } from './live.ts';
-import { estimateSync } from './operator.ts';
+import { estimateSync, UsageError } from './operator.ts';
 import { BackfillMeter, formatProgress } from './progress.ts';
 import { collectStatus, formatStatus, type StatusReport } from './status.ts';
 
@@ -29,14 +29,21 @@ export interface RunOptions {
   out: (text: string) => void;
   /** Where the live view goes (redrawn in place on a terminal, plain lines otherwise). */
   view: LiveView;
+  /** POST every change event here too (they always go to <dataDir>/events.jsonl). */
+  eventsUrl?: string;
 }
 
 export const ENDPOINTS_FILE = 'endpoints.json';
+/** The change events, one JSON line each, in the data folder. */
+export const EVENTS_FILE = 'events.jsonl';
 const BIN = fileURLToPath(new URL('../../bin/keap-sync.ts', import.meta.url));
 
 export async function run(o: RunOptions): Promise<number> {
   // Ctrl-C / SIGTERM are caught from the start: one that arrives while the system is starting up stops it
   // cleanly as soon as it is up (a second one ends the process at once).
+  if (o.eventsUrl !== undefined && !/^https?:\/\//.test(o.eventsUrl)) {
+    throw new UsageError(`--events-url must be an http:// or https:// URL; got "${o.eventsUrl}".`);
+  }
   let signalled = false;
   let onStopSignal = () => {
     signalled = true;
@@ -66,11 +73,13 @@ export async function run(o: RunOptions): Promise<number> {
       secrets[a.secretId] = keys[i]?.key ?? '';
     });
   }
+  const events = { file: join(dataDir, EVENTS_FILE), ...(o.eventsUrl ? { url: o.eventsUrl } : {}) };
   const stack = await startLocalStack({
     config,
     secrets,
     log,
     metrics,
+    events,
     dataPath: join(dataDir, 'dynamo'),
     dynamoEndpoint: process.env.AWS_ENDPOINT_URL_DYNAMODB,
     sqsEndpoint: process.env.AWS_ENDPOINT_URL_SQS,
@@ -108,6 +117,7 @@ export async function run(o: RunOptions): Promise<number> {
         KEAP_SYNC_CONCURRENCY: String(o.concurrency),
         KEAP_SYNC_LOG_FILE: logFile,
         KEAP_SYNC_PROCESS: `worker-${i + 1}`,
+        KEAP_SYNC_EVENTS: JSON.stringify(events),
       },
       stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
     }),
@@ -177,7 +187,8 @@ export async function run(o: RunOptions): Promise<number> {
   };
   o.out(
     `keap-sync: ${sandbox ? `Keap sandbox at ${sandbox.baseUrl} (${o.contacts} contacts)` : `Keap at ${config.keap.baseUrl}`}, ` +
-      `${o.processes} process(es) x ${o.concurrency} workers, data in ${dataDir}, logs in ${logFile}`,
+      `${o.processes} process(es) x ${o.concurrency} workers, data in ${dataDir}, logs in ${logFile}, ` +
+      `change events in ${events.file}${o.eventsUrl ? ` and to ${o.eventsUrl}` : ''}`,
   );
   let stopping = false;
   const stop = new Promise<'signal' | 'idle'>((resolveStop) => {
@@ -249,7 +260,10 @@ export async function workerProcess(): Promise<void> {
     process: process.env.KEAP_SYNC_PROCESS,
   });
   const metrics = new MemoryMetrics();
-  const stack = connectLocalStack({ config, endpoints, log, metrics });
+  const events = process.env.KEAP_SYNC_EVENTS
+    ? (JSON.parse(process.env.KEAP_SYNC_EVENTS) as { file: string; url?: string })
+    : undefined;
+  const stack = connectLocalStack({ config, endpoints, log, metrics, events });
   const poller = stack.poller({
     concurrency: Number(process.env.KEAP_SYNC_CONCURRENCY ?? config.worker.concurrency),
   });

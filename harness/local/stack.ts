@@ -19,6 +19,7 @@ import {
 import { createLedgerTable } from '#shared/quota/index.ts';
 import { createMirrorTable, createStateTable } from '#shared/store/index.ts';
 import { localDynamoClient, type RunningDynamo, startDynalite } from '../emulators/dynamo.ts';
+import { LocalEventSink } from './events.ts';
 import { SqsLambdaPoller } from './poller.ts';
 import { localSecretsClient, type RunningSecrets, startSecretsStub } from './secrets.ts';
 import { createQueuePair, localSqsClient, type QueuePair, type RunningSqs, startSqs } from './sqs.ts';
@@ -63,10 +64,20 @@ export interface LocalStackOptions {
   visibilityTimeoutSec?: number;
   /** This process's clock (tests). */
   clock?: () => number;
+  /** Write the change events here (JSON lines) and POST them to `url`; default: no events. */
+  events?: LocalEventsSetting;
+}
+
+/** Where the local runtime delivers change events (passed on to worker processes as is). */
+export interface LocalEventsSetting {
+  file: string;
+  url?: string;
 }
 
 export interface LocalStack {
   deps: Pipeline;
+  /** The change events sink, when `events` was given. */
+  events: LocalEventSink | undefined;
   handler: WorkerHandler;
   dynamo: { endpoint: string; client: DynamoDBClient };
   sqs: { endpoint: string; client: SQSClient; queue: QueuePair };
@@ -107,15 +118,18 @@ export function connectLocalStack(o: {
   endpoints: LocalEndpoints;
   log: Log;
   metrics?: Metrics;
+  events?: LocalEventsSetting;
 }): Omit<LocalStack, 'secrets' | 'dynamo' | 'sqs'> & { sqsClient: SQSClient; dynamoClient: DynamoDBClient } {
   const dynamoClient = localDynamoClient(o.endpoints.dynamo);
   const sqsClient = localSqsClient(o.endpoints.sqs);
   const secretsClient = localSecretsClient(o.endpoints.secrets);
   const metrics = o.metrics ?? new MemoryMetrics();
+  const events = o.events && new LocalEventSink({ ...o.events, tableName: LOCAL_TABLES.mirror, log: o.log });
   const deps = composePipeline({
     config: o.config,
     clients: { dynamo: dynamoClient, sqs: sqsClient, secrets: secretsClient },
     target: localTarget(o.endpoints.queueUrl, o.endpoints.dlqUrl),
+    onMirrorWritten: events?.onWritten,
     log: o.log,
     metrics,
   });
@@ -123,6 +137,7 @@ export function connectLocalStack(o: {
   const pollers: SqsLambdaPoller[] = [];
   return {
     deps,
+    events,
     handler,
     metrics,
     sqsClient,
@@ -146,6 +161,7 @@ export function connectLocalStack(o: {
     },
     close: async () => {
       for (const p of pollers) if (p.running) await p.stop();
+      await events?.flush();
       dynamoClient.destroy();
       sqsClient.destroy();
       secretsClient.destroy();
@@ -210,10 +226,13 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
     closers.push(() => secrets.close());
 
     const metrics = o.metrics ?? new MemoryMetrics();
+    const events =
+      o.events && new LocalEventSink({ ...o.events, tableName: LOCAL_TABLES.mirror, log: o.log });
     const deps = composePipeline({
       config: o.config,
       clients: { dynamo: dynamo.client, sqs: sqs.client, secrets: secrets.client },
       target: localTarget(queue.queueUrl, queue.dlqUrl),
+      onMirrorWritten: events?.onWritten,
       log: o.log,
       metrics,
       clock: o.clock,
@@ -222,6 +241,7 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
     const pollers: SqsLambdaPoller[] = [];
     return {
       deps,
+      events,
       handler,
       dynamo,
       sqs: { endpoint: sqs.endpoint, client: sqs.client, queue },
@@ -247,6 +267,7 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
       },
       close: async () => {
         for (const p of pollers) if (p.running) await p.stop();
+        await events?.flush();
         for (const c of closers.reverse()) await c().catch(() => undefined);
       },
     };

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Duration } from 'aws-cdk-lib';
 import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
+import type { IEventBus } from 'aws-cdk-lib/aws-events';
 import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { Architecture, RecursiveLoop, Runtime } from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
@@ -14,6 +15,7 @@ import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import type { PublisherEnvironment } from '#shared/events/lambda.ts';
 import type { LambdaEnvironment } from '#shared/lambda/runtime.ts';
 
 /** The repository root: entries, package-lock.json and node_modules live there. */
@@ -31,7 +33,10 @@ export const KEAP_RUNTIME = Runtime.NODEJS_24_X;
 export const KEAP_ARCHITECTURE = Architecture.ARM_64;
 
 export type TableVariable = Extract<keyof LambdaEnvironment, 'LEDGER_TABLE' | 'STATE_TABLE' | 'MIRROR_TABLE'>;
-export type QueueVariable = Extract<keyof LambdaEnvironment, 'JOB_QUEUE_URL' | 'DEAD_LETTER_QUEUE_URL'>;
+export type QueueVariable =
+  | Extract<keyof LambdaEnvironment, 'JOB_QUEUE_URL' | 'DEAD_LETTER_QUEUE_URL'>
+  | Extract<keyof PublisherEnvironment, 'EVENTS_DEAD_LETTER_QUEUE_URL'>;
+export type BusVariable = Extract<keyof PublisherEnvironment, 'EVENT_BUS_NAME'>;
 /** DynamoDB item actions the pipeline uses; nothing that changes a table itself. */
 export type TableAction = 'GetItem' | 'PutItem' | 'UpdateItem' | 'DeleteItem' | 'Query';
 
@@ -111,6 +116,13 @@ export class KeapFunction extends Construct {
   useQueue(variable: QueueVariable, queue: IQueue, access: 'send' | 'none'): this {
     this.function.addEnvironment(variable, queue.queueUrl);
     if (access === 'send') queue.grant(this.function, 'sqs:SendMessage');
+    return this;
+  }
+
+  /** Sets `variable` to the bus's name and grants events:PutEvents on that bus alone. */
+  publishTo(variable: BusVariable, bus: IEventBus): this {
+    this.function.addEnvironment(variable, bus.eventBusName);
+    bus.grantPutEventsTo(this.function);
     return this;
   }
 

@@ -71,6 +71,9 @@ export interface MonitoringProps {
   scheduler: KeapFunction;
   jobQueue: IQueue;
   deadLetterQueue: IQueue;
+  /** The change events publisher and its dead-letter queue. */
+  publisher?: KeapFunction;
+  eventDeadLetterQueue?: IQueue;
 }
 
 export class Monitoring extends Construct {
@@ -119,6 +122,29 @@ export class Monitoring extends Construct {
       comparison: ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
       missing: TreatMissingData.NOT_BREACHING,
     });
+
+    if (props.publisher && props.eventDeadLetterQueue) {
+      this.alarm('EventDeadLettersAlarm', {
+        description:
+          'Change events were not published: entries EventBridge kept rejecting, unreadable mirror items, ' +
+          'or stream batches the publisher gave up on. Each message says why.',
+        metric: props.eventDeadLetterQueue.metricApproximateNumberOfMessagesVisible({
+          period: ALARM_PERIOD,
+          statistic: 'Maximum',
+        }),
+        threshold: 0,
+        comparison: ComparisonOperator.GREATER_THAN_THRESHOLD,
+        missing: TreatMissingData.NOT_BREACHING,
+      });
+      this.alarm('PublisherErrorsAlarm', {
+        description:
+          'The publisher failed (EventBridge or SQS unreachable, or a timeout): the stream retries and bisects.',
+        metric: props.publisher.function.metricErrors({ period: ALARM_PERIOD, statistic: 'Sum' }),
+        threshold: settings.functionErrorsAlarmThreshold,
+        comparison: ComparisonOperator.GREATER_THAN_THRESHOLD,
+        missing: TreatMissingData.NOT_BREACHING,
+      });
+    }
 
     // Alarms per account.
     for (const account of config.accounts) {

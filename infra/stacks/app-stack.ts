@@ -1,10 +1,10 @@
 // Infrastructure (stateless stack): the code and what watches it. The worker (fed by the job queue),
-// the scheduler (started by EventBridge Scheduler), read-only references to the accounts' key
+// the scheduler (started by EventBridge Scheduler), the publisher (fed by the mirror's stream), read-only references to the accounts' key
 // secrets, alarms and the dashboard. Holds no data: destroy and redeploy it freely.
 import { Aws, CfnOutput, Duration, Stack, type StackProps } from 'aws-cdk-lib';
 import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
-import { RecursiveLoop } from 'aws-cdk-lib/aws-lambda';
-import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
+import { RecursiveLoop, StartingPosition } from 'aws-cdk-lib/aws-lambda';
+import { DynamoEventSource, SqsDlq, SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import { Schedule, ScheduleExpression } from 'aws-cdk-lib/aws-scheduler';
 import { LambdaInvoke } from 'aws-cdk-lib/aws-scheduler-targets';
 import { type ISecret, Secret } from 'aws-cdk-lib/aws-secretsmanager';
@@ -24,6 +24,8 @@ export interface AppStackProps extends StackProps {
 export class KeapSyncAppStack extends Stack {
   readonly worker: KeapFunction;
   readonly scheduler: KeapFunction;
+  /** Publishes the mirror's changes (its stream) to the change events bus. */
+  readonly publisher: KeapFunction;
   readonly schedule: Schedule;
   readonly monitoring: Monitoring;
   /** One per distinct secretId in the configuration. */
@@ -131,6 +133,44 @@ export class KeapSyncAppStack extends Stack {
       },
     ]);
 
+    // The publisher: reads the mirror's stream (the event source's grant) and puts events on the bus;
+    // the mirror table is named in its pointers to large records, never read.
+    this.publisher = new KeapFunction(this, 'Publisher', {
+      entry: 'functions/publisher.ts',
+      description: 'keap-sync publisher: one EventBridge event per change of the mirror',
+      timeout: Duration.seconds(settings.publisherTimeoutSeconds),
+      memorySize: settings.publisherMemoryMb,
+      logRetention: settings.logRetention,
+      environment: { LOG_LEVEL: settings.logLevel, METRICS_NAMESPACE },
+    })
+      .useTable('MIRROR_TABLE', data.mirrorTable, [])
+      .publishTo('EVENT_BUS_NAME', data.changeEventBus)
+      .useQueue('EVENTS_DEAD_LETTER_QUEUE_URL', data.eventDeadLetterQueue, 'send');
+    this.publisher.function.addEventSource(
+      new DynamoEventSource(data.mirrorTable, {
+        // From the oldest record the stream holds: a new or replaced mapping misses no change (a replay
+        // is de-duplicated by eventId), where LATEST would drop the changes made meanwhile.
+        startingPosition: StartingPosition.TRIM_HORIZON,
+        batchSize: settings.publisherBatchSize,
+        reportBatchItemFailures: true,
+        bisectBatchOnError: true,
+        retryAttempts: settings.publisherRetryAttempts,
+        maxRecordAge: Duration.hours(settings.publisherMaxRecordAgeHours),
+        onFailure: new SqsDlq(data.eventDeadLetterQueue),
+      }),
+    );
+    // The event source's stream grant (DynamoDB's grantStreamRead) includes dynamodb:ListStreams,
+    // which IAM only grants on "*"; everything else names the mirror's stream.
+    NagSuppressions.addResourceSuppressions(this.publisher.role.node.findChild('DefaultPolicy'), [
+      {
+        id: 'AwsSolutions-IAM5',
+        reason:
+          'dynamodb:ListStreams has no resource-level permissions (IAM requires "*"); it lists stream ARNs ' +
+          "only. Reading records is granted on the mirror table's stream alone.",
+        appliesTo: ['Resource::*'],
+      },
+    ]);
+
     this.monitoring = new Monitoring(this, 'Monitoring', {
       config,
       settings,
@@ -138,6 +178,8 @@ export class KeapSyncAppStack extends Stack {
       scheduler: this.scheduler,
       jobQueue: data.jobQueue,
       deadLetterQueue: data.deadLetterQueue,
+      publisher: this.publisher,
+      eventDeadLetterQueue: data.eventDeadLetterQueue,
     });
 
     new CfnOutput(this, 'DashboardUrl', {
@@ -148,6 +190,8 @@ export class KeapSyncAppStack extends Stack {
     new CfnOutput(this, 'SchedulerFunctionName', { value: this.scheduler.function.functionName });
     new CfnOutput(this, 'WorkerLogGroupName', { value: this.worker.logGroup.logGroupName });
     new CfnOutput(this, 'SchedulerLogGroupName', { value: this.scheduler.logGroup.logGroupName });
+    new CfnOutput(this, 'PublisherFunctionName', { value: this.publisher.function.functionName });
+    new CfnOutput(this, 'PublisherLogGroupName', { value: this.publisher.logGroup.logGroupName });
     new CfnOutput(this, 'ScheduleName', { value: this.schedule.scheduleName });
     if (this.monitoring.topic) {
       new CfnOutput(this, 'AlarmTopicArn', { value: this.monitoring.topic.topicArn });

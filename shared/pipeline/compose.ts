@@ -7,7 +7,7 @@ import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { AppConfig } from '../config/app-config.ts';
 import { DynamoLedgerStore, QuotaLedger } from '../quota/index.ts';
-import { MirrorStore, openStateStores } from '../store/index.ts';
+import { MirrorStore, type MirrorStoreOptions, openStateStores } from '../store/index.ts';
 import type { PipelineDeps } from './deps.ts';
 import { KeyProvider } from './keys.ts';
 import type { Log, Metrics } from './ports.ts';
@@ -37,6 +37,8 @@ export function composeStores(
   clients: Pick<PipelineClients, 'dynamo' | 'ledgerDynamo'>,
   target: Pick<PipelineTarget, 'ledgerTable' | 'stateTable' | 'mirrorTable'>,
   clock?: () => number,
+  /** Called after each mirror write with the (old, new) items, as the table's stream would carry (local events). */
+  onMirrorWritten?: MirrorStoreOptions['onWritten'],
 ) {
   const { dynamo, ledgerDynamo = dynamo } = clients;
   const state = openStateStores(dynamo, target.stateTable, { now: clock });
@@ -51,7 +53,7 @@ export function composeStores(
     leases: state.leases,
     accounts: state.accounts,
     writes: state.writes,
-    mirror: new MirrorStore(dynamo, target.mirrorTable, { now: clock }),
+    mirror: new MirrorStore(dynamo, target.mirrorTable, { now: clock, onWritten: onMirrorWritten }),
   };
 }
 
@@ -63,9 +65,10 @@ export function composePipeline(o: {
   log: Log;
   metrics: Metrics;
   clock?: () => number;
+  onMirrorWritten?: MirrorStoreOptions['onWritten'];
 }) {
   return {
-    ...composeStores(o.config, o.clients, o.target, o.clock),
+    ...composeStores(o.config, o.clients, o.target, o.clock, o.onMirrorWritten),
     queue: new JobQueue(o.clients.sqs, o.target.queueUrl, o.target.dlqUrl),
     keys: new KeyProvider(o.clients.secrets, o.config.worker.secretMaxAgeMs, o.clock),
     log: o.log,

@@ -17,6 +17,7 @@ export {
   type MirrorRecord,
   MirrorStore,
   type MirrorStoreOptions,
+  type MirrorWrite,
   type UpsertResult,
 } from './mirror.ts';
 export {

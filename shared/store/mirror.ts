@@ -45,10 +45,22 @@ export interface MirrorItem {
   syncedAt: string;
 }
 
+/** One successful write: the item it replaced (undefined for a new record) and the item written. */
+export interface MirrorWrite {
+  old: Record<string, unknown> | undefined;
+  item: Record<string, unknown>;
+}
+
 export interface MirrorStoreOptions {
   settings?: MirrorSettingsInput;
   /** Clock for `syncedAt`; Date.now by default. */
   now?: () => number;
+  /**
+   * Called after every successful put with the (old, new) pair a NEW_AND_OLD_IMAGES stream would carry,
+   * for runtimes without a stream (the local runtime derives its change events from it). When set,
+   * puts ask for ReturnValues ALL_OLD (no extra request or capacity); unset, requests are unchanged.
+   */
+  onWritten?: (write: MirrorWrite) => void;
 }
 
 const A = MIRROR_TABLE.attributes;
@@ -59,12 +71,14 @@ export class MirrorStore {
   readonly settings: MirrorSettings;
   private readonly doc: DynamoDBDocumentClient;
   private readonly now: () => number;
+  private readonly onWritten: ((write: MirrorWrite) => void) | undefined;
 
   constructor(client: DynamoDBClient, tableName: string, options: MirrorStoreOptions = {}) {
     this.tableName = tableName;
     this.settings = parseMirrorSettings(options.settings);
     this.doc = documentClient(client);
     this.now = options.now ?? Date.now;
+    this.onWritten = options.onWritten;
   }
 
   /**
@@ -156,7 +170,7 @@ export class MirrorStore {
     resource: string,
   ): Promise<boolean> {
     try {
-      await callDynamo(this.tableName, 'PutItem', () =>
+      const out = await callDynamo(this.tableName, 'PutItem', () =>
         this.doc.send(
           new PutCommand({
             TableName: this.tableName,
@@ -164,9 +178,11 @@ export class MirrorStore {
             ConditionExpression: 'attribute_not_exists(#pk) OR #ut <= :ut',
             ExpressionAttributeNames: { '#pk': MIRROR_TABLE.partitionKey, '#ut': A.updateTimeMs },
             ExpressionAttributeValues: { ':ut': item[A.updateTimeMs] },
+            ...(this.onWritten ? { ReturnValues: 'ALL_OLD' as const } : {}),
           }),
         ),
       );
+      this.onWritten?.({ old: out.Attributes, item });
       return true;
     } catch (err) {
       if (isConditionFailure(err)) return false;

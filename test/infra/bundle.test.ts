@@ -1,6 +1,6 @@
-// Tests (infrastructure): the one test that really bundles. esbuild (no Docker) builds both entries as
-// ESM with source maps, and the worker's bundle loads in Node 24 (the Lambda runtime) with the
-// environment the stack gives it.
+// Tests (infrastructure): the one test that really bundles. esbuild (no Docker) builds every entry as
+// ESM with source maps, and the worker's and the publisher's bundles load in Node 24 (the Lambda
+// runtime) with the environment the stack gives them.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -30,10 +30,14 @@ describe('bundles', () => {
       expect(code).toMatch(/\/\/# sourceMappingURL=index\.mjs\.map\s*$/);
       const map = JSON.parse(readFileSync(path.join(dir, 'index.mjs.map'), 'utf8')) as { sources: string[] };
       return map.sources
-        .filter((source) => /functions\/(worker|scheduler)\.ts$/.test(source))
+        .filter((source) => /functions\/(worker|scheduler|publisher)\.ts$/.test(source))
         .map((source) => source.replace(/^.*functions\//, 'functions/'));
     });
-    expect(entries.flat().sort()).toEqual(['functions/scheduler.ts', 'functions/worker.ts']);
+    expect(entries.flat().sort()).toEqual([
+      'functions/publisher.ts',
+      'functions/scheduler.ts',
+      'functions/worker.ts',
+    ]);
   });
 
   it('bundles one copy of Powertools commons, however many Powertools packages use it', () => {
@@ -80,6 +84,23 @@ describe('bundles', () => {
       AWS_REGION: 'eu-west-1',
     });
     const mod = (await import(pathToFileURL(path.join(worker, 'index.mjs')).href)) as { handler?: unknown };
+    expect(typeof mod.handler).toBe('function');
+  });
+
+  it('loads the publisher bundle as Lambda would, and exports its handler', async () => {
+    const publisher = assets.find((dir) =>
+      readFileSync(path.join(dir, 'index.mjs.map'), 'utf8').includes('functions/publisher.ts'),
+    );
+    if (!publisher) throw new Error('no publisher bundle');
+    Object.assign(process.env, {
+      EVENT_BUS_NAME: 'KeapSync-changes',
+      EVENTS_DEAD_LETTER_QUEUE_URL: 'https://sqs.eu-west-1.amazonaws.com/111122223333/events-dlq',
+      MIRROR_TABLE: 'mirror',
+      AWS_REGION: 'eu-west-1',
+    });
+    const mod = (await import(pathToFileURL(path.join(publisher, 'index.mjs')).href)) as {
+      handler?: unknown;
+    };
     expect(typeof mod.handler).toBe('function');
   });
 });

@@ -57,17 +57,17 @@ describe('data stack', () => {
     });
   });
 
-  it('encrypts both queues and keeps them on stack deletion', () => {
+  it('encrypts every queue (jobs, dead letters, event dead letters) and keeps them on stack deletion', () => {
     const queues = s.data.findResources('AWS::SQS::Queue');
-    expect(Object.values(queues)).toHaveLength(2);
+    expect(Object.values(queues)).toHaveLength(3);
     for (const queue of Object.values(queues)) {
       expect(queue.Properties.SqsManagedSseEnabled).toBe(true);
       expect(queue.DeletionPolicy).toBe('Retain');
     }
   });
 
-  it('denies every request to either queue that does not use TLS', () => {
-    for (const queue of ['JobQueue', 'DeadLetterQueue']) {
+  it('denies every request to any queue that does not use TLS', () => {
+    for (const queue of ['JobQueue', 'DeadLetterQueue', 'EventDeadLetterQueue']) {
       s.data.hasResourceProperties('AWS::SQS::QueuePolicy', {
         Queues: [{ Ref: Match.stringLikeRegexp(`^${queue}`) }],
         PolicyDocument: {

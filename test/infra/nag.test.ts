@@ -31,7 +31,7 @@ describe('cdk-nag AwsSolutions', () => {
     }
   });
 
-  it('suppresses only the scheduler target role invoking its own function versions, with a reason', () => {
+  it('suppresses only the reviewed findings, each with its reason', () => {
     const suppressions = [deployment.data, deployment.app].flatMap((stack) =>
       Object.entries(
         Template.fromStack(stack).toJSON().Resources as Record<
@@ -47,10 +47,25 @@ describe('cdk-nag AwsSolutions', () => {
     );
     expect(suppressions).toEqual([
       {
+        id: expect.stringMatching(/^EventDeadLetterQueue/),
+        rule: expect.objectContaining({
+          id: 'AwsSolutions-SQS3',
+          reason: expect.stringMatching(/It is a dead-letter queue/),
+        }),
+      },
+      {
         id: expect.stringMatching(/^ScheduleRoleDefaultPolicy/),
         rule: expect.objectContaining({
           id: 'AwsSolutions-IAM5',
           reason: expect.stringMatching(/the scheduler function and its versions/),
+        }),
+      },
+      {
+        id: expect.stringMatching(/^PublisherRoleDefaultPolicy/),
+        rule: expect.objectContaining({
+          id: 'AwsSolutions-IAM5',
+          reason: expect.stringMatching(/ListStreams has no resource-level permissions/),
+          applies_to: ['Resource::*'],
         }),
       },
     ]);
