@@ -51,7 +51,10 @@ export function composeStores(
     leases: state.leases,
     accounts: state.accounts,
     writes: state.writes,
-    mirror: new MirrorStore(dynamo, target.mirrorTable, { now: clock }),
+    mirror: new MirrorStore(dynamo, target.mirrorTable, {
+      now: clock,
+      settings: { tombstoneDays: config.mirror.tombstoneDays },
+    }),
   };
 }
 

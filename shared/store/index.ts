@@ -17,6 +17,8 @@ export {
   type MirrorRecord,
   MirrorStore,
   type MirrorStoreOptions,
+  type MirrorTombstone,
+  type TombstoneResult,
   type UpsertResult,
 } from './mirror.ts';
 export {

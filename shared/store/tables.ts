@@ -30,6 +30,11 @@ export const MIRROR_TABLE = {
     syncedAt: 'syncedAt',
     account: 'account',
     resource: 'resource',
+    /** Tombstones only: when Keap deleted the record (ISO, and epoch ms); `data` keeps its last version. */
+    deletedAt: 'deletedAt',
+    deletedAtMs: 'deletedAtMs',
+    /** Tombstones only: epoch seconds after which DynamoDB's TTL may remove the item. Never relied on. */
+    expiresAt: 'expiresAt',
   },
 } as const;
 
