@@ -17,6 +17,7 @@ import { type ListEntry, REGISTRY } from './registry.ts';
 import {
   applyTagsResponseSchema,
   type Contact,
+  fieldsQuery,
   MODEL_OBJECTS,
   type ModelObject,
   type Note,
@@ -276,6 +277,8 @@ export class KeapClient {
       }
     } else {
       const schema = entry.schema as unknown as z.ZodType<RecordTypes[R]>;
+      // The list's own `fields`, so the update time and custom fields come back as a page has them.
+      const fields = fieldsQuery(entry.fields?.style ?? 'comma', entry.fields?.request);
       let next = 0;
       let failure: { error: unknown } | undefined;
       const worker = async () => {
@@ -283,7 +286,11 @@ export class KeapClient {
           const id = wanted[next++] as string;
           const path = `${entry.path}/${encodeURIComponent(id)}`;
           try {
-            const r = await this.#call({ method: 'GET', path, retry: 'safe' }, options, 'read');
+            const r = await this.#call(
+              { method: 'GET', path, query: { fields }, retry: 'safe' },
+              options,
+              'read',
+            );
             requests += r.attempts;
             found.set(id, this.#parse(schema, r, path, 'GET'));
           } catch (error) {
