@@ -65,6 +65,8 @@ export class KeapSyncDataStack extends Stack {
       partitionKey: { name: MIRROR_TABLE.partitionKey, type: AttributeType.STRING },
       sortKey: { name: MIRROR_TABLE.sortKey, type: AttributeType.STRING },
       stream: StreamViewType[MIRROR_TABLE.streamViewType],
+      // Tombstones expire after mirror.tombstoneDays (their REMOVE publishes no second Deleted event).
+      timeToLiveAttribute: MIRROR_TABLE.ttlAttribute,
     });
 
     // At most 6 x 900 + 300 s (the settings' limits), well under SQS's 12 hours.

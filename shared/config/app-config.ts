@@ -64,6 +64,13 @@ export const appConfigSchema = z
       })
       .strict()
       .prefault({}),
+    mirror: z
+      .object({
+        /** Days a tombstone (a record Keap deleted) is kept before DynamoDB's TTL may remove it. */
+        tombstoneDays: z.number().int().min(1).max(3_650).default(30),
+      })
+      .strict()
+      .prefault({}),
     scheduler: z
       .object({
         /** Minutes between scheduler runs (EventBridge Scheduler rate; the local loop's interval). */

@@ -1,10 +1,12 @@
 // Domain: the messages on the job queue. Every message is validated with these schemas before any
 // work; anything else is poison and goes to the dead-letter queue with the reason.
 import { z } from 'zod';
+import { type HookEventJob, hookEventJobSchema } from '../hooks/job.ts';
 import { SYNC_RESOURCES, type SyncResource } from '../keap/registry.ts';
 
 /** Lists the sync pipeline mirrors: every registry entry with a `sync` part. */
-export { SYNC_RESOURCES, type SyncResource };
+/** A REST hook delivery turned into a job by the receiver (shared/hooks/job.ts owns its schema). */
+export { type HookEventJob, hookEventJobSchema, SYNC_RESOURCES, type SyncResource };
 
 const accountId = z
   .string()
@@ -85,6 +87,7 @@ export const jobSchema = z.discriminatedUnion('kind', [
   upsertContactJobSchema,
   tagsJobSchema,
   createNoteJobSchema,
+  hookEventJobSchema,
 ]);
 
 export type SyncJob = z.output<typeof syncJobSchema>;
@@ -114,7 +117,7 @@ export function parseJob(body: string): Job {
     throw new PoisonMessageError('invalid-json', 'The message body is not JSON.');
   }
   const kind = (raw as { kind?: unknown } | null)?.kind;
-  const kinds = ['sync', 'upsertContact', 'applyTags', 'removeTags', 'createNote'];
+  const kinds = ['sync', 'upsertContact', 'applyTags', 'removeTags', 'createNote', 'hookEvent'];
   if (typeof kind !== 'string' || !kinds.includes(kind)) {
     throw new PoisonMessageError(
       'unknown-kind',

@@ -8,14 +8,16 @@ import type { Priority } from '../quota/index.ts';
 import {
   KeapArgumentError,
   KeapConfigError,
+  NotFoundError,
   type RequestContext,
   UnexpectedResponseError,
 } from './errors.ts';
 import { type Page, type PageOptionsFor, type ReadResult, readPages } from './paging.ts';
-import { REGISTRY } from './registry.ts';
+import { type ListEntry, REGISTRY } from './registry.ts';
 import {
   applyTagsResponseSchema,
   type Contact,
+  fieldsQuery,
   MODEL_OBJECTS,
   type ModelObject,
   type Note,
@@ -60,6 +62,18 @@ export interface CallOptions {
   /** Default: `writePriority` for writes, `readPriority` for reads. */
   priority?: Priority;
   waitBudgetMs?: number;
+}
+
+/** Lists whose records can be read by id (every list but tag applications, which are read per tag). */
+export type ByIdResource = Exclude<ResourceName, 'tagApplications'>;
+
+export interface ByIdResult<T> {
+  /** The records Keap still has, in the order it returned them. */
+  records: T[];
+  /** Requested ids Keap no longer has (deleted, or never existed). */
+  missing: string[];
+  /** HTTP requests the read took, retries included. */
+  requests: number;
 }
 
 export type DuplicateOption = 'Email' | 'EmailAndName' | 'EmailAndNameAndCompany';
@@ -223,6 +237,77 @@ export class KeapClient {
       requests += page.requests;
     }
     return { records, highWaterMark, pages, requests };
+  }
+
+  /**
+   * Reads records by id: through the list's id filter (`ids`, `tag_ids`, ...; `idBatchSize` ids per
+   * call) where Keap has one, otherwise one `GET {list}/{id}` each, `byIdConcurrency` at a time. Every
+   * request goes through the ledger. Ids Keap does not return are reported as `missing`.
+   */
+  async getByIds<R extends ByIdResource>(
+    resource: R,
+    ids: readonly string[],
+    options: CallOptions = {},
+  ): Promise<ByIdResult<RecordTypes[R]>> {
+    const entry = REGISTRY[resource] as ListEntry | undefined;
+    if (!entry || (resource as string) === 'tagApplications') {
+      throw new KeapArgumentError('resource', `"${String(resource)}" cannot be read by id.`);
+    }
+    if (!Array.isArray(ids)) throw new KeapArgumentError('ids', 'must be an array of ids.');
+    const wanted = [...new Set(ids.map((i) => requireId('ids', i)))];
+    for (const i of wanted)
+      if (!/^[0-9]{1,20}$/.test(i)) throw new KeapArgumentError('ids', `holds "${i}", not a Keap id.`);
+    const found = new Map<string, RecordTypes[R]>();
+    let requests = 0;
+    const idFilter = entry.idFilter;
+    if (idFilter !== undefined) {
+      const size = this.settings.idBatchSize;
+      for (let i = 0; i < wanted.length; i += size) {
+        const batch = wanted.slice(i, i + size);
+        const pages = readPages(this.#transport, resource, {
+          filter: { [idFilter]: batch.join(',') },
+          pageSize: entry.maxPageSize,
+          priority: options.priority,
+          waitBudgetMs: options.waitBudgetMs,
+        } as PageOptionsFor<R>);
+        for await (const page of pages) {
+          requests += page.requests;
+          for (const r of page.records) found.set(r.id, r);
+        }
+      }
+    } else {
+      const schema = entry.schema as unknown as z.ZodType<RecordTypes[R]>;
+      // The list's own `fields`, so the update time and custom fields come back as a page has them.
+      const fields = fieldsQuery(entry.fields?.style ?? 'comma', entry.fields?.request);
+      let next = 0;
+      let failure: { error: unknown } | undefined;
+      const worker = async () => {
+        while (failure === undefined && next < wanted.length) {
+          const id = wanted[next++] as string;
+          const path = `${entry.path}/${encodeURIComponent(id)}`;
+          try {
+            const r = await this.#call(
+              { method: 'GET', path, query: { fields }, retry: 'safe' },
+              options,
+              'read',
+            );
+            requests += r.attempts;
+            found.set(id, this.#parse(schema, r, path, 'GET'));
+          } catch (error) {
+            if (error instanceof NotFoundError) {
+              requests += error.attempts || 1;
+              continue;
+            }
+            failure ??= { error };
+          }
+        }
+      };
+      const lanes = Math.min(this.settings.byIdConcurrency, wanted.length);
+      await Promise.all(Array.from({ length: lanes }, worker));
+      if (failure) throw failure.error;
+    }
+    const records = [...found.values()];
+    return { records, missing: wanted.filter((i) => !found.has(i)), requests };
   }
 
   /** The custom-field model of an object (`GET /rest/v2/{object}/model`). */

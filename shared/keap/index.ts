@@ -1,5 +1,7 @@
 // Public surface of the Keap REST client.
 export {
+  type ByIdResource,
+  type ByIdResult,
   type CallOptions,
   type ContactInput,
   type DuplicateOption,

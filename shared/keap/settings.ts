@@ -35,6 +35,13 @@ export const keapClientSettingsSchema = z
     pageSize: positiveInt.max(1000).default(1000),
     /** Contact ids per applyTags/removeTags call (Keap documents no maximum). */
     tagBatchSize: positiveInt.max(1000).default(100),
+    /**
+     * Ids per call when records are read by a list's id filter (`ids`, `tag_ids`, ...). Keap's file
+     * states a maximum only for opportunities (100); the others name none, so every list uses it.
+     */
+    idBatchSize: positiveInt.max(100).default(100),
+    /** Records read at once, one GET each, from a list without an id filter (companies). */
+    byIdConcurrency: positiveInt.max(16).default(4),
     /** Slots reserved in one ledger write while a page run is going (first page always reserves one). */
     pageSlotBatch: positiveInt.max(100).default(3),
     /** Initial guess of one page's latency; the spacing of reserved slots adapts to measured latency. */

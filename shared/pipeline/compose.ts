@@ -53,7 +53,11 @@ export function composeStores(
     leases: state.leases,
     accounts: state.accounts,
     writes: state.writes,
-    mirror: new MirrorStore(dynamo, target.mirrorTable, { now: clock, onWritten: onMirrorWritten }),
+    mirror: new MirrorStore(dynamo, target.mirrorTable, {
+      now: clock,
+      settings: { tombstoneDays: config.mirror.tombstoneDays },
+      onWritten: onMirrorWritten,
+    }),
   };
 }
 

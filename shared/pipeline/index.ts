@@ -9,6 +9,7 @@ export {
   type PipelineTarget,
 } from './compose.ts';
 export { ClientCache, type PipelineDeps } from './deps.ts';
+export { APPLIED_LOOKBACK_MS, type HookEventOutcome, runHookEvent } from './hooks.ts';
 export { type AccountKey, KeyProvider, KeySecretError } from './keys.ts';
 export {
   jsonLog,

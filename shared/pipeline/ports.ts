@@ -10,6 +10,8 @@ export type MetricName =
   | 'Deferrals'
   | 'RecordsWritten'
   | 'RecordsStale'
+  | 'RecordsDeleted'
+  | 'HookLagMs'
   | 'Pages'
   | 'SyncLagMs'
   | 'DeadLetters'

@@ -50,7 +50,10 @@ export class JobQueue implements Queue {
    * copy once held are never carried over: the next attempt acquires its own.
    */
   async requeue<J extends Job>(job: J, delayMs = 0): Promise<void> {
-    await this.send({ ...job, attempt: job.attempt + 1, heldSlots: undefined }, delayMs);
+    // Hook jobs have no `heldSlots` (their schema is strict): drop it from those kinds that may carry it.
+    const next: Record<string, unknown> = { ...job, attempt: job.attempt + 1 };
+    delete next.heldSlots;
+    await this.send(next as JobInput, delayMs);
   }
 
   /** Moves a message that can never succeed to the dead-letter queue, with the reason attached. */

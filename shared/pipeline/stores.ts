@@ -11,7 +11,9 @@ import type {
   Cursor,
   Lease,
   MirrorRecord,
+  MirrorTombstone,
   StartRunResult,
+  TombstoneResult,
   UpsertResult,
   WriteFailure,
   WriteOutcome,
@@ -63,6 +65,12 @@ export interface WriteStore {
 /** The mirror of Keap's lists. */
 export interface Mirror {
   upsertMany(account: string, resource: string, records: readonly MirrorRecord[]): Promise<UpsertResult>;
+  /** Marks records Keap deleted (tombstones); an older deletion or a redelivered one changes nothing. */
+  tombstoneMany(
+    account: string,
+    resource: string,
+    tombstones: readonly MirrorTombstone[],
+  ): Promise<TombstoneResult>;
   count(account: string, resource: string): Promise<number>;
 }
 

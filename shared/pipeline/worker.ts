@@ -8,6 +8,7 @@ import { KeyRejectedError } from '../keap/index.ts';
 import { IdempotencyConflictError } from '../store/index.ts';
 import { openAccount, parkJob, stopAccount } from './account-gate.ts';
 import { ClientCache, type PipelineDeps } from './deps.ts';
+import { runHookEvent } from './hooks.ts';
 import { KeySecretError } from './keys.ts';
 import { type Log, withFields } from './ports.ts';
 import { runSync } from './sync.ts';
@@ -85,7 +86,9 @@ async function handleRecord(record: SQSRecord, context: Context, deps: PipelineD
     jobId: record.messageId,
     kind: job.kind,
     account: account.id,
-    ...(job.kind === 'sync' ? { resource: job.resource } : { idempotencyKey: job.idempotencyKey }),
+    ...(job.kind === 'sync' || job.kind === 'hookEvent'
+      ? { resource: job.resource }
+      : { idempotencyKey: job.idempotencyKey }),
     attempt: job.attempt,
   });
   try {
@@ -132,6 +135,8 @@ async function runJob(
           { remainingMs: () => context.getRemainingTimeInMillis() },
           log,
         );
+      } else if (job.kind === 'hookEvent') {
+        await runHookEvent(job, account, client, deps, log);
       } else {
         await runWrite(job, account, client, deps, log);
       }

@@ -17,7 +17,9 @@ export {
   type MirrorRecord,
   MirrorStore,
   type MirrorStoreOptions,
+  type MirrorTombstone,
   type MirrorWrite,
+  type TombstoneResult,
   type UpsertResult,
 } from './mirror.ts';
 export {

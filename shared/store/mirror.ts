@@ -1,7 +1,15 @@
 // Adapter: the DynamoDB mirror of Keap records. One item per record; conditional puts make the newer
 // record win whatever order concurrent workers write in (no transactions, so it runs on dynalite too).
+// A record Keap deleted stays as a tombstone (its last `data`, `deletedAt`, a TTL) that only a version
+// updated after the deletion replaces.
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { type DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
+import {
+  type DynamoDBDocumentClient,
+  GetCommand,
+  PutCommand,
+  QueryCommand,
+  UpdateCommand,
+} from '@aws-sdk/lib-dynamodb';
 import { callDynamo, documentClient, isConditionFailure, isItemTooLarge } from './dynamo.ts';
 import {
   MalformedStoreItemError,
@@ -25,6 +33,23 @@ export interface MirrorRecord {
   data: Record<string, unknown>;
 }
 
+/** A record Keap no longer has, to mark deleted in the mirror. */
+export interface MirrorTombstone {
+  id: string;
+  /**
+   * When the record was known deleted (epoch ms): a mirrored version updated after it is not
+   * tombstoned, and only a version updated after it replaces the tombstone.
+   */
+  deletedAtMs: number;
+}
+
+export interface TombstoneResult {
+  /** Records marked deleted now (a stub item when the mirror never held the record). */
+  tombstoned: number;
+  /** Already tombstoned, or the mirror holds a version updated after the deletion: left unchanged. */
+  unchanged: number;
+}
+
 export interface UpsertResult {
   /** Records written (new, newer, or an idempotent rewrite of the same update time). */
   written: number;
@@ -43,6 +68,11 @@ export interface MirrorItem {
   updateTime: string;
   /** ISO time of the write that stored this version. */
   syncedAt: string;
+  /** Tombstones only: when Keap deleted the record (ISO, and epoch ms). */
+  deletedAt?: string;
+  deletedAtMs?: number;
+  /** Tombstones only: the TTL attribute (epoch seconds). */
+  expiresAt?: number;
 }
 
 /** One successful write: the item it replaced (undefined for a new record) and the item written. */
@@ -109,6 +139,90 @@ export class MirrorStore {
     return result;
   }
 
+  /**
+   * Marks records deleted, `writeConcurrency` at a time, each with one conditional update that keeps
+   * `data`, `ut` and `syncedAt` and sets `deletedAt`, `deletedAtMs` and `expiresAt` (the TTL,
+   * `tombstoneDays` on). A record already tombstoned keeps its first deletion time (a redelivered
+   * delete changes nothing); one the mirror holds in a version updated after `deletedAtMs` is left
+   * alone. A record the mirror never held gets a stub tombstone (empty `data`, update time 0), so a
+   * late write of a version read before the deletion cannot bring it back.
+   */
+  async tombstoneMany(
+    account: string,
+    resource: string,
+    tombstones: readonly MirrorTombstone[],
+  ): Promise<TombstoneResult> {
+    const pk = mirrorPartitionKey(account, resource);
+    const syncedAt = new Date(this.now()).toISOString();
+    const checked = tombstones.map((t, index) => {
+      const id = checkId(`tombstones[${index}].id`, t?.id);
+      const ms = t.deletedAtMs;
+      if (typeof ms !== 'number' || !Number.isSafeInteger(ms) || ms < 0 || ms > 8_640_000_000_000_000) {
+        throw new StoreInputError(
+          `tombstones[${index}].deletedAtMs`,
+          `must be epoch milliseconds (a non-negative integer), got ${String(ms)} for record "${id}".`,
+        );
+      }
+      return { id, deletedAtMs: ms };
+    });
+    const result: TombstoneResult = { tombstoned: 0, unchanged: 0 };
+    const ttlSeconds = this.settings.tombstoneDays * 86_400;
+    await forEachBounded(checked, this.settings.writeConcurrency, async (t) => {
+      try {
+        const out = await callDynamo(this.tableName, 'UpdateItem', () =>
+          this.doc.send(
+            new UpdateCommand({
+              TableName: this.tableName,
+              Key: { [MIRROR_TABLE.partitionKey]: pk, [MIRROR_TABLE.sortKey]: t.id },
+              ...(this.onWritten ? { ReturnValues: 'ALL_NEW' as const } : {}),
+              UpdateExpression:
+                'SET #account = if_not_exists(#account, :account), #resource = if_not_exists(#resource, :resource), ' +
+                '#data = if_not_exists(#data, :emptyData), #ut = if_not_exists(#ut, :zero), ' +
+                '#updateTime = if_not_exists(#updateTime, :epoch), #syncedAt = if_not_exists(#syncedAt, :syncedAt), ' +
+                '#deletedAt = :deletedAt, #deletedAtMs = :deletedAtMs, #expiresAt = :expiresAt',
+              ConditionExpression:
+                'attribute_not_exists(#pk) OR (attribute_not_exists(#deletedAtMs) AND #ut <= :deletedAtMs)',
+              ExpressionAttributeNames: {
+                '#pk': MIRROR_TABLE.partitionKey,
+                '#account': A.account,
+                '#resource': A.resource,
+                '#data': A.data,
+                '#ut': A.updateTimeMs,
+                '#updateTime': A.updateTime,
+                '#syncedAt': A.syncedAt,
+                '#deletedAt': A.deletedAt,
+                '#deletedAtMs': A.deletedAtMs,
+                '#expiresAt': A.expiresAt,
+              },
+              ExpressionAttributeValues: {
+                ':account': account,
+                ':resource': resource,
+                ':emptyData': {},
+                ':zero': 0,
+                ':epoch': new Date(0).toISOString(),
+                ':syncedAt': syncedAt,
+                ':deletedAt': new Date(t.deletedAtMs).toISOString(),
+                ':deletedAtMs': t.deletedAtMs,
+                ':expiresAt': Math.floor(t.deletedAtMs / 1000) + ttlSeconds,
+              },
+            }),
+          ),
+        );
+        result.tombstoned++;
+        if (this.onWritten && out.Attributes) {
+          // The stream's old image: the same item before the deletion marks (none if it was a placeholder).
+          const item = out.Attributes;
+          const { [A.deletedAt]: _d, [A.deletedAtMs]: _dm, [A.expiresAt]: _e, ...before } = item;
+          this.onWritten({ old: Number(item[A.updateTimeMs] ?? 0) > 0 ? before : undefined, item });
+        }
+      } catch (err) {
+        if (!isConditionFailure(err)) throw err;
+        result.unchanged++;
+      }
+    });
+    return result;
+  }
+
   /** The mirrored record, or undefined when it was never written. Strongly consistent. */
   async get(account: string, resource: string, id: string): Promise<MirrorItem | undefined> {
     const key = { [MIRROR_TABLE.partitionKey]: mirrorPartitionKey(account, resource), id: checkId('id', id) };
@@ -163,7 +277,11 @@ export class MirrorStore {
     };
   }
 
-  /** Puts the item unless the stored one is newer; true when written. */
+  /**
+   * Puts the item unless the stored one is newer, or is a tombstone of a deletion at or after this
+   * version's update time (an old version never resurrects a deleted record; one updated after the
+   * deletion, a re-created record, replaces the tombstone). True when written.
+   */
   private async putIfNotOlder(
     item: Record<string, unknown>,
     account: string,
@@ -175,8 +293,13 @@ export class MirrorStore {
           new PutCommand({
             TableName: this.tableName,
             Item: item,
-            ConditionExpression: 'attribute_not_exists(#pk) OR #ut <= :ut',
-            ExpressionAttributeNames: { '#pk': MIRROR_TABLE.partitionKey, '#ut': A.updateTimeMs },
+            ConditionExpression:
+              'attribute_not_exists(#pk) OR (#ut <= :ut AND (attribute_not_exists(#del) OR #del < :ut))',
+            ExpressionAttributeNames: {
+              '#pk': MIRROR_TABLE.partitionKey,
+              '#ut': A.updateTimeMs,
+              '#del': A.deletedAtMs,
+            },
             ExpressionAttributeValues: { ':ut': item[A.updateTimeMs] },
             ...(this.onWritten ? { ReturnValues: 'ALL_OLD' as const } : {}),
           }),
@@ -252,7 +375,21 @@ export class MirrorStore {
         'attributes account, resource, id, data, ut, updateTime or syncedAt are missing or of the wrong type',
       );
     }
-    return { account, resource, id, data, updateTimeMs: ut, updateTime, syncedAt };
+    const out: MirrorItem = { account, resource, id, data, updateTimeMs: ut, updateTime, syncedAt };
+    const [deletedAt, deletedAtMs, expiresAt] = [item[A.deletedAt], item[A.deletedAtMs], item[A.expiresAt]];
+    if (deletedAt !== undefined || deletedAtMs !== undefined) {
+      if (typeof deletedAt !== 'string' || typeof deletedAtMs !== 'number') {
+        throw new MalformedStoreItemError(
+          this.tableName,
+          `${String(item[MIRROR_TABLE.partitionKey])}/${id}`,
+          'a tombstone needs both deletedAt (a string) and deletedAtMs (a number)',
+        );
+      }
+      out.deletedAt = deletedAt;
+      out.deletedAtMs = deletedAtMs;
+      if (typeof expiresAt === 'number') out.expiresAt = expiresAt;
+    }
+    return out;
   }
 }
 

@@ -10,6 +10,8 @@ export const mirrorSettingsSchema = z
     writeConcurrency: positiveInt.max(256).default(16),
     /** Items per Query page when iterating or counting. */
     pageSize: positiveInt.max(1_000).default(500),
+    /** Days a tombstone (a record Keap deleted) is kept before its TTL attribute lets DynamoDB remove it. */
+    tombstoneDays: positiveInt.max(3_650).default(30),
   })
   .strict();
 

@@ -16,6 +16,9 @@ export { KEY_SEPARATOR };
 export const MAX_ITEM_BYTES = 400 * 1024;
 
 /** Mirror table: one item per Keap record. */
+/** The mirror's TTL attribute (tombstones only). */
+const MIRROR_TTL_ATTRIBUTE = 'expiresAt';
+
 export const MIRROR_TABLE = {
   partitionKey: 'pk',
   sortKey: 'id',
@@ -23,6 +26,8 @@ export const MIRROR_TABLE = {
   partitionKeyFormat: `<account>${KEY_SEPARATOR}<resource>`,
   /** Stream of changes for downstream consumers. */
   streamViewType: 'NEW_AND_OLD_IMAGES',
+  /** Epoch seconds after which AWS may delete a tombstone (`mirror.tombstoneDays`). Never relied on. */
+  ttlAttribute: MIRROR_TTL_ATTRIBUTE,
   attributes: {
     data: 'data',
     updateTimeMs: 'ut',
@@ -30,6 +35,11 @@ export const MIRROR_TABLE = {
     syncedAt: 'syncedAt',
     account: 'account',
     resource: 'resource',
+    /** Tombstones only: when Keap deleted the record (ISO, and epoch ms); `data` keeps its last version. */
+    deletedAt: 'deletedAt',
+    deletedAtMs: 'deletedAtMs',
+    /** Tombstones only: epoch seconds after which DynamoDB's TTL may remove the item. Never relied on. */
+    expiresAt: MIRROR_TTL_ATTRIBUTE,
   },
 } as const;
 
@@ -121,6 +131,22 @@ export async function createMirrorTable(client: DynamoDBClient, tableName: strin
     if (!isUnsupported(err)) throw err;
     await createTable(client, base);
   }
+  await enableTtl(client, tableName, MIRROR_TABLE.ttlAttribute);
+}
+
+/** Turns on TTL deletion where the emulator supports it (dynalite does not; correctness never depends on it). */
+async function enableTtl(client: DynamoDBClient, tableName: string, attribute: string): Promise<void> {
+  try {
+    await client.send(
+      new UpdateTimeToLiveCommand({
+        TableName: tableName,
+        TimeToLiveSpecification: { AttributeName: attribute, Enabled: true },
+      }),
+    );
+  } catch (err) {
+    // Already enabled (a second call) or not supported by the emulator: TTL is housekeeping only.
+    if (!isUnsupported(err) && !(err instanceof Error && /already enabled/i.test(err.message))) throw err;
+  }
 }
 
 /**
@@ -140,15 +166,5 @@ export async function createStateTable(client: DynamoDBClient, tableName: string
     ],
     BillingMode: 'PAY_PER_REQUEST',
   });
-  try {
-    await client.send(
-      new UpdateTimeToLiveCommand({
-        TableName: tableName,
-        TimeToLiveSpecification: { AttributeName: STATE_TABLE.ttlAttribute, Enabled: true },
-      }),
-    );
-  } catch (err) {
-    // Already enabled (a second call) or not supported by the emulator: TTL is housekeeping only.
-    if (!isUnsupported(err) && !(err instanceof Error && /already enabled/i.test(err.message))) throw err;
-  }
+  await enableTtl(client, tableName, STATE_TABLE.ttlAttribute);
 }

@@ -52,6 +52,7 @@ describe('data stack', () => {
           { AttributeName: 'id', KeyType: 'RANGE' },
         ],
         StreamSpecification: { StreamViewType: 'NEW_AND_OLD_IMAGES' },
+        TimeToLiveSpecification: { AttributeName: 'expiresAt', Enabled: true },
       },
       DeletionPolicy: 'Retain',
     });

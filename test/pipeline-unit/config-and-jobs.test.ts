@@ -28,6 +28,7 @@ describe('configuration', () => {
     expect(c.worker).toMatchObject({ batchSize: 5, concurrency: 4, timeoutSeconds: 120, maxReceiveCount: 5 });
     expect(c.keap.baseUrl).toBe('https://api.infusionsoft.com/crm');
     expect(c.accounts[0]?.resources.contacts?.mode).toBe('incremental');
+    expect(c.mirror.tombstoneDays).toBe(30);
   });
 
   it.each([
@@ -36,6 +37,7 @@ describe('configuration', () => {
     [{ accounts: [{ ...account, resources: {} }] }, 'accounts.0.resources'],
     [{ accounts: [{ ...account, resources: { leads: { everyMinutes: 5 } } }] }, 'accounts.0.resources'],
     [{ accounts: [account], worker: { batchSize: 11 } }, 'worker.batchSize'],
+    [{ accounts: [account], mirror: { tombstoneDays: 0 } }, 'mirror.tombstoneDays'],
     [{ accounts: [account, account] }, 'accounts.1.id'],
     [{ accounts: [account], limits: { spikeMarginMs: 40, lateToleranceMs: 40 } }, 'limits.lateToleranceMs'],
   ])('names the bad setting (%#)', (input, setting) => {
@@ -59,6 +61,14 @@ describe('job messages', () => {
     });
   });
 
+  it('accepts a hook event job, tag applications with "<tagId>:<contactId>" ids', () => {
+    expect(
+      parseJob(
+        '{"kind":"hookEvent","account":"acme","resource":"tagApplications","event":"removed","ids":["91:4711","92"],"receivedAt":"2026-01-01T00:00:00.000Z"}',
+      ),
+    ).toMatchObject({ kind: 'hookEvent', ids: ['91:4711', '92'], attempt: 0 });
+  });
+
   it.each([
     ['not json', 'invalid-json'],
     ['{"kind":"dance","account":"acme"}', 'unknown-kind'],
@@ -69,6 +79,14 @@ describe('job messages', () => {
     ],
     [
       '{"kind":"applyTags","account":"acme","idempotencyKey":"short","tagId":"1","contactIds":["2"]}',
+      'invalid-job',
+    ],
+    [
+      '{"kind":"hookEvent","account":"acme","resource":"contacts","event":"edit","ids":["1:2"],"receivedAt":"2026-01-01T00:00:00.000Z"}',
+      'invalid-job',
+    ],
+    [
+      '{"kind":"hookEvent","account":"acme","resource":"users","event":"edit","ids":["1"],"receivedAt":"2026-01-01T00:00:00.000Z"}',
       'invalid-job',
     ],
   ])('classifies %s as poison (%s)', (body, reason) => {

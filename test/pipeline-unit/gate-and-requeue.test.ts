@@ -134,4 +134,28 @@ describe('JobQueue.requeue', () => {
     expect(body).toMatchObject({ kind: 'sync', runId: 'r1', attempt: 3 });
     expect(body.heldSlots).toBeUndefined();
   });
+
+  it('re-sends a hook event job as a message its strict schema still accepts', async () => {
+    const sent: Array<{ MessageBody?: string }> = [];
+    const sqs = { send: async (command: { input: (typeof sent)[number] }) => void sent.push(command.input) };
+    const queue = new JobQueue(
+      sqs as unknown as SQSClient,
+      'https://sqs.local/jobs',
+      'https://sqs.local/dlq',
+    );
+    const job = parseJob(
+      JSON.stringify({
+        kind: 'hookEvent',
+        account: 'acme',
+        resource: 'contacts',
+        event: 'edit',
+        ids: ['1', '2'],
+        receivedAt: '2026-01-01T00:00:00.000Z',
+      }),
+    );
+
+    await queue.requeue(job);
+
+    expect(parseJob(sent[0]?.MessageBody ?? '')).toEqual({ ...job, attempt: 1 });
+  });
 });

@@ -250,3 +250,126 @@ describe.each(emulatorCases)('mirror on $name', (emu) => {
     faulty.client.destroy();
   });
 });
+
+describe.each(emulatorCases)('mirror tombstones on $name', (emu) => {
+  const tables = useTables(emu);
+  const mirror = (options: ConstructorParameters<typeof MirrorStore>[2] = {}) => {
+    const { db, mirrorTable } = tables();
+    return new MirrorStore(db.client, mirrorTable, options);
+  };
+  const DAY_S = 86_400;
+
+  it('marks a record deleted, keeping its data, update time and syncedAt, with a TTL', async () => {
+    const store = mirror({ settings: { tombstoneDays: 7 } });
+    const account = unique('acct');
+    await store.upsertMany(account, 'contacts', [contact('c1', 5_000), contact('c2', 5_000)]);
+    const before = await store.get(account, 'contacts', 'c1');
+
+    const result = await store.tombstoneMany(account, 'contacts', [
+      { id: 'c1', deletedAtMs: 1_700_000_000_123 },
+    ]);
+
+    expect(result).toEqual({ tombstoned: 1, unchanged: 0 });
+    const after = await store.get(account, 'contacts', 'c1');
+    expect(after).toEqual({
+      ...before,
+      deletedAt: new Date(1_700_000_000_123).toISOString(),
+      deletedAtMs: 1_700_000_000_123,
+      expiresAt: 1_700_000_000 + 7 * DAY_S,
+    });
+    expect(await store.get(account, 'contacts', 'c2')).not.toHaveProperty('deletedAt');
+  });
+
+  it('keeps the first deletion when a delete is redelivered', async () => {
+    const store = mirror();
+    const account = unique('acct');
+    await store.upsertMany(account, 'contacts', [contact('c1', 5_000)]);
+    await store.tombstoneMany(account, 'contacts', [{ id: 'c1', deletedAtMs: 6_000 }]);
+    const first = await store.get(account, 'contacts', 'c1');
+
+    const again = await store.tombstoneMany(account, 'contacts', [
+      { id: 'c1', deletedAtMs: 6_000 },
+      { id: 'c1', deletedAtMs: 9_000 },
+    ]);
+
+    expect(again).toEqual({ tombstoned: 0, unchanged: 2 });
+    expect(await store.get(account, 'contacts', 'c1')).toEqual(first);
+    expect(first?.expiresAt).toBe(6 + 30 * DAY_S);
+  });
+
+  it('leaves a record alone when the mirror holds a version updated after the deletion', async () => {
+    const store = mirror();
+    const account = unique('acct');
+    await store.upsertMany(account, 'contacts', [contact('c1', 8_000)]);
+
+    const result = await store.tombstoneMany(account, 'contacts', [{ id: 'c1', deletedAtMs: 7_999 }]);
+
+    expect(result).toEqual({ tombstoned: 0, unchanged: 1 });
+    expect(await store.get(account, 'contacts', 'c1')).not.toHaveProperty('deletedAt');
+  });
+
+  it('never lets a version from before the deletion resurrect a tombstone', async () => {
+    const store = mirror();
+    const account = unique('acct');
+    await store.upsertMany(account, 'contacts', [contact('c1', 5_000)]);
+    await store.tombstoneMany(account, 'contacts', [{ id: 'c1', deletedAtMs: 6_000 }]);
+
+    const result = await store.upsertMany(account, 'contacts', [
+      contact('c1', 5_500, { late: true }),
+      contact('c1', 6_000, { late: true }),
+    ]);
+
+    expect(result).toEqual({ written: 0, skippedStale: 2 });
+    const item = await store.get(account, 'contacts', 'c1');
+    expect(item?.deletedAtMs).toBe(6_000);
+    expect(item?.data).not.toHaveProperty('late');
+  });
+
+  it('replaces a tombstone with a record re-created after the deletion', async () => {
+    const store = mirror();
+    const account = unique('acct');
+    await store.upsertMany(account, 'contacts', [contact('c1', 5_000)]);
+    await store.tombstoneMany(account, 'contacts', [{ id: 'c1', deletedAtMs: 6_000 }]);
+
+    const result = await store.upsertMany(account, 'contacts', [contact('c1', 6_001, { again: true })]);
+
+    expect(result).toEqual({ written: 1, skippedStale: 0 });
+    const item = await store.get(account, 'contacts', 'c1');
+    expect(item?.updateTimeMs).toBe(6_001);
+    expect(item?.data).toHaveProperty('again', true);
+    expect(item).not.toHaveProperty('deletedAt');
+    expect(item).not.toHaveProperty('expiresAt');
+  });
+
+  it('writes a stub tombstone for a record it never held, which a late old version cannot undo', async () => {
+    const store = mirror();
+    const account = unique('acct');
+
+    const result = await store.tombstoneMany(account, 'contacts', [{ id: 'c9', deletedAtMs: 6_000 }]);
+    const late = await store.upsertMany(account, 'contacts', [contact('c9', 5_000)]);
+
+    expect(result).toEqual({ tombstoned: 1, unchanged: 0 });
+    expect(late).toEqual({ written: 0, skippedStale: 1 });
+    expect(await store.get(account, 'contacts', 'c9')).toMatchObject({
+      account,
+      resource: 'contacts',
+      id: 'c9',
+      data: {},
+      updateTimeMs: 0,
+      deletedAtMs: 6_000,
+    });
+  });
+
+  it('rejects a tombstone without a valid deletion time before writing anything', async () => {
+    const store = mirror();
+    const account = unique('acct');
+
+    await expect(
+      store.tombstoneMany(account, 'contacts', [
+        { id: 'c1', deletedAtMs: 1 },
+        { id: 'c2', deletedAtMs: Number.NaN },
+      ]),
+    ).rejects.toThrow(StoreInputError);
+    expect(await store.count(account, 'contacts')).toBe(0);
+  });
+});
