@@ -3,6 +3,7 @@
 // runtime, the Lambdas and the CDK stack all read this same shape.
 import { z } from 'zod';
 import { SYNC_RESOURCES } from '../jobs/schema.ts';
+import { parseKeapClientSettings, timeoutLeavesNoRetry } from '../keap/settings.ts';
 import { ledgerSettingsSchema, parseLedgerSettings } from '../quota/config.ts';
 
 const resourceScheduleSchema = z
@@ -39,10 +40,11 @@ export const appConfigSchema = z
       .object({
         /** Keap's API base; the sandbox's baseUrl locally. */
         baseUrl: z.url().default('https://api.infusionsoft.com/crm'),
-        timeoutMs: z.number().int().min(1_000).max(120_000).default(30_000),
+        /** Per-request timeout; must leave room for a retry inside the client's 30 s retry budget. */
+        timeoutMs: z.number().int().min(1_000).max(120_000).default(10_000),
       })
       .strict()
-      .default({ baseUrl: 'https://api.infusionsoft.com/crm', timeoutMs: 30_000 }),
+      .default({ baseUrl: 'https://api.infusionsoft.com/crm', timeoutMs: 10_000 }),
     worker: z
       .object({
         /** Lambda: SQS batch size; local: messages per receive. */
@@ -61,6 +63,12 @@ export const appConfigSchema = z
         leaseTtlMs: z.number().int().min(10_000).default(900_000),
         /** Receives after which a failing message goes to the dead-letter queue. */
         maxReceiveCount: z.number().int().min(1).max(1_000).default(5),
+        /**
+         * Transient failures in a row (Keap timeout, network, 5xx, unreadable body, ledger or store
+         * unavailable) after which a job is dead-lettered (`retries-exhausted`); each one before that
+         * comes back after an exponential backoff of seconds.
+         */
+        maxRetries: z.number().int().min(0).max(50).default(5),
       })
       .strict()
       .prefault({}),
@@ -138,6 +146,9 @@ export function parseAppConfig(input: unknown, source = 'configuration'): AppCon
       `${source}: limits.${setting}: ${(err as Error).message}`,
     ]);
   }
+  // The Keap client's own settings must be coherent too (a timeout that leaves room for a retry).
+  const noRetry = timeoutLeavesNoRetry(parseKeapClientSettings({ timeoutMs: config.keap.timeoutMs }));
+  if (noRetry) throw new ConfigError('keap.timeoutMs', [`${source}: keap.timeoutMs: ${noRetry}`]);
   return config;
 }
 

@@ -26,6 +26,8 @@ export const hookEventJobSchema = z
     receivedAt: z.iso.datetime(),
     /** Increases every time the job is re-sent (deferral); as on every other job. */
     attempt: z.number().int().nonnegative().default(0),
+    /** Transient failures in a row (set by the worker's retry), as on every other job. */
+    failures: z.number().int().nonnegative().optional(),
   })
   .strict()
   .superRefine((job, ctx) => {

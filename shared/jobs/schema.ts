@@ -30,6 +30,8 @@ export const syncJobSchema = z
     runId: z.string().min(1).max(64).optional(),
     /** Increases every time the job is re-sent (continuation or deferral); older copies are stale. */
     attempt: z.number().int().nonnegative().default(0),
+    /** Transient failures in a row (set by the worker's retry); a continuation that made progress clears it. */
+    failures: z.number().int().nonnegative().optional(),
     /**
      * Ignored: accepted so messages from versions that carried held slots still parse. Nothing in a
      * message can let a call skip the ledger; a resumed job always acquires its slots afresh.
@@ -45,6 +47,8 @@ const writeBase = {
   idempotencyKey,
   heldSlots: z.array(z.number().int().positive()).max(100).optional(),
   attempt: z.number().int().nonnegative().default(0),
+  /** Transient failures in a row (set by the worker's retry). */
+  failures: z.number().int().nonnegative().optional(),
 };
 
 export const upsertContactJobSchema = z

@@ -15,8 +15,11 @@ export const keapClientSettingsSchema = z
       .url({ protocol: /^https?$/ })
       .default(DEFAULT_BASE_URL)
       .transform((u) => u.replace(/\/+$/, '')),
-    /** Each request (headers and body) is aborted after this many ms. */
-    timeoutMs: positiveInt.max(300_000).default(30_000),
+    /**
+     * Each request (headers and body) is aborted after this many ms. With the default retry budget
+     * (30 s) a hung request is tried again twice: the timeout must leave room for a retry (checked).
+     */
+    timeoutMs: positiveInt.max(300_000).default(10_000),
     /** Attempts per call on 5xx, network errors, timeouts and unreadable answers (reads and upserts only). */
     maxAttempts: positiveInt.max(20).default(4),
     /** Total time a call may spend retrying, from its first attempt; no retry starts past it. */
@@ -70,4 +73,19 @@ export function parseKeapClientSettings(input: unknown): KeapClientSettings {
     throw new KeapConfigError('backoffMaxMs', `must be at least backoffBaseMs (${s.backoffBaseMs}).`);
   }
   return s;
+}
+
+/**
+ * Why `s` leaves a timed-out request no retry inside the retry budget (its timeout plus the first
+ * backoff pass `retryBudgetMs`), or undefined when it leaves room for one. Start-up configuration
+ * checks it, so a single hung request cannot fail a call with no second try.
+ */
+export function timeoutLeavesNoRetry(s: KeapClientSettings): string | undefined {
+  const firstBackoffMs = Math.min(s.backoffBaseMs, s.backoffMaxMs);
+  if (s.timeoutMs + firstBackoffMs <= s.retryBudgetMs) return undefined;
+  return (
+    `${s.timeoutMs} ms leaves no room for a retry inside the Keap client's retry budget of ${s.retryBudgetMs} ms ` +
+    `(a timed-out request and the first backoff of up to ${firstBackoffMs} ms must fit in it): use at most ` +
+    `${s.retryBudgetMs - firstBackoffMs}`
+  );
 }

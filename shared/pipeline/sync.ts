@@ -13,13 +13,17 @@ import { deferralDelayMs } from './queue.ts';
 export interface Invocation {
   /** Milliseconds left in this invocation (Lambda's context.getRemainingTimeInMillis). */
   remainingMs(): number;
+  /** Told how long each page (read, mirror write, checkpoint) took; shared by the batch's records. */
+  pageTook?(ms: number): void;
+  /** Time a new page must find left (default worker.safetyMarginMs). */
+  reserveMs?(): number;
 }
 
 export type SyncOutcome =
   | { status: 'finished'; pages: number; records: number; highWaterMs: number | null }
   | { status: 'continued'; pages: number; records: number }
   | { status: 'deferred'; retryAt: number; reason: string }
-  | { status: 'skipped'; reason: 'busy' };
+  | { status: 'skipped'; reason: 'busy' | 'finished' };
 
 export async function runSync(
   job: SyncJob,
@@ -34,6 +38,16 @@ export async function runSync(
   const dims = { account: account.id, resource };
   const runId = job.runId ?? randomUUID();
   const ttl = config.worker.leaseTtlMs;
+  // A redelivered message of a run that already finished (its invocation timed out after the work,
+  // say): drop it before taking the lease or calling Keap.
+  if (job.runId !== undefined) {
+    const before = await runs.getCursor(account.id, resource);
+    if (before.lastRunId === runId && before.checkpoint?.runId !== runId) {
+      log.info('This sync run already finished; the redelivered message is dropped', { runId });
+      metrics.add('JobsSkipped', 1, { ...dims, reason: 'finished' });
+      return { status: 'skipped', reason: 'finished' };
+    }
+  }
   // The run id is the lease's one owner token: the scheduler took the lease for this run; an
   // on-demand job takes it here.
   if (!(await leases.claim(account.id, resource, runId, ttl))) {
@@ -69,34 +83,52 @@ export async function runSync(
       pageToken: checkpoint.pageToken ?? undefined,
       priority: 'bulk',
     });
-    for await (const page of iterator) {
-      const rows = page.records.map((rec) => {
-        const data = rec as unknown as Record<string, unknown>;
-        return { id: rec.id, updateTimeMs: updateTimeOf(spec, data) ?? 0, data };
-      });
-      const written = await mirror.upsertMany(account.id, resource, rows);
-      for (const row of rows)
-        if (row.updateTimeMs > 0 && (runHigh === null || row.updateTimeMs > runHigh))
-          runHigh = row.updateTimeMs;
-      await runs.checkpoint(account.id, resource, runId, {
-        pageToken: page.nextPageToken ?? null,
-        pageHighWaterMs: runHigh,
-        pagesDelta: 1,
-        recordsDelta: rows.length,
-      });
-      pages++;
-      records += rows.length;
-      metrics.add('Pages', 1, dims);
-      metrics.add('RecordsWritten', written.written, dims);
-      if (written.skippedStale) metrics.add('RecordsStale', written.skippedStale, dims);
-      if (page.done) break;
-      if (invocation.remainingMs() < config.worker.safetyMarginMs) {
-        await iterator.return(undefined);
-        await queue.requeue({ ...job, runId });
-        await leases.renew(account.id, resource, runId, ttl);
-        log.info('Out of invocation time: continuing in a new message', { runId, pages, records });
-        return { status: 'continued', pages, records };
+    const reserveMs = () => invocation.reserveMs?.() ?? config.worker.safetyMarginMs;
+    // However the loop ends, the page iterator is closed: ledger slots it reserved go back.
+    try {
+      for (;;) {
+        // Start a page only if the invocation (shared by the batch) can hold it and its mirror write.
+        if (invocation.remainingMs() < reserveMs()) {
+          // Progress made clears the transient-failure count; a job that did nothing keeps it.
+          await queue.requeue({ ...job, runId, ...(pages > 0 ? { failures: undefined } : {}) });
+          await leases.renew(account.id, resource, runId, ttl);
+          log.info('Out of invocation time: continuing in a new message', {
+            runId,
+            pages,
+            records,
+            remainingMs: Math.round(invocation.remainingMs()),
+            reserveMs: Math.round(reserveMs()),
+          });
+          return { status: 'continued', pages, records };
+        }
+        const pageStarted = performance.now();
+        const next = await iterator.next();
+        if (next.done) break;
+        const page = next.value;
+        const rows = page.records.map((rec) => {
+          const data = rec as unknown as Record<string, unknown>;
+          return { id: rec.id, updateTimeMs: updateTimeOf(spec, data) ?? 0, data };
+        });
+        const written = await mirror.upsertMany(account.id, resource, rows);
+        for (const row of rows)
+          if (row.updateTimeMs > 0 && (runHigh === null || row.updateTimeMs > runHigh))
+            runHigh = row.updateTimeMs;
+        await runs.checkpoint(account.id, resource, runId, {
+          pageToken: page.nextPageToken ?? null,
+          pageHighWaterMs: runHigh,
+          pagesDelta: 1,
+          recordsDelta: rows.length,
+        });
+        invocation.pageTook?.(performance.now() - pageStarted);
+        pages++;
+        records += rows.length;
+        metrics.add('Pages', 1, dims);
+        metrics.add('RecordsWritten', written.written, dims);
+        if (written.skippedStale) metrics.add('RecordsStale', written.skippedStale, dims);
+        if (page.done) break;
       }
+    } finally {
+      await iterator.return(undefined);
     }
   } catch (err) {
     if (!(err instanceof QuotaDeferredError)) throw err;

@@ -1,5 +1,6 @@
 // Handler (adapter): the worker Lambda's SQS batch handler, with partial batch failures. Each record
 // is validated, then run as a sync or a write; poison goes to the dead-letter queue with its reason.
+import { randomUUID } from 'node:crypto';
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { type AccountConfig, findAccount } from '../config/app-config.ts';
@@ -7,11 +8,13 @@ import { type Job, PoisonMessageError, parseJob } from '../jobs/schema.ts';
 import { KeyRejectedError } from '../keap/index.ts';
 import { IdempotencyConflictError } from '../store/index.ts';
 import { openAccount, parkJob, stopAccount } from './account-gate.ts';
+import { InvocationDeadline } from './deadline.ts';
 import { ClientCache, type PipelineDeps } from './deps.ts';
 import { runHookEvent } from './hooks.ts';
 import { KeySecretError } from './keys.ts';
 import { type Log, withFields } from './ports.ts';
-import { runSync } from './sync.ts';
+import { isTransient, retryLater } from './retry.ts';
+import { type Invocation, runSync } from './sync.ts';
 import { runWrite } from './writes.ts';
 
 export type WorkerHandler = (event: SQSEvent, context: Context) => Promise<SQSBatchResponse>;
@@ -19,10 +22,15 @@ export type WorkerHandler = (event: SQSEvent, context: Context) => Promise<SQSBa
 export function createWorkerHandler(deps: PipelineDeps): WorkerHandler {
   const clients = new ClientCache(deps);
   return async (event, context) => {
+    // One deadline for the whole batch: its records page concurrently within this invocation's time.
+    const deadline = new InvocationDeadline(
+      () => context.getRemainingTimeInMillis(),
+      deps.config.worker.safetyMarginMs,
+    );
     try {
       return await processPartialResponse(
         event,
-        (record: SQSRecord) => handleRecord(record, context, deps, clients),
+        (record: SQSRecord) => handleRecord(record, deadline, deps, clients),
         // One processor per invocation: outside Lambda's InvokeStore a processor keeps its records and
         // failures in instance fields, so concurrent invocations sharing one would report (or lose)
         // each other's failures.
@@ -58,12 +66,19 @@ export function createWorkerHandler(deps: PipelineDeps): WorkerHandler {
   };
 }
 
-async function handleRecord(record: SQSRecord, context: Context, deps: PipelineDeps, clients: ClientCache) {
+async function handleRecord(
+  record: SQSRecord,
+  invocation: Invocation,
+  deps: PipelineDeps,
+  clients: ClientCache,
+) {
   const { log: rootLog, metrics, queue } = deps;
   let job: Job;
   let account: AccountConfig | undefined;
   try {
     job = parseJob(record.body);
+    // A sync names its run before any work, so a retry after a transient failure resumes that run.
+    if (job.kind === 'sync' && job.runId === undefined) job = { ...job, runId: randomUUID() };
     account = findAccount(deps.config, job.account);
     if (!account) {
       throw new PoisonMessageError(
@@ -92,8 +107,11 @@ async function handleRecord(record: SQSRecord, context: Context, deps: PipelineD
     attempt: job.attempt,
   });
   try {
-    await runJob(job, account, context, deps, clients, log);
+    await runJob(job, account, invocation, deps, clients, log);
   } catch (err) {
+    // A timeout, 5xx, unreadable body, or unavailable ledger or store: back in seconds, not after
+    // the visibility timeout, and this record is done.
+    if (isTransient(err)) return retryLater(job, err, record, account, deps, log);
     if (!(err instanceof IdempotencyConflictError)) throw err;
     // The same idempotency key with a different request never succeeds: poison, with its reason.
     await queue.deadLetter(record.body, 'idempotency-conflict', err.message, record.messageId);
@@ -107,7 +125,7 @@ async function handleRecord(record: SQSRecord, context: Context, deps: PipelineD
 async function runJob(
   job: Job,
   account: AccountConfig,
-  context: Context,
+  invocation: Invocation,
   deps: PipelineDeps,
   clients: ClientCache,
   log: Log,
@@ -127,14 +145,7 @@ async function runJob(
     const client = clients.for(account, key);
     try {
       if (job.kind === 'sync') {
-        await runSync(
-          job,
-          account,
-          client,
-          deps,
-          { remainingMs: () => context.getRemainingTimeInMillis() },
-          log,
-        );
+        await runSync(job, account, client, deps, invocation, log);
       } else if (job.kind === 'hookEvent') {
         await runHookEvent(job, account, client, deps, log);
       } else {

@@ -33,7 +33,7 @@ export class WriteInProgressError extends Error {
 }
 
 function requestHash(job: WriteJob): string {
-  const { heldSlots: _h, attempt: _a, ...request } = job;
+  const { heldSlots: _h, attempt: _a, failures: _f, ...request } = job;
   return createHash('sha256').update(stableJson(request)).digest('hex').slice(0, 32);
 }
 
