@@ -4,10 +4,13 @@ import { KeapClient, QuotaDeferredError, RateLimitedError, RetryableError } from
 import type { QuotaLedger } from '#shared/quota/index.ts';
 import {
   type LedgerHost,
+  listHandler,
+  makeRecords,
   quotaHeaders,
   SECRET_KEY,
   type Stub,
   sendJson,
+  sendText,
   startLedgerHost,
   startStub,
   uniqueTenant,
@@ -114,6 +117,32 @@ describe('retries', () => {
     const err = await client.getModel('contacts').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(RetryableError);
     expect((err as RetryableError).reason).toBe('timeout');
+  });
+
+  it('retries a list page whose body was cut and yields only the whole page, never part of it', async () => {
+    const { client } = setup({ maxAttempts: 3 });
+    const records = makeRecords(1_500);
+    const serve = listHandler(() => records, { itemsKey: 'contacts' });
+    let cut = 0;
+    stub.setHandler((req, res) => {
+      // The second page's first answer is a 200 whose JSON body stops halfway.
+      if (req.url.searchParams.get('page_token') && cut === 0) {
+        cut++;
+        const whole = JSON.stringify({ contacts: records.slice(1_000), next_page_token: '' });
+        sendText(res, 200, whole.slice(0, Math.floor(whole.length / 2)), 'application/json', quotaHeaders());
+        return;
+      }
+      serve(req, res);
+    });
+    const before = stub.requests.length;
+    const pages = [];
+    for await (const p of client.pages('contacts')) pages.push(p);
+    expect(cut).toBe(1);
+    expect(pages.map((p) => p.records.length)).toEqual([1_000, 500]);
+    expect(pages.flatMap((p) => p.records.map((r) => r.id))).toEqual(records.map((r) => r.id));
+    // Two pages and one retry of the cut one.
+    expect(stub.requests.length - before).toBe(3);
+    expect(client.stats.retries).toBe(1);
   });
 
   it('never retries a creating POST on a 5xx and says the outcome is unknown', async () => {
