@@ -90,6 +90,8 @@ export interface WorldOptions {
   worker?: AppConfigInput['worker'];
   scheduler?: AppConfigInput['scheduler'];
   visibilityTimeoutSec?: number;
+  /** keap.timeoutMs (default 10 s). */
+  keapTimeoutMs?: number;
 }
 
 export function secretIdOf(account: string): string {
@@ -109,7 +111,7 @@ export function testConfig(
       resources: Object.fromEntries(a.resources.map((r) => [r, { everyMinutes: 5 }])),
     })),
     limits: o.limits ?? RELAXED_LEDGER,
-    keap: { baseUrl, timeoutMs: 10_000 },
+    keap: { baseUrl, timeoutMs: o.keapTimeoutMs ?? 10_000 },
     worker: {
       batchSize: 5,
       concurrency: 4,
