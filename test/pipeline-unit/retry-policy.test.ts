@@ -10,7 +10,9 @@ import {
   UnexpectedResponseError,
 } from '#shared/keap/index.ts';
 import { InvocationDeadline } from '#shared/pipeline/deadline.ts';
-import { isTransient, RETRY_MAX_MS, retryDelayMs } from '#shared/pipeline/retry.ts';
+import type { PipelineDeps } from '#shared/pipeline/deps.ts';
+import { MemoryLog, MemoryMetrics } from '#shared/pipeline/index.ts';
+import { isTransient, RETRY_MAX_MS, retryDelayMs, retryLater } from '#shared/pipeline/retry.ts';
 import { LedgerContentionError, LedgerUnavailableError } from '#shared/quota/index.ts';
 import { StaleRunError, StoreUnavailableError } from '#shared/store/index.ts';
 
@@ -106,5 +108,76 @@ describe('retry settings', () => {
       failures: 2,
     });
     expect(parseJob('{"kind":"sync","account":"acme","resource":"tasks"}').failures).toBeUndefined();
+  });
+});
+
+/** The ports retryLater uses, recording what it sent, dead-lettered and did to the lease. */
+function retryPorts(maxRetries: number) {
+  const config = parseAppConfig({ accounts: [account], worker: { maxRetries } });
+  const sent: Array<{ job: Record<string, unknown>; delayMs: number }> = [];
+  const dead: Array<{ reason: string; detail: string }> = [];
+  const leaseCalls: string[] = [];
+  const deps = {
+    config,
+    log: new MemoryLog(),
+    metrics: new MemoryMetrics(),
+    queue: {
+      send: async () => undefined,
+      requeue: async (job: Record<string, unknown>, delayMs = 0) => {
+        sent.push({ job, delayMs });
+      },
+      deadLetter: async (_b: string, reason: string, detail: string) => {
+        dead.push({ reason, detail });
+      },
+    },
+    leases: {
+      renew: async () => {
+        leaseCalls.push('renew');
+        return true;
+      },
+      release: async () => {
+        leaseCalls.push('release');
+        return true;
+      },
+    },
+  } as unknown as PipelineDeps;
+  return { deps, sent, dead, leaseCalls, account: config.accounts[0] as (typeof config.accounts)[number] };
+}
+
+describe('retryLater', () => {
+  const body = '{"kind":"sync","account":"acme","resource":"tasks","runId":"run-1"}';
+  const err = new RetryableError(ctx, 'timeout', false);
+
+  it('re-sends the job with its failure counted and a delay of seconds, keeping its lease', async () => {
+    const p = retryPorts(5);
+    const log = p.deps.log as MemoryLog;
+    await retryLater(parseJob(body), err, { body, messageId: 'm1' }, p.account, p.deps, log);
+    expect(p.sent).toHaveLength(1);
+    expect(p.sent[0]?.job).toMatchObject({ runId: 'run-1', failures: 1 });
+    expect(p.sent[0]?.delayMs).toBeGreaterThanOrEqual(500);
+    expect(p.sent[0]?.delayMs).toBeLessThanOrEqual(1_000);
+    expect(p.dead).toEqual([]);
+    expect(p.leaseCalls).toEqual(['renew']);
+    expect(log.lines).toHaveLength(1);
+    expect(log.lines[0]).toMatchObject({
+      error: 'RetryableError',
+      failures: 1,
+      maxRetries: 5,
+      next: 'retry',
+    });
+  });
+
+  it('dead-letters the job as retries-exhausted with the last error after maxRetries failures', async () => {
+    const p = retryPorts(2);
+    const log = p.deps.log as MemoryLog;
+    const tired = parseJob(body.replace('}', ',"failures":2}'));
+    await retryLater(tired, err, { body, messageId: 'm1' }, p.account, p.deps, log);
+    expect(p.sent).toEqual([]);
+    expect(p.dead).toHaveLength(1);
+    expect(p.dead[0]?.reason).toBe('retries-exhausted');
+    expect(p.dead[0]?.detail).toMatch(/^RetryableError: /);
+    expect(p.leaseCalls).toEqual(['release']);
+    expect((p.deps.metrics as MemoryMetrics).sum('DeadLetters', { reason: 'retries-exhausted' })).toBe(1);
+    expect(log.lines[0]).toMatchObject({ level: 'error', next: 'dead-letter', failures: 3 });
   });
 });
