@@ -64,6 +64,8 @@ export interface WorkerResult {
   /** Requests the ledger's last-moment check refused (keap-sync), and the largest admitted lateness. */
   refused?: number;
   maxLatenessMs?: number;
+  /** keap-sync: steady-state DynamoDB requests by kind (successful writes, lost races, reads). */
+  steadyByKind?: { reads: number; writes: number; lostRaces: number };
   /** Errors beyond the first 200, counted only. */
   errorsDropped?: number;
 }
@@ -120,8 +122,9 @@ async function send(
 
 async function runKeapSync(cfg: WorkerConfig, result: WorkerResult, counter: { n: number }): Promise<void> {
   const client = countingClient(cfg.endpoint, counter);
+  const store = new DynamoLedgerStore(client, cfg.tableName);
   const ledger = new QuotaLedger({
-    store: new DynamoLedgerStore(client, cfg.tableName),
+    store,
     settings: { tableName: cfg.tableName, ...cfg.limits, ...cfg.ledger },
     clock: () => trueNow() + cfg.offsetMs,
   });
@@ -135,6 +138,7 @@ async function runKeapSync(cfg: WorkerConfig, result: WorkerResult, counter: { n
       .catch((err: unknown) => result.errors.push((err as Error).name));
   }
   result.setupDdbRequests = counter.n;
+  const setupStats = { ...store.stats };
   result.correctionAtStartMs = ledger.clockCorrectionMs;
   await sleep(cfg.startAt - trueNow());
   type Acquired = Awaited<ReturnType<QuotaLedger['acquire']>> | Error;
@@ -233,6 +237,12 @@ async function runKeapSync(cfg: WorkerConfig, result: WorkerResult, counter: { n
   await Promise.all([...responses]);
   result.released = result.missedSlots;
   result.clockCorrectionMs = ledger.clockCorrectionMs;
+  // After the start-up alignment: reads, writes and writes that lost a race (key registry included).
+  result.steadyByKind = {
+    reads: store.stats.reads - setupStats.reads,
+    writes: store.stats.writes - setupStats.writes - (store.stats.failedWrites - setupStats.failedWrites),
+    lostRaces: store.stats.failedWrites - setupStats.failedWrites,
+  };
   client.destroy();
 }
 

@@ -27,7 +27,9 @@ export type MetricName =
   | 'SendLatenessP99Ms'
   | 'SendLatenessMaxMs'
   /** Calls the ledger's last check refused (late, cool-down, bad clock): never sent. */
-  | 'CallsRefused';
+  | 'CallsRefused'
+  /** Smallest gap between another worker's slot of a key and this worker's next call of it (ms). */
+  | 'HandoverGapMinMs';
 
 /** Metrics for what operators watch. Dimensions: account, resource, reason where they apply. */
 export interface Metrics {
