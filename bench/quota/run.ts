@@ -31,7 +31,7 @@ Options:
   --quick        ~2 minutes (day limit 300) instead of ~5 (day limit 1140)
   --only LIST    run only these systems (comma list of keap1, keap5, rlf, naive)
   --scenario LIST  run only these scenarios (comma list; default all):
-                 baseline, stall, network-tail, network-tail-wide, cpu-hog, fleet-8x4, clock+300ms,
+                 baseline, stall, stall-tight, network-tail, network-tail-wide, cpu-hog, fleet-8x4, clock+300ms,
                  clock+3s, clock-3s, clock+10min
                  (every scenario but baseline runs the keap-sync rows only)
   --json FILE    also write {"systems":[{name, accepted, violations, minuteUtilization, dayBudgetUsed,
@@ -65,6 +65,13 @@ const SCENARIOS: Scenario[] = [
     what: '15% of calls stall 50-300 ms between the wake-up and the request',
     systems: KEAP_ONLY,
     worker: { stall: { p: 0.15, minMs: 50, maxMs: 300 } },
+  },
+  {
+    id: 'stall-tight',
+    what: 'the same stalls with spikeMarginMs 120 (220 ms a call): slack to reuse refused slots, less margin',
+    systems: KEAP_ONLY,
+    worker: { stall: { p: 0.15, minMs: 50, maxMs: 300 } },
+    ledger: { spikeMarginMs: 120 },
   },
   {
     id: 'network-tail',
