@@ -188,6 +188,14 @@ async function runKeapSync(cfg: WorkerConfig, result: WorkerResult, counter: { n
       const last = d.slots[d.slots.length - 1] ?? ledger.now();
       pending = acquire(key, last);
       for (const slot of d.slots) {
+        // A slot held past the end of the run is not used: give it back rather than overrun the run.
+        if (trueNow() + (slot - ledger.now()) > cfg.endAt) {
+          result.missedSlots++;
+          await ledger.release(cfg.tenant, key, [slot]).catch((err: unknown) => {
+            result.errors.push((err as Error).name);
+          });
+          continue;
+        }
         if (!(await ledger.waitForSlot(slot))) {
           // Woke too late to send safely: give the slot back so the budget is not lost.
           result.missedSlots++;

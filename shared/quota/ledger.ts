@@ -184,6 +184,8 @@ export class QuotaLedger {
   private handoverGapMin = Number.POSITIVE_INFINITY;
   /** Send timing not yet written to the item (rides along with this process's next write). */
   private pendingHealth = { late: [] as number[], refused: 0, gapMin: Number.POSITIVE_INFINITY };
+  /** Slots this process gave back lately (not calls, though the cached view may still hold them). */
+  private readonly released = new Map<string, number>();
   /** Slots this process sent (admitted), per item and key: not hand-overs. */
   private readonly sentSlots = new Map<string, Set<number>>();
   /** Slots granted to this process and neither admitted (sent) nor released, per item and key. */
@@ -246,7 +248,8 @@ export class QuotaLedger {
     if (this.offset.excess(this.config.maxClockSkewMs) !== 0) {
       return refuse('clock', "this worker's clock is off from DynamoDB's");
     }
-    const owned = this.owned.get(`${this.itemFor(tenant, key)}\u0000${key}`);
+    const ownedId = `${this.itemFor(tenant, key)}\u0000${key}`;
+    const owned = this.owned.get(ownedId);
     if (lateMs > this.config.lateToleranceMs) {
       this.recordLateness(lateMs);
       return refuse(
@@ -270,7 +273,8 @@ export class QuotaLedger {
       const cell = Math.round(slot / this.config.cellMs);
       for (let d = 1; d < m && cells; d++) {
         const before = cell - d;
-        if (cells.has(before) && !owned?.has(before * this.config.cellMs)) {
+        const beforeSlot = before * this.config.cellMs;
+        if (cells.has(before) && !owned?.has(beforeSlot) && !this.released.has(`${ownedId}|${beforeSlot}`)) {
           return refuse(
             'cool-down',
             `${d * this.config.cellMs} ms after an earlier call of the key; Keap's spike arrest now needs ${Math.round(spikeSpacingMs(cached.state, this.config, slot))} ms`,
@@ -537,8 +541,18 @@ export class QuotaLedger {
     const owned = this.owned.get(`${pk}\u0000${key}`);
     const mine = [...new Set(slots)].filter((slot) => owned?.delete(slot) === true);
     if (mine.length === 0) return;
-    // Linger for a write to share, but not past the slots themselves.
-    const soonest = Math.min(...mine) - calledAt - c.lateToleranceMs - 2 * this.writeLatencyMs;
+    for (const slot of mine) this.released.set(`${pk}\u0000${key}|${slot}`, slot);
+    if (this.released.size > 512) {
+      for (const [id, slot] of this.released) if (slot < calledAt - c.windowMs) this.released.delete(id);
+    }
+    // Linger for a write to share, but not past the slots themselves: a future slot freed in time is
+    // one another caller can take. A slot already passed only gives back its minute and day count,
+    // which can wait the whole linger for a write to ride along with (a refused call costs no write).
+    const future = mine.filter((slot) => slot > calledAt);
+    const soonest =
+      future.length === 0
+        ? c.releaseLingerMs
+        : Math.min(...future) - calledAt - c.lateToleranceMs - 2 * this.writeLatencyMs;
     return new Promise<void>((resolve, reject) => {
       this.enqueue(pk, {
         flushBy: performance.now() + Math.max(0, Math.min(c.releaseLingerMs, soonest)),
