@@ -161,7 +161,8 @@ async function runKeapSync(cfg: WorkerConfig, result: WorkerResult, counter: { n
     // Ask for the first slot now; afterwards ask for the next slot as soon as one is held, not needed
     // before the held one: the ledger lets such requests of this process share one write.
     let pending = acquire(key, 0);
-    while (trueNow() < cfg.endAt) {
+    let pastEnd = false;
+    while (trueNow() < cfg.endAt && !pastEnd) {
       const t0 = performance.now();
       const d = await pending;
       // Overhead on the caller's critical path: how long it was blocked waiting for the ledger.
@@ -188,13 +189,16 @@ async function runKeapSync(cfg: WorkerConfig, result: WorkerResult, counter: { n
       const last = d.slots[d.slots.length - 1] ?? ledger.now();
       pending = acquire(key, last);
       for (const slot of d.slots) {
-        // A slot held past the end of the run is not used: give it back rather than overrun the run.
+        // A slot held past the end of the run is not used: give it back (with the rest of this
+        // grant) and stop, rather than overrun the run or keep asking for slots it cannot use.
         if (trueNow() + (slot - ledger.now()) > cfg.endAt) {
-          result.missedSlots++;
-          await ledger.release(cfg.tenant, key, [slot]).catch((err: unknown) => {
+          const unused = d.slots.slice(d.slots.indexOf(slot));
+          result.missedSlots += unused.length;
+          await ledger.release(cfg.tenant, key, unused).catch((err: unknown) => {
             result.errors.push((err as Error).name);
           });
-          continue;
+          pastEnd = true;
+          break;
         }
         if (!(await ledger.waitForSlot(slot))) {
           // Woke too late to send safely: give the slot back so the budget is not lost.
