@@ -158,6 +158,8 @@ const FRESH_VIEW_MS = 20;
 const KEY_REFRESH_MS = 600_000;
 /** A worker that failed closed on its clock reads the item again this often to see if it is fixed. */
 const CLOCK_REPROBE_MS = 5_000;
+/** A wall-clock jump of more than this against the monotonic clock is a step: re-check before writing. */
+const CLOCK_STEP_MS = 100;
 /** Send timing in the item covers this long; older figures are replaced by the next writer's. */
 const HEALTH_PERIOD_MS = 300_000;
 /** A call this long or less after another worker's slot of the key is a hand-over (ms). */
@@ -177,6 +179,8 @@ export class QuotaLedger {
   private writeLatencyMs = 10;
   private readonly offset = new ClockOffsetEstimate();
   private lastClockProbe = Number.NEGATIVE_INFINITY;
+  /** localClock() - performance.now() at DynamoDB's last answer (NaN before the first). */
+  private wallMinusMonotonic = Number.NaN;
   private readonly lateness: number[] = [];
   private latenessCount = 0;
   private refusedCount = 0;
@@ -204,7 +208,17 @@ export class QuotaLedger {
         sentAt: ledgerNow - (perfNow - sentPerf),
         receivedAt: ledgerNow - (perfNow - receivedPerf),
       });
+      this.wallMinusMonotonic = this.localClock() - perfNow;
     };
+  }
+
+  /**
+   * Whether this process's wall clock stepped (NTP, a VM resumed, a hand-set clock) since DynamoDB's
+   * last answer: its evidence about the clock is stale, and no write may go out before a fresh answer.
+   */
+  private clockStepped(): boolean {
+    const d = this.localClock() - performance.now();
+    return Number.isFinite(this.wallMinusMonotonic) && Math.abs(d - this.wallMinusMonotonic) > CLOCK_STEP_MS;
   }
 
   /** Throws ClockSkewError when DynamoDB's Date headers show this clock off by more than maxClockSkewMs. */
@@ -218,6 +232,10 @@ export class QuotaLedger {
    * CLOCK_REPROBE_MS): once its clock is fixed (NTP stepped it, the VM resumed) it works again.
    */
   private async ensureClock(pk: string): Promise<void> {
+    if (this.clockStepped()) {
+      this.lastClockProbe = performance.now();
+      await this.fetch(pk);
+    }
     if (this.offset.excess(this.config.maxClockSkewMs) === 0) return;
     if (performance.now() - this.lastClockProbe >= CLOCK_REPROBE_MS) {
       this.lastClockProbe = performance.now();
@@ -807,7 +825,14 @@ export class QuotaLedger {
         fresh = true;
         continue;
       }
-      // Never write from a clock DynamoDB's answers show to be wrong (its stamps would mislead others).
+      // Never write from a clock DynamoDB's answers show to be wrong (its stamps would mislead others),
+      // nor from one that stepped since the last answer: read first, so that answer judges the clock.
+      if (this.clockStepped()) {
+        base = await this.fetch(pk);
+        fresh = true;
+        this.checkClock();
+        continue;
+      }
       this.checkClock();
       const health = this.mergeHealth(work, now);
       const token = randomBytes(6).toString('base64url');
@@ -937,6 +962,25 @@ export class QuotaLedger {
     const longestCool = s.coolReason === 'spike' ? c.spikeCoolDownMs : DAY_MS;
     if (s.coolUntil > now + longestCool + c.maxClockSkewMs) s.coolUntil = now + longestCool;
     if (s.spikeAt > now + c.maxClockSkewMs) s.spikeAt = now;
+    if (s.hAt > now + c.maxClockSkewMs) s.hAt = 0;
+    // Reservations no writer with a sane clock could have made (beyond the hold horizon, the skew
+    // bound and a window of slack) came from a clock far ahead: they bind nobody.
+    const latest = now + c.holdHorizonMs + c.maxClockSkewMs + c.windowMs;
+    dropAfter(s, latest, c.bucketMs, c.cellMs);
     trimState(s, c.windowMs, c.bucketMs, c.cellMs);
+  }
+}
+
+/** Drops bucket counts, day counts and key cells after `t` (a far-ahead clock's reservations). */
+function dropAfter(s: LedgerState, t: number, bucketMs: number, cellMs: number): void {
+  const lastBucket = Math.floor(t / bucketMs);
+  const keep = lastBucket - s.bucketBase + 1;
+  if (s.counts.length > keep) s.counts = keep > 0 ? s.counts.slice(0, keep) : [];
+  const lastDay = Math.floor(t / DAY_MS);
+  for (const day of [...s.days.keys()]) if (day > lastDay) s.days.delete(day);
+  const lastCell = Math.floor(t / cellMs);
+  for (const [key, cells] of s.keys) {
+    for (const cell of cells) if (cell > lastCell) cells.delete(cell);
+    if (cells.size === 0) s.keys.delete(key);
   }
 }

@@ -94,6 +94,25 @@ describe('quota ledger: clocks', () => {
   });
 });
 
+describe('quota ledger: a clock that steps', () => {
+  it('a worker whose clock jumps 9 hours ahead mid-run reads before it writes, fails closed, and healthy workers go on', async () => {
+    const { store, worker, advance } = fleet();
+    let off = 0;
+    const good = worker(0);
+    const jumpy = worker(() => off);
+    expect((await good.acquire({ tenant: 't', key: 'k', waitBudgetMs: 2_000 })).status).toBe('granted');
+    // The jumpy worker wrote last: its cached view is current, so nothing but the step stops its write.
+    expect((await jumpy.acquire({ tenant: 't', key: 'k', waitBudgetMs: 2_000 })).status).toBe('granted');
+    off = 9 * 3_600_000; // the VM resumed with a wrong clock, say
+    const landed = store.stats.writes - store.stats.failedWrites;
+    await expect(jumpy.acquire({ tenant: 't', key: 'k' })).rejects.toBeInstanceOf(ClockSkewError);
+    expect(store.stats.writes - store.stats.failedWrites).toBe(landed);
+    advance(300);
+    const d = await good.acquire({ tenant: 't', key: 'k', waitBudgetMs: 2_000 });
+    expect(d.status).toBe('granted');
+  });
+});
+
 describe('quota ledger: spacing learned after a grant', () => {
   it("refuses at the last check a held slot too close behind an earlier call once a spike 429 widened the key's spacing", async () => {
     const { worker, advance, now } = fleet();
