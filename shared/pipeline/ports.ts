@@ -27,7 +27,9 @@ export type MetricName =
   | 'SendLatenessP99Ms'
   | 'SendLatenessMaxMs'
   /** Calls the ledger's last check refused (late, cool-down, bad clock): never sent. */
-  | 'CallsRefused';
+  | 'CallsRefused'
+  /** Custom-field models read again from Keap (dimension reason: missing, expired, unknown-id). */
+  | 'ModelsRefreshed';
 
 /** Metrics for what operators watch. Dimensions: account, resource, reason where they apply. */
 export interface Metrics {
