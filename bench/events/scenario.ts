@@ -289,6 +289,8 @@ interface World {
   localAt: Map<string, number>;
   writes: { count: number };
   random: () => number;
+  /** How long the last round's jobs took, from sending them to an idle queue. */
+  lastRoundMs: number;
 }
 
 async function readDeadLetters(w: World): Promise<EventDeadLetter[]> {
@@ -368,8 +370,10 @@ async function round(w: World, n: number, poller: ReturnType<LocalStack['poller'
     for (const id of r.deleted) changes.push({ list, id, kind: 'deleted', at });
     if (r.deleted.length > 0) deleted.set(list, r.deleted);
   }
+  const synced = performance.now();
   await syncChanges(w, deleted, 'incremental');
   await poller.whenIdle({ timeoutMs: 300_000 });
+  w.lastRoundMs = performance.now() - synced;
   return changes;
 }
 
@@ -553,6 +557,7 @@ export async function runEventsBench(options: EventsBenchOptions): Promise<Event
       localAt,
       writes,
       random,
+      lastRoundMs: 0,
     };
     const poller = stack.poller({ concurrency: 4 });
     await poller.start();
@@ -573,7 +578,9 @@ export async function runEventsBench(options: EventsBenchOptions): Promise<Event
           ...(await round(w, Math.min(options.roundSize, options.changes - changes.length), poller)),
         );
         rounds++;
-        say(`changes ${changes.length}/${options.changes}, events ${stub.accepted.length - mark.accepted}`);
+        say(
+          `changes ${changes.length}/${options.changes}, events ${stub.accepted.length - mark.accepted}, round synced in ${Math.round(w.lastRoundMs)} ms`,
+        );
       }
       await consumer.drained();
       const main = await judge(w, changes, mark, rounds);
