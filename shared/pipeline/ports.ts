@@ -11,6 +11,8 @@ export type MetricName =
   | 'RecordsWritten'
   | 'RecordsStale'
   | 'RecordsDeleted'
+  /** Custom-field models read again from Keap (dimension reason: missing, expired, unknown-id). */
+  | 'ModelsRefreshed'
   | 'HookLagMs'
   | 'Pages'
   | 'SyncLagMs'
@@ -27,9 +29,7 @@ export type MetricName =
   | 'SendLatenessP99Ms'
   | 'SendLatenessMaxMs'
   /** Calls the ledger's last check refused (late, cool-down, bad clock): never sent. */
-  | 'CallsRefused'
-  /** Custom-field models read again from Keap (dimension reason: missing, expired, unknown-id). */
-  | 'ModelsRefreshed';
+  | 'CallsRefused';
 
 /** Metrics for what operators watch. Dimensions: account, resource, reason where they apply. */
 export interface Metrics {
