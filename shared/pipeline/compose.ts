@@ -53,6 +53,7 @@ export function composeStores(
     leases: state.leases,
     accounts: state.accounts,
     writes: state.writes,
+    models: state.models,
     mirror: new MirrorStore(dynamo, target.mirrorTable, {
       now: clock,
       settings: { tombstoneDays: config.mirror.tombstoneDays },

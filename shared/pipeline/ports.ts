@@ -11,6 +11,8 @@ export type MetricName =
   | 'RecordsWritten'
   | 'RecordsStale'
   | 'RecordsDeleted'
+  /** Custom-field models read again from Keap (dimension reason: missing, expired, unknown-id). */
+  | 'ModelsRefreshed'
   | 'HookLagMs'
   | 'Pages'
   | 'SyncLagMs'
