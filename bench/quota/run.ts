@@ -29,6 +29,7 @@ down so the run exhausts it:
 
 Options:
   --quick        ~2 minutes (day limit 300) instead of ~5 (day limit 1140)
+  --minutes M    run each scenario M minutes (1-60), the day limit M x 240 (a backlog throughout)
   --only LIST    run only these systems (comma list of keap1, keap5, rlf, naive)
   --scenario LIST  run only these scenarios (comma list; default all):
                  baseline, stall, stall-tight, network-tail, network-tail-wide, cpu-hog, fleet-8x4, clock+300ms,
@@ -206,6 +207,7 @@ async function main(): Promise<void> {
       json: { type: 'string' },
       only: { type: 'string' },
       scenario: { type: 'string' },
+      minutes: { type: 'string' },
       help: { type: 'boolean' },
     },
   });
@@ -223,8 +225,17 @@ async function main(): Promise<void> {
     return;
   }
   const quick = values.quick ?? false;
-  const dayLimit = quick ? 300 : 1_140;
-  const runMs = quick ? 90_000 : 310_000;
+  let dayLimit = quick ? 300 : 1_140;
+  let runMs = quick ? 90_000 : 310_000;
+  if (values.minutes !== undefined) {
+    const minutes = Number(values.minutes);
+    if (!Number.isFinite(minutes) || minutes < 1 || minutes > 60) {
+      throw new Error(`--minutes: a number of minutes from 1 to 60; got ${values.minutes}`);
+    }
+    // A backlog for the whole run: the day lasts as long as the run at the minute limit's pace.
+    runMs = Math.round(minutes * 60_000);
+    dayLimit = Math.round(minutes * KEAP_GATEWAY_LIMITS.minuteLimit);
+  }
   const limits = {
     spikeIntervalMs: KEAP_GATEWAY_LIMITS.spikeIntervalMs,
     minuteLimit: KEAP_GATEWAY_LIMITS.minuteLimit,
