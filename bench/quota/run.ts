@@ -30,6 +30,8 @@ down so the run exhausts it:
 Options:
   --quick        ~2 minutes (day limit 300) instead of ~5 (day limit 1140)
   --minutes M    run each scenario M minutes (1-60), the day limit M x 240 (a backlog throughout)
+  --store S      dynalite (default) or dynamodb-local (Java; returns the winning item on a failed
+                 condition as DynamoDB does, so a lost race costs no read: the cost DynamoDB would see)
   --only LIST    run only these systems (comma list of keap1, keap5, rlf, naive)
   --scenario LIST  run only these scenarios (comma list; default all):
                  baseline, stall, stall-tight, network-tail, network-tail-wide, cpu-hog, fleet-8x4, clock+300ms,
@@ -208,6 +210,7 @@ async function main(): Promise<void> {
       only: { type: 'string' },
       scenario: { type: 'string' },
       minutes: { type: 'string' },
+      store: { type: 'string' },
       help: { type: 'boolean' },
     },
   });
@@ -254,7 +257,12 @@ async function main(): Promise<void> {
       `--scenario: unknown ${unknownScenarios.join(', ')}; use ${SCENARIOS.map((x) => x.id).join(', ')}`,
     );
   }
-  const dynamo = await startHost<{ endpoint: string }>('./dynamo-host.ts');
+  const store = values.store ?? 'dynalite';
+  if (store !== 'dynalite' && store !== 'dynamodb-local') {
+    throw new Error(`--store: dynalite or dynamodb-local; got ${store}`);
+  }
+  process.stderr.write(`store: ${store}\n`);
+  const dynamo = await startHost<{ endpoint: string }>('./dynamo-host.ts', { BENCH_STORE: store });
   const host = { endpoint: dynamo.info.endpoint, stop: dynamo.stop };
   const admin = new DynamoDBClient({ ...LOCAL_AWS, endpoint: host.endpoint });
   const figures: SystemFigures[] = [];
