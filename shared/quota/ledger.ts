@@ -427,12 +427,10 @@ export class QuotaLedger {
           decision = allocate(s, this.config, now, this.withLead(req, now));
           return decision.status !== 'deferred';
         },
-        // A far deferral (a spent minute or day) decided on a view under cacheTtlMs old stands: one
-        // read per item per cacheTtlMs at most, however many callers ask; a near one needs a fresh view.
-        staleOkMs: () =>
-          decision?.status === 'deferred' && decision.retryAt - this.now() > this.config.cacheTtlMs
-            ? this.config.cacheTtlMs
-            : FRESH_VIEW_MS,
+        // A deferral decided on a view under cacheTtlMs old stands, as one from the cache does: one
+        // read per item per cacheTtlMs at most, however many callers ask and however often (a slot
+        // another worker released in the meantime is found by the next ask, never sent twice).
+        staleOkMs: () => (decision?.status === 'deferred' ? this.config.cacheTtlMs : FRESH_VIEW_MS),
         done: () => {
           if (!decision) return reject(new QuotaLedgerError('no decision was made'));
           if (decision.status !== 'deferred') this.own(pk, req.key, decision.slots);
