@@ -392,7 +392,10 @@ async function runScenario(
 
 function tableOf(spec: SystemSpec, scenario: Scenario): string {
   // '+' and '-' must stay apart: clock+3s and clock-3s once shared a table, so -3s started on a spent day.
-  const id = scenario.id.replace(/\+/g, 'p').replace(/-/g, 'm').replace(/[^a-z0-9]/g, '');
+  const id = scenario.id
+    .replace(/\+/g, 'p')
+    .replace(/-/g, 'm')
+    .replace(/[^a-z0-9]/g, '');
   return `bench_${id}_${spec.system.replace(/[^a-z]/g, '')}_${spec.k}`;
 }
 function tenantOf(spec: SystemSpec): string {
