@@ -240,7 +240,7 @@ export class Transport {
           throw new QuotaDeferredError(
             { method: spec.method, path: spec.path, keyId: this.keyId, tenant: this.tenant },
             this.ledger.now() + 1_000,
-            a.ok || a.reason === 'late' ? 'spike' : 'cool-down',
+            a.ok || a.reason === 'late' || a.reason === 'early' ? 'spike' : 'cool-down',
           );
         }
         continue;

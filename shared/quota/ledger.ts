@@ -104,7 +104,7 @@ export interface QuotaSnapshot {
 /** The answer of `admit`, the check made at the last moment before a request is written. */
 export type Admission =
   | { ok: true; lateMs: number }
-  | { ok: false; reason: 'late' | 'cool-down' | 'clock'; lateMs: number; detail: string };
+  | { ok: false; reason: 'late' | 'early' | 'cool-down' | 'clock'; lateMs: number; detail: string };
 
 /** Send lateness (ms after the slot, at the last check before the request is written), for operators. */
 export interface SendLateness {
@@ -188,6 +188,8 @@ export class QuotaLedger {
   private handoverGapMin = Number.POSITIVE_INFINITY;
   /** Send timing not yet written to the item (rides along with this process's next write). */
   private pendingHealth = { late: [] as number[], refused: 0, gapMin: Number.POSITIVE_INFINITY };
+  /** This process's latest call per item and key: its slot and when it left (its own clock, uncorrected). */
+  private readonly lastSend = new Map<string, { slot: number; local: number }>();
   /** Slots this process gave back lately (not calls, though the cached view may still hold them). */
   private readonly released = new Map<string, number>();
   /** Slots this process sent (admitted), per item and key: not hand-overs. */
@@ -258,7 +260,7 @@ export class QuotaLedger {
   admit(tenant: string, key: string, slot: number): Admission {
     const now = this.now();
     const lateMs = Math.max(0, now - slot);
-    const refuse = (reason: 'late' | 'cool-down' | 'clock', detail: string): Admission => {
+    const refuse = (reason: 'late' | 'early' | 'cool-down' | 'clock', detail: string): Admission => {
       this.refusedCount++;
       this.pendingHealth.refused++;
       return { ok: false, reason, lateMs, detail };
@@ -276,6 +278,20 @@ export class QuotaLedger {
       );
     }
     const cached = this.cache.get(this.itemFor(tenant, key));
+    // This process's own consecutive calls of a key never come closer, on its own clock, than
+    // their slots say less the tolerance: a forward clock correction (stamps of a faster worker) or a
+    // late previous call would otherwise compress them at arrival.
+    const last = this.lastSend.get(ownedId);
+    if (last && slot > last.slot) {
+      const actual = this.localClock() - last.local;
+      const planned = slot - last.slot;
+      if (actual < planned - this.config.lateToleranceMs) {
+        return refuse(
+          'early',
+          `${Math.round(actual)} ms after this process's previous call of the key, whose slot was ${planned} ms earlier (the ledger clock moved forward)`,
+        );
+      }
+    }
     if (cached && cached.state.coolUntil > now && cached.state.coolUntil > slot) {
       return refuse(
         'cool-down',
@@ -302,6 +318,7 @@ export class QuotaLedger {
     }
     this.recordLateness(lateMs);
     if (cached) this.recordHandover(cached.state, key, slot, now, owned);
+    if (!last || slot > last.slot) this.lastSend.set(ownedId, { slot, local: this.localClock() });
     // Sent: no longer this process's to give back.
     owned?.delete(slot);
     const sentId = `${this.itemFor(tenant, key)}\u0000${key}`;

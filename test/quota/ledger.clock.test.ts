@@ -113,6 +113,27 @@ describe('quota ledger: a clock that steps', () => {
   });
 });
 
+describe('quota ledger: own calls never compressed', () => {
+  it("refuses a call that a forward clock correction would bring closer than its slots to this process's previous call of the key", async () => {
+    const { worker, advance, now } = fleet();
+    const slow = worker(0);
+    const fast = worker(80); // another worker's clock 80 ms ahead: its stamps move slow's clock up
+    const d = await slow.acquire({ tenant: 't', key: 'k', count: 2, waitBudgetMs: 2_000, spreadMs: 2_000 });
+    if (d.status !== 'granted') throw new Error('expected a grant');
+    const [s0, s1] = d.slots;
+    if (s0 === undefined || s1 === undefined) throw new Error('expected 2 slots');
+    advance(s0 - now());
+    expect(slow.admit('t', 'k', s0)).toMatchObject({ ok: true });
+    await fast.acquire({ tenant: 't', key: 'k', waitBudgetMs: 5_000 });
+    // slow reads fast's stamp: its ledger clock jumps 80 ms forward.
+    await slow.snapshot('t', 'k');
+    expect(slow.clockCorrectionMs).toBeGreaterThan(60);
+    // s1 comes 80 ms early on slow's own clock: sent now, it would arrive 80 ms closer to s0's call.
+    advance(s1 - slow.now());
+    expect(slow.admit('t', 'k', s1)).toMatchObject({ ok: false, reason: 'early' });
+  });
+});
+
 describe('quota ledger: spacing learned after a grant', () => {
   it("refuses at the last check a held slot too close behind an earlier call once a spike 429 widened the key's spacing", async () => {
     const { worker, advance, now } = fleet();
