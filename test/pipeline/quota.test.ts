@@ -104,7 +104,8 @@ describe('16 workers against the quota', () => {
         if (done + dayDeferred < BACKLOG || poller.stats.inFlight > 0) return false;
         const depth = await queueDepth(stack.sqs.client, stack.sqs.queue.queueUrl);
         return depth.visible === 0 && depth.notVisible === 0;
-      }, 60_000);
+        // Generous for a busy machine: the quota, not the CPU, bounds it on a quiet one (~20 s).
+      }, 200_000);
       expect(settled).toBe(true);
     } finally {
       await poller.stop();
@@ -141,5 +142,5 @@ describe('16 workers against the quota', () => {
     expect(depth.delayed).toBe(waiting.length);
     expect(done.length + depth.delayed).toBe(BACKLOG);
     expect(counts.contacts).toBe(CONTACTS + done.length);
-  }, 90_000);
+  }, 240_000);
 });
