@@ -27,7 +27,15 @@ export type MetricName =
   | 'SendLatenessP99Ms'
   | 'SendLatenessMaxMs'
   /** Calls the ledger's last check refused (late, cool-down, bad clock): never sent. */
-  | 'CallsRefused';
+  | 'CallsRefused'
+  /** REST hook deliveries the receiver accepted (queued) and refused (dimension reason). */
+  | 'HookDeliveries'
+  | 'HookDeliveriesRejected'
+  /** Deliveries the receiver could not queue (answered 503 so Keap retries). */
+  | 'HookEnqueueFailures'
+  /** Hooks Keap turned Inactive, found by the scheduled check; and those it re-verified. */
+  | 'HooksInactive'
+  | 'HooksReverified';
 
 /** Metrics for what operators watch. Dimensions: account, resource, reason where they apply. */
 export interface Metrics {

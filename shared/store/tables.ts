@@ -54,6 +54,8 @@ export const STATE_TABLE = {
     lease: { pk: `<account>${KEY_SEPARATOR}<resource>`, sk: 'lease' },
     account: { pk: '<account>', sk: 'account' },
     write: { pk: `write${KEY_SEPARATOR}<idempotencyKey>`, sk: 'write' },
+    /** The account's REST hook endpoint: its URL token and the event keys registered with Keap. */
+    hooks: { pk: '<account>', sk: 'hooks' },
   },
 } as const;
 
@@ -82,6 +84,7 @@ export const stateKey = {
     sk: STATE_TABLE.items.lease.sk,
   }),
   account: (account: string) => ({ pk: checkName('account', account), sk: STATE_TABLE.items.account.sk }),
+  hooks: (account: string) => ({ pk: checkName('account', account), sk: STATE_TABLE.items.hooks.sk }),
   write: (idempotencyKey: string) => ({
     pk: `write${KEY_SEPARATOR}${checkId('idempotencyKey', idempotencyKey)}`,
     sk: STATE_TABLE.items.write.sk,
