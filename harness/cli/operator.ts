@@ -174,7 +174,7 @@ export async function enqueueCommand(config: AppConfig, target: Target, text: st
     const queue = c.deps?.queue;
     if (!queue) throw new UsageError('The job queue is not reachable.');
     for (const job of jobs) await queue.send(job as JobInput);
-    return `Sent ${jobs.length} job(s): ${jobs.map((j) => (j.kind === 'sync' ? `sync ${j.account}/${j.resource}` : j.kind === 'hookEvent' ? `hookEvent ${j.account}/${j.resource} ${j.event}` : `${j.kind} ${j.account} ${j.idempotencyKey}`)).join(', ')}`;
+    return `Sent ${jobs.length} job(s): ${jobs.map((j) => (j.kind === 'sync' ? `sync ${j.account}/${j.resource}` : j.kind === 'hookEvent' ? `hookEvent ${j.account}/${j.resource} ${j.event}` : 'idempotencyKey' in j ? `${j.kind} ${j.account} ${j.idempotencyKey}` : `${j.kind} ${j.account}`)).join(', ')}`;
   } finally {
     await c.close();
   }

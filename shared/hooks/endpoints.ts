@@ -7,6 +7,7 @@ import { z } from 'zod';
 import type { StateTable } from '../store/table.ts';
 import { stateKey } from '../store/tables.ts';
 import { hookEventOf } from './events.ts';
+import type { HookCheckRecord } from './lifecycle.ts';
 import { MIN_TOKEN_LENGTH } from './receiver.ts';
 
 /** Random bytes in a new token (base64url: 43 characters, 256 bits). */
@@ -19,6 +20,8 @@ export interface HookEndpoint {
   /** The event keys registered with Keap for this account, sorted. */
   eventKeys: string[];
   updatedAt: string;
+  /** The last scheduled hook check, when one ran. */
+  check?: HookCheckRecord;
 }
 
 const endpointItemSchema = z.object({
@@ -29,6 +32,9 @@ const endpointItemSchema = z.object({
     .regex(/^[A-Za-z0-9_-]+$/),
   eventKeys: z.array(z.string()),
   updatedAt: z.string(),
+  check: z
+    .object({ checkedAt: z.string(), healthy: z.boolean(), statuses: z.record(z.string(), z.string()) })
+    .optional(),
 });
 
 /** An event key given to the endpoint store names no list of the registry. */
@@ -105,5 +111,15 @@ export class DynamoHookEndpointStore {
     const current = await this.get(account);
     if (!current) throw this.table.malformed(key, 'the hook endpoint vanished right after it was updated');
     return current;
+  }
+
+  /** Keeps what the scheduled check found (the scheduler relaxes polling while hooks are healthy). */
+  async recordCheck(account: string, check: HookCheckRecord): Promise<void> {
+    await this.table.update('recordHookCheck', stateKey.hooks(account), {
+      UpdateExpression: 'SET #check = :check',
+      ConditionExpression: 'attribute_exists(pk)',
+      ExpressionAttributeNames: { '#check': 'check' },
+      ExpressionAttributeValues: { ':check': check },
+    });
   }
 }

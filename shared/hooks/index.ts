@@ -4,5 +4,6 @@ export * from './endpoints.ts';
 export * from './events.ts';
 export * from './ingress.ts';
 export * from './job.ts';
+export * from './lifecycle.ts';
 export * from './receiver.ts';
 export * from './sqs.ts';

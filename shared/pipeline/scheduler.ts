@@ -2,6 +2,8 @@
 // (account, resource) lease and enqueues one sync job; never two in flight, never bulk work the
 // day's quota cannot serve.
 import { randomUUID } from 'node:crypto';
+import type { HookEndpoint } from '../hooks/endpoints.ts';
+import { hookEventKeysFor } from '../hooks/lifecycle.ts';
 import type { SyncResource } from '../jobs/schema.ts';
 import { openAccount } from './account-gate.ts';
 import type { PipelineDeps } from './deps.ts';
@@ -44,6 +46,7 @@ export async function runScheduler(
       skipAll(gate.reason);
       continue;
     }
+    const hooks = await scheduleHookCheck(deps, account.id, nowMs);
     const snap = await ledger.snapshot(account.tenant);
     metrics.add('QuotaDayLeft', snap.day.left, { account: account.id });
     metrics.add('QuotaMinuteLeft', snap.minute.left, { account: account.id });
@@ -54,7 +57,7 @@ export async function runScheduler(
       // Sync lag: how old the mirror's view of this list is (time since its last finished run).
       if (lastRun !== null)
         metrics.add('SyncLagMs', Math.max(0, nowMs - lastRun), { account: account.id, resource });
-      const everyMs = schedule.everyMinutes * 60_000;
+      const everyMs = pollEveryMs(deps, account, resource, schedule.everyMinutes, hooks, nowMs);
       const slack = Math.min(tickMs, everyMs) / 2;
       const due = lastRun === null || nowMs - lastRun >= everyMs - slack;
       if (!due && cursor.checkpoint === null) {
@@ -109,4 +112,60 @@ export async function runScheduler(
     skipped: result.skipped.filter((s) => s.reason !== 'not-due').length,
   });
   return result;
+}
+
+/** The lease name that spaces an account's hook checks (it expires; it is never released). */
+export const HOOK_CHECK_LEASE = 'hook-check';
+
+/**
+ * Queues the account's hook check when its hooks are registered and the last one is
+ * `hooks.checkEveryMinutes` old: the check's lease lasts that long, so it runs once per interval
+ * whichever scheduler run gets there first. Returns the account's endpoint (for relaxed polling).
+ */
+async function scheduleHookCheck(
+  deps: PipelineDeps,
+  account: string,
+  nowMs: number,
+): Promise<HookEndpoint | undefined> {
+  const endpoint = await deps.hookEndpoints?.get(account);
+  const everyMs = deps.config.hooks.checkEveryMinutes * 60_000;
+  if (!endpoint || endpoint.eventKeys.length === 0 || everyMs === 0) return endpoint;
+  const owner = randomUUID();
+  // Half a tick of slack, as for the lists: a check queued a little late is not skipped a whole tick.
+  const ttl = Math.max(1_000, everyMs - (deps.config.scheduler.everyMinutes * 60_000) / 2);
+  if (!(await deps.leases.acquire(account, HOOK_CHECK_LEASE, owner, ttl, nowMs))) return endpoint;
+  await deps.queue.send({
+    kind: 'hookCheck',
+    account,
+    attempt: 0,
+    enqueuedAt: new Date(nowMs).toISOString(),
+  });
+  deps.metrics.add('JobsEnqueued', 1, { account });
+  return endpoint;
+}
+
+/**
+ * A list's polling interval: its own, or `hooks.healthyPollMinutes` if longer while the account's
+ * last hook check (no older than two check intervals) found every hook Verified and the list's hook
+ * event keys are all registered. Polling stays the safety net; healthy hooks only make it rarer.
+ */
+function pollEveryMs(
+  deps: PipelineDeps,
+  account: Parameters<typeof hookEventKeysFor>[0],
+  resource: SyncResource,
+  everyMinutes: number,
+  endpoint: HookEndpoint | undefined,
+  nowMs: number,
+): number {
+  const own = everyMinutes * 60_000;
+  const { healthyPollMinutes, checkEveryMinutes } = deps.config.hooks;
+  const check = endpoint?.check;
+  if (!check?.healthy || healthyPollMinutes === 0 || checkEveryMinutes === 0) return own;
+  if (nowMs - Date.parse(check.checkedAt) > 2 * checkEveryMinutes * 60_000) return own;
+  const needed = hookEventKeysFor({
+    ...account,
+    resources: { [resource]: { everyMinutes, mode: 'incremental' } },
+  });
+  if (needed.length === 0 || !needed.every((k) => endpoint?.eventKeys.includes(k))) return own;
+  return Math.max(own, healthyPollMinutes * 60_000);
 }

@@ -10,6 +10,7 @@ import { IdempotencyConflictError } from '../store/index.ts';
 import { openAccount, parkJob, stopAccount } from './account-gate.ts';
 import { InvocationDeadline } from './deadline.ts';
 import { ClientCache, type PipelineDeps } from './deps.ts';
+import { runHookCheck } from './hook-check.ts';
 import { runHookEvent } from './hooks.ts';
 import { KeySecretError } from './keys.ts';
 import { type Log, withFields } from './ports.ts';
@@ -103,7 +104,9 @@ async function handleRecord(
     account: account.id,
     ...(job.kind === 'sync' || job.kind === 'hookEvent'
       ? { resource: job.resource }
-      : { idempotencyKey: job.idempotencyKey }),
+      : job.kind === 'hookCheck'
+        ? {}
+        : { idempotencyKey: job.idempotencyKey }),
     attempt: job.attempt,
   });
   try {
@@ -148,6 +151,8 @@ async function runJob(
         await runSync(job, account, client, deps, invocation, log);
       } else if (job.kind === 'hookEvent') {
         await runHookEvent(job, account, client, deps, log);
+      } else if (job.kind === 'hookCheck') {
+        await runHookCheck(job, account, client, deps, log);
       } else {
         await runWrite(job, account, client, deps, log);
       }
