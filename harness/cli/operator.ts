@@ -28,7 +28,7 @@ import { formatTable } from './table.ts';
 
 export { UsageError };
 
-interface Connection {
+export interface Connection {
   sources: StatusSources;
   /** Present when the stack is running: the pipeline and its queues. */
   deps: Pipeline | undefined;
@@ -93,7 +93,7 @@ export interface Target {
 }
 
 /** Connects to the running local stack, or (status only) opens its data folder directly. */
-async function connect(config: AppConfig, target: Target, needQueue: boolean): Promise<Connection> {
+export async function connect(config: AppConfig, target: Target, needQueue: boolean): Promise<Connection> {
   if (target.aws) return connectAws(config, process.env);
   const dataDir = target.dataDir;
   const endpoints: LocalEndpoints | undefined = runningEndpoints(dataDir);

@@ -42,7 +42,7 @@ export function hookEventKeysFor(account: AccountConfig, extra: readonly string[
 }
 
 /** A hook Keap holds for this account's receiver (its URL carries `/hooks/<account>/`). */
-export function isOurHook(hook: RestHook, account: string): boolean {
+export function isOurHook(hook: { hookUrl: string }, account: string): boolean {
   return hook.hookUrl.includes(`/hooks/${account}/`);
 }
 
