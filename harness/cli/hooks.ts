@@ -60,8 +60,7 @@ export async function hooksCommand(
     throw new UsageError(
       `No account "${o.account}" in the configuration (${config.accounts.map((a) => a.id).join(', ')}).`,
     );
-  const baseUrl =
-    o.url ?? (target.aws ? env.HOOK_RECEIVER_URL : running?.hookReceiverUrl);
+  const baseUrl = o.url ?? (target.aws ? env.HOOK_RECEIVER_URL : running?.hookReceiverUrl);
   if (action === 'register' && !baseUrl)
     throw new UsageError(
       target.aws

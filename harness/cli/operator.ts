@@ -19,6 +19,7 @@ import {
   MemoryMetrics,
   type Pipeline,
 } from '#shared/pipeline/index.ts';
+import { sweepCalls } from '#shared/pipeline/sweep.ts';
 import { startDynalite } from '../emulators/dynamo.ts';
 import { connectLocalStack, LOCAL_TABLES, type LocalEndpoints } from '../local/stack.ts';
 import { UsageError } from './commander.ts';
@@ -247,7 +248,7 @@ export function estimateSync(config: AppConfig, contacts: number, changedPerReso
   const spacingMs = (config.limits.spikeIntervalMs ?? 100) + (config.limits.marginMs ?? 90);
   const windowMs = (config.limits.minuteWindowMs ?? 60_000) + (config.limits.marginMs ?? 90);
   const perMinute = Math.floor(limits.minute * limits.bulkShare);
-  const rows: Array<Estimate & { incrementalCalls: number }> = [];
+  const rows: Array<Estimate & { incrementalCalls: number; sweepCalls: number }> = [];
   const resources = [...new Set(config.accounts.flatMap((a) => Object.keys(a.resources) as SyncResource[]))];
   for (const r of resources) {
     const { sync, maxPageSize: page } = REGISTRY[r];
@@ -257,6 +258,8 @@ export function estimateSync(config: AppConfig, contacts: number, changedPerReso
       records,
       calls: Math.max(1, Math.ceil(records / page)),
       incrementalCalls: Math.max(1, Math.ceil(Math.min(records, changedPerResource) / page)),
+      // A reconciliation sweep reads every id, a page of the list's largest size per call.
+      sweepCalls: sweepCalls(r, records),
     });
   }
   const time = (calls: number) => {
@@ -266,6 +269,9 @@ export function estimateSync(config: AppConfig, contacts: number, changedPerReso
   };
   const full = rows.reduce((n, r) => n + r.calls, 0);
   const incremental = rows.reduce((n, r) => n + r.incrementalCalls, 0);
+  const sweepTotal = rows.reduce((n, r) => n + r.sweepCalls, 0);
+  const sweepPerDay =
+    config.sweep.everyHours === 0 ? 0 : Math.ceil((sweepTotal * 24) / config.sweep.everyHours);
   const result = {
     contacts,
     perMinuteForBulk: perMinute,
@@ -278,6 +284,13 @@ export function estimateSync(config: AppConfig, contacts: number, changedPerReso
     perResource: rows,
     dayBudgetShareOfFullSync:
       Math.round((full / ((config.limits.dayLimit ?? 30_000) * limits.bulkShare)) * 1000) / 1000,
+    sweep: {
+      everyHours: config.sweep.everyHours,
+      callsPerSweep: sweepTotal,
+      callsPerDay: sweepPerDay,
+      dayBudgetShare:
+        Math.round((sweepPerDay / ((config.limits.dayLimit ?? 30_000) * limits.bulkShare)) * 1000) / 1000,
+    },
   };
   return result;
 }
@@ -294,12 +307,21 @@ export function estimateCommand(
   const lines = [
     `Estimate for ${contacts} contacts (other lists scaled like the sandbox's dataset), ${e.perMinuteForBulk} bulk calls per minute:`,
     formatTable(
-      ['resource', 'records', 'calls full', 'calls incremental'],
-      e.perResource.map((r) => [r.resource, String(r.records), String(r.calls), String(r.incrementalCalls)]),
+      ['resource', 'records', 'calls full', 'calls incremental', 'calls sweep'],
+      e.perResource.map((r) => [
+        r.resource,
+        String(r.records),
+        String(r.calls),
+        String(r.incrementalCalls),
+        String(r.sweepCalls),
+      ]),
       { indent: '  ' },
     ),
     `full sync:        ${e.fullSync.calls} calls, about ${e.fullSync.seconds} s under the quota (${(e.dayBudgetShareOfFullSync * 100).toFixed(1)}% of the day's bulk budget)`,
     `incremental sync: ${e.incrementalSync.calls} calls (${changedPerResource} changes per list), about ${e.incrementalSync.seconds} s`,
+    e.sweep.everyHours === 0
+      ? 'sweep:            off (sweep.everyHours 0): deletions are found by hooks only'
+      : `sweep:            ${e.sweep.callsPerSweep} calls per sweep of every list, every ${e.sweep.everyHours} h: ${e.sweep.callsPerDay} calls a day (${(e.sweep.dayBudgetShare * 100).toFixed(1)}% of the day's bulk budget; scheduled only inside it)`,
   ];
   return lines.join('\n');
 }

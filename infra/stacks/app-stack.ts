@@ -63,8 +63,9 @@ export class KeapSyncAppStack extends Stack {
       .useTable('LEDGER_TABLE', data.ledgerTable, ['GetItem', 'PutItem', 'UpdateItem'])
       // State: cursors, checkpoints, leases (released with DeleteItem), account status, write records.
       .useTable('STATE_TABLE', data.stateTable, ['GetItem', 'PutItem', 'UpdateItem', 'DeleteItem'])
-      // Mirror: newer-wins conditional puts, one record at a time.
-      .useTable('MIRROR_TABLE', data.mirrorTable, ['PutItem'])
+      // Mirror: newer-wins conditional puts, one record at a time; the reconciliation sweep reads a
+      // list's partition (Query) to compare it with Keap's ids.
+      .useTable('MIRROR_TABLE', data.mirrorTable, ['PutItem', 'Query'])
       // Continuations and deferrals go back to the job queue; poison goes to the DLQ with its reason.
       .useQueue('JOB_QUEUE_URL', data.jobQueue, 'send')
       .useQueue('DEAD_LETTER_QUEUE_URL', data.deadLetterQueue, 'send')

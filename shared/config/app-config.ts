@@ -95,6 +95,16 @@ export const appConfigSchema = z
       })
       .strict()
       .prefault({}),
+    sweep: z
+      .object({
+        /**
+         * Hours between reconciliation sweeps of each list (every id read, the missing tombstoned); 0:
+         * never. A sweep costs one call per page of ids and runs only inside the day's bulk share.
+         */
+        everyHours: z.number().int().min(0).max(720).default(24),
+      })
+      .strict()
+      .prefault({}),
     scheduler: z
       .object({
         /** Minutes between scheduler runs (EventBridge Scheduler rate; the local loop's interval). */

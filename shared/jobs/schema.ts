@@ -98,6 +98,24 @@ export const createNoteJobSchema = z
   })
   .strict();
 
+/**
+ * A reconciliation sweep of one list: read every id (the cheapest `fields`), tombstone what the mirror
+ * holds and Keap no longer lists. Queued by the scheduler every `sweep.everyHours` inside the bulk share.
+ */
+export const sweepJobSchema = z
+  .object({
+    kind: z.literal('sweep'),
+    account: accountId,
+    resource: z.enum(SYNC_RESOURCES),
+    runId: z.string().min(1).max(64).optional(),
+    attempt: z.number().int().nonnegative().default(0),
+    failures: z.number().int().nonnegative().optional(),
+    enqueuedAt: z.iso.datetime().optional(),
+  })
+  .strict();
+
+export type SweepJob = z.output<typeof sweepJobSchema>;
+
 export const jobSchema = z.discriminatedUnion('kind', [
   syncJobSchema,
   upsertContactJobSchema,
@@ -105,6 +123,7 @@ export const jobSchema = z.discriminatedUnion('kind', [
   createNoteJobSchema,
   hookEventJobSchema,
   hookCheckJobSchema,
+  sweepJobSchema,
 ]);
 
 export type SyncJob = z.output<typeof syncJobSchema>;
@@ -134,7 +153,16 @@ export function parseJob(body: string): Job {
     throw new PoisonMessageError('invalid-json', 'The message body is not JSON.');
   }
   const kind = (raw as { kind?: unknown } | null)?.kind;
-  const kinds = ['sync', 'upsertContact', 'applyTags', 'removeTags', 'createNote', 'hookEvent', 'hookCheck'];
+  const kinds = [
+    'sync',
+    'upsertContact',
+    'applyTags',
+    'removeTags',
+    'createNote',
+    'hookEvent',
+    'hookCheck',
+    'sweep',
+  ];
   if (typeof kind !== 'string' || !kinds.includes(kind)) {
     throw new PoisonMessageError(
       'unknown-kind',

@@ -35,7 +35,9 @@ export type MetricName =
   | 'HookEnqueueFailures'
   /** Hooks Keap turned Inactive, found by the scheduled check; and those it re-verified. */
   | 'HooksInactive'
-  | 'HooksReverified';
+  | 'HooksReverified'
+  /** Keap calls of reconciliation sweeps (pages of ids). */
+  | 'SweepCalls';
 
 /** Metrics for what operators watch. Dimensions: account, resource, reason where they apply. */
 export interface Metrics {

@@ -7,6 +7,7 @@ import { hookEventKeysFor } from '../hooks/lifecycle.ts';
 import type { SyncResource } from '../jobs/schema.ts';
 import { openAccount } from './account-gate.ts';
 import type { PipelineDeps } from './deps.ts';
+import { sweepCalls } from './sweep.ts';
 
 export type SkipReason = 'not-due' | 'in-flight' | 'quota' | 'key-rejected' | 'key-missing';
 
@@ -106,6 +107,14 @@ export async function runScheduler(
       metrics.add('JobsEnqueued', 1, { account: account.id });
       result.enqueued.push({ account: account.id, resource, runId, mode });
     }
+    bulkLeft = await scheduleSweeps(
+      deps,
+      account.id,
+      resources.map(([r]) => r),
+      bulkLeft,
+      nowMs,
+      tickMs,
+    );
   }
   log.info('Scheduler run', {
     enqueued: result.enqueued.length,
@@ -168,4 +177,60 @@ function pollEveryMs(
   });
   if (needed.length === 0 || !needed.every((k) => endpoint?.eventKeys.includes(k))) return own;
   return Math.max(own, healthyPollMinutes * 60_000);
+}
+
+/** The lease name that spaces a list's reconciliation sweeps (it expires; it is never released). */
+export const sweepLease = (resource: SyncResource) => `sweep-${resource}`;
+
+/**
+ * Queues a reconciliation sweep of each list whose last one is `sweep.everyHours` old, if the day's
+ * bulk share can pay for it (a page of ids per call, sized by the mirror's count) and still keep
+ * `scheduler.reserveCallsForIncremental`; otherwise it waits for a later run. Returns the bulk calls left.
+ */
+async function scheduleSweeps(
+  deps: PipelineDeps,
+  account: string,
+  resources: readonly SyncResource[],
+  bulkLeft: number,
+  nowMs: number,
+  tickMs: number,
+): Promise<number> {
+  const { config, leases, mirror, queue, metrics, log } = deps;
+  const everyMs = config.sweep.everyHours * 3_600_000;
+  if (everyMs === 0) return bulkLeft;
+  let left = bulkLeft;
+  for (const resource of resources) {
+    const lease = await leases.get(account, sweepLease(resource));
+    const ttl = Math.max(1_000, everyMs - tickMs / 2);
+    // The first sweep is due an interval after a list is first scheduled (its first read is a full one).
+    if (!lease) {
+      await leases.acquire(account, sweepLease(resource), randomUUID(), ttl, nowMs);
+      continue;
+    }
+    if (lease.expiresAtMs > nowMs) continue;
+    const calls = sweepCalls(resource, await mirror.count(account, resource));
+    if (left < calls + config.scheduler.reserveCallsForIncremental) {
+      log.warn('Sweep not enqueued: the day quota left for bulk work cannot serve it', {
+        account,
+        resource,
+        bulkCallsLeft: left,
+        callsNeeded: calls,
+      });
+      metrics.add('JobsSkipped', 1, { account, resource, reason: 'quota' });
+      continue;
+    }
+    const runId = randomUUID();
+    if (!(await leases.acquire(account, sweepLease(resource), runId, ttl, nowMs))) continue;
+    await queue.send({
+      kind: 'sweep',
+      account,
+      resource,
+      runId,
+      attempt: 0,
+      enqueuedAt: new Date(nowMs).toISOString(),
+    });
+    left -= calls;
+    metrics.add('JobsEnqueued', 1, { account });
+  }
+  return left;
 }

@@ -15,6 +15,7 @@ import { runHookEvent } from './hooks.ts';
 import { KeySecretError } from './keys.ts';
 import { type Log, withFields } from './ports.ts';
 import { isTransient, retryLater } from './retry.ts';
+import { runSweep } from './sweep.ts';
 import { type Invocation, runSync } from './sync.ts';
 import { runWrite } from './writes.ts';
 
@@ -102,7 +103,7 @@ async function handleRecord(
     jobId: record.messageId,
     kind: job.kind,
     account: account.id,
-    ...(job.kind === 'sync' || job.kind === 'hookEvent'
+    ...(job.kind === 'sync' || job.kind === 'hookEvent' || job.kind === 'sweep'
       ? { resource: job.resource }
       : job.kind === 'hookCheck'
         ? {}
@@ -153,6 +154,8 @@ async function runJob(
         await runHookEvent(job, account, client, deps, log);
       } else if (job.kind === 'hookCheck') {
         await runHookCheck(job, account, client, deps, log);
+      } else if (job.kind === 'sweep') {
+        await runSweep(job, account, client, deps, invocation, log);
       } else {
         await runWrite(job, account, client, deps, log);
       }
