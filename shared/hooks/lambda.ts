@@ -7,7 +7,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { z } from 'zod';
-import { EnvironmentError } from '../lambda/runtime.ts';
+import { parseEnvironment } from '../lambda/runtime.ts';
 import type { Metrics } from '../pipeline/ports.ts';
 import { dynamoRetryConfig } from '../store/index.ts';
 import { StateTable } from '../store/table.ts';
@@ -30,16 +30,7 @@ const envSchema = z.object({
 export type HookReceiverEnvironment = z.output<typeof envSchema>;
 
 export function loadHookReceiverEnvironment(env: NodeJS.ProcessEnv): HookReceiverEnvironment {
-  const parsed = envSchema.safeParse(env);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const name = String(issue?.path[0] ?? 'environment');
-    throw new EnvironmentError(
-      name,
-      env[name] === undefined ? 'is not set' : `is invalid (${issue?.message})`,
-    );
-  }
-  return parsed.data;
+  return parseEnvironment(envSchema, env);
 }
 
 /** Each metric as its own EMF line with its dimensions (a receiver invocation adds one or two). */

@@ -13,7 +13,11 @@ import {
   hookPath,
   UnknownHookEventKeyError,
 } from '#shared/hooks/index.ts';
-import { buildHookReceiverRuntime, type HookReceiverRuntime } from '#shared/hooks/lambda.ts';
+import {
+  buildHookReceiverRuntime,
+  type HookReceiverRuntime,
+  loadHookReceiverEnvironment,
+} from '#shared/hooks/lambda.ts';
 import { createStateTable } from '#shared/store/index.ts';
 import { StateTable } from '#shared/store/table.ts';
 
@@ -120,6 +124,19 @@ async function fixture(eventKeys: string[], maxBody = 64 * 1024, queueUrl?: stri
 }
 
 describe.concurrent('hook receiver Lambda', () => {
+  it('fails its cold start naming a missing or bad variable', () => {
+    expect(() => loadHookReceiverEnvironment({ JOB_QUEUE_URL: 'https://sqs.x/1/q' })).toThrow(
+      /STATE_TABLE is not set/,
+    );
+    expect(() =>
+      loadHookReceiverEnvironment({
+        STATE_TABLE: 'state',
+        JOB_QUEUE_URL: 'https://sqs.x/1/q',
+        HOOK_MAX_BODY_BYTES: '10',
+      }),
+    ).toThrow(/HOOK_MAX_BODY_BYTES is invalid/);
+  });
+
   it('keeps one unguessable token per account across registrations, and adds event keys', async () => {
     const f = await fixture(['contact.add']);
     const again = await f.store.ensure('acme', ['contact.delete']);
