@@ -29,10 +29,13 @@ down so the run exhausts it:
 
 Options:
   --quick        ~2 minutes (day limit 300) instead of ~5 (day limit 1140)
+  --minutes M    run each scenario M minutes (1-60), the day limit M x 240 (a backlog throughout)
+  --store S      dynalite (default) or dynamodb-local (Java; returns the winning item on a failed
+                 condition as DynamoDB does, so a lost race costs no read: the cost DynamoDB would see)
   --only LIST    run only these systems (comma list of keap1, keap5, rlf, naive)
   --scenario LIST  run only these scenarios (comma list; default all):
-                 baseline, stall, network-tail, network-tail-wide, cpu-hog, clock+300ms, clock+3s,
-                 clock-3s, clock+10min
+                 baseline, stall, stall-tight, network-tail, network-tail-wide, cpu-hog, fleet-8x4, clock+300ms,
+                 clock+3s, clock-3s, clock+10min
                  (every scenario but baseline runs the keap-sync rows only)
   --json FILE    also write {"systems":[{name, accepted, violations, minuteUtilization, dayBudgetUsed,
                  ddbRequestsPerAcceptedCall, acquireOverheadP99Ms, ...}]}
@@ -50,6 +53,8 @@ interface Scenario {
   /** Systems it runs (ids); absent: every selected system. */
   systems?: string[];
   offsets?: number[];
+  /** OS processes and acquirers per process (default 4 x 16). */
+  fleet?: { processes: number; acquirers: number };
   worker?: Pick<WorkerConfig, 'stall' | 'tail' | 'cpuHog'>;
   /** Ledger settings for this scenario (default: the product's defaults). */
   ledger?: Record<string, unknown>;
@@ -65,6 +70,13 @@ const SCENARIOS: Scenario[] = [
     worker: { stall: { p: 0.15, minMs: 50, maxMs: 300 } },
   },
   {
+    id: 'stall-tight',
+    what: 'the same stalls with spikeMarginMs 120 (220 ms a call): slack to reuse refused slots, less margin',
+    systems: KEAP_ONLY,
+    worker: { stall: { p: 0.15, minMs: 50, maxMs: 300 } },
+    ledger: { spikeMarginMs: 120 },
+  },
+  {
     id: 'network-tail',
     what: '5% of requests take 150 ms longer on the network',
     systems: KEAP_ONLY,
@@ -72,16 +84,23 @@ const SCENARIOS: Scenario[] = [
   },
   {
     id: 'network-tail-wide',
-    what: 'the same tail, with spikeMarginMs 250 (350 ms a call): the trade-off for such networks',
+    what: 'the same tail, with spikeMarginMs 200 (300 ms a call: covers the 150 ms tail + 50 ms jitter)',
     systems: KEAP_ONLY,
     worker: { tail: { p: 0.05, ms: 150 } },
-    ledger: { spikeMarginMs: 250 },
+    ledger: { spikeMarginMs: 200 },
   },
   {
     id: 'cpu-hog',
     what: 'a CPU hog stalls every worker event loop 50-250 ms about every 400 ms',
     systems: KEAP_ONLY,
     worker: { cpuHog: { everyMs: 400, minMs: 50, maxMs: 250 } },
+  },
+  {
+    id: 'fleet-8x4',
+    what: '8 processes x 4 acquirers on one key (DynamoDB cost with many writers)',
+    systems: KEAP_ONLY,
+    fleet: { processes: 8, acquirers: 4 },
+    offsets: [-50, -36, -21, -7, 7, 21, 36, 50],
   },
   {
     id: 'clock+300ms',
@@ -140,6 +159,8 @@ export interface SystemFigures {
   /** The same without the one-time start-up clock alignment. */
   steadyDdbRequestsPerAcceptedCall: number;
   setupDdbRequests: number;
+  /** Steady-state requests per accepted call by kind: successful writes, writes that lost a race, reads. */
+  steadyPerCallByKind: { writes: number; lostRaces: number; reads: number } | null;
   acquireOverheadP99Ms: number;
   missedSlots: number;
   /** Calls the ledger refused at the last moment (late after a stall), and errors by name. */
@@ -188,6 +209,8 @@ async function main(): Promise<void> {
       json: { type: 'string' },
       only: { type: 'string' },
       scenario: { type: 'string' },
+      minutes: { type: 'string' },
+      store: { type: 'string' },
       help: { type: 'boolean' },
     },
   });
@@ -205,8 +228,17 @@ async function main(): Promise<void> {
     return;
   }
   const quick = values.quick ?? false;
-  const dayLimit = quick ? 300 : 1_140;
-  const runMs = quick ? 90_000 : 310_000;
+  let dayLimit = quick ? 300 : 1_140;
+  let runMs = quick ? 90_000 : 310_000;
+  if (values.minutes !== undefined) {
+    const minutes = Number(values.minutes);
+    if (!Number.isFinite(minutes) || minutes < 1 || minutes > 60) {
+      throw new Error(`--minutes: a number of minutes from 1 to 60; got ${values.minutes}`);
+    }
+    // A backlog for the whole run: the day lasts as long as the run at the minute limit's pace.
+    runMs = Math.round(minutes * 60_000);
+    dayLimit = Math.round(minutes * KEAP_GATEWAY_LIMITS.minuteLimit);
+  }
   const limits = {
     spikeIntervalMs: KEAP_GATEWAY_LIMITS.spikeIntervalMs,
     minuteLimit: KEAP_GATEWAY_LIMITS.minuteLimit,
@@ -225,7 +257,12 @@ async function main(): Promise<void> {
       `--scenario: unknown ${unknownScenarios.join(', ')}; use ${SCENARIOS.map((x) => x.id).join(', ')}`,
     );
   }
-  const dynamo = await startHost<{ endpoint: string }>('./dynamo-host.ts');
+  const store = values.store ?? 'dynalite';
+  if (store !== 'dynalite' && store !== 'dynamodb-local') {
+    throw new Error(`--store: dynalite or dynamodb-local; got ${store}`);
+  }
+  process.stderr.write(`store: ${store}\n`);
+  const dynamo = await startHost<{ endpoint: string }>('./dynamo-host.ts', { BENCH_STORE: store });
   const host = { endpoint: dynamo.info.endpoint, stop: dynamo.stop };
   const admin = new DynamoDBClient({ ...LOCAL_AWS, endpoint: host.endpoint });
   const figures: SystemFigures[] = [];
@@ -301,14 +338,16 @@ async function runScenario(
     const startAt = Date.now() + 10_000;
     const endAt = startAt + runMs;
     const offsets = scenario.offsets ?? OFFSETS;
+    const processes = scenario.fleet?.processes ?? PROCESSES;
+    const acquirers = scenario.fleet?.acquirers ?? ACQUIRERS;
     const runs = systems.map((spec, systemIndex) =>
       Promise.all(
-        Array.from({ length: PROCESSES }, (_, index) => {
+        Array.from({ length: processes }, (_, index) => {
           const cfg: WorkerConfig = {
             system: spec.system,
             index,
-            totalWorkers: PROCESSES * ACQUIRERS,
-            acquirers: ACQUIRERS,
+            totalWorkers: processes * acquirers,
+            acquirers,
             endpoint,
             tableName: tableOf(spec, scenario),
             tenant: tenantOf(spec),
@@ -411,6 +450,13 @@ function figuresOf(
     ddbRequestsPerAcceptedCall: accepted.length ? round(ddb / accepted.length, 3) : 0,
     steadyDdbRequestsPerAcceptedCall: accepted.length ? round((ddb - setup) / accepted.length, 3) : 0,
     setupDdbRequests: setup,
+    steadyPerCallByKind: (() => {
+      const kinds = results.map((r) => r.steadyByKind).filter((k) => k !== undefined);
+      if (kinds.length === 0 || accepted.length === 0) return null;
+      const per = (f: (k: NonNullable<WorkerResult['steadyByKind']>) => number) =>
+        round(kinds.reduce((n, k) => n + f(k), 0) / accepted.length, 2);
+      return { writes: per((k) => k.writes), lostRaces: per((k) => k.lostRaces), reads: per((k) => k.reads) };
+    })(),
     acquireOverheadP99Ms: round(p99(results.flatMap((r) => r.acquireMs)), 1),
     missedSlots: results.reduce((n, r) => n + r.missedSlots, 0),
     refused: results.reduce((n, r) => n + (r.refused ?? 0), 0),
@@ -438,6 +484,7 @@ function printTable(rows: SystemFigures[], out: NodeJS.WriteStream = process.std
     'dayUsed',
     'ddbReq/call',
     '(steady)',
+    'wr/lost/rd',
     'acquireP99ms',
     'missed',
     'refused',
@@ -459,6 +506,9 @@ function printTable(rows: SystemFigures[], out: NodeJS.WriteStream = process.std
     r.dayBudgetUsed.toFixed(3),
     r.ddbRequestsPerAcceptedCall.toFixed(3),
     r.steadyDdbRequestsPerAcceptedCall.toFixed(3),
+    r.steadyPerCallByKind
+      ? `${r.steadyPerCallByKind.writes.toFixed(2)}/${r.steadyPerCallByKind.lostRaces.toFixed(2)}/${r.steadyPerCallByKind.reads.toFixed(2)}`
+      : '-',
     r.acquireOverheadP99Ms.toFixed(1),
     String(r.missedSlots),
     String(r.refused),
@@ -471,7 +521,8 @@ function printTable(rows: SystemFigures[], out: NodeJS.WriteStream = process.std
 `);
   out.write(
     'ddbReq/call counts every DynamoDB request (failed writes, reads and the one-time start-up clock\n' +
-      'alignment); (steady) leaves the alignment out. missed = slots not sent (woken too late, or refused\n' +
+      'alignment); (steady) leaves the alignment out, and wr/lost/rd splits it per call into successful\n' +
+      'writes, writes that lost a race and reads. missed = slots not sent (woken too late, or refused\n' +
       "by the ledger's last check before the request was written: refused), given back. maxLateMs = the\n" +
       'latest an admitted call left after its slot (the tolerance is 50 ms; the spike margin 150 ms).\n',
   );

@@ -64,6 +64,8 @@ export interface WorkerResult {
   /** Requests the ledger's last-moment check refused (keap-sync), and the largest admitted lateness. */
   refused?: number;
   maxLatenessMs?: number;
+  /** keap-sync: steady-state DynamoDB requests by kind (successful writes, lost races, reads). */
+  steadyByKind?: { reads: number; writes: number; lostRaces: number };
   /** Errors beyond the first 200, counted only. */
   errorsDropped?: number;
 }
@@ -120,8 +122,9 @@ async function send(
 
 async function runKeapSync(cfg: WorkerConfig, result: WorkerResult, counter: { n: number }): Promise<void> {
   const client = countingClient(cfg.endpoint, counter);
+  const store = new DynamoLedgerStore(client, cfg.tableName);
   const ledger = new QuotaLedger({
-    store: new DynamoLedgerStore(client, cfg.tableName),
+    store,
     settings: { tableName: cfg.tableName, ...cfg.limits, ...cfg.ledger },
     clock: () => trueNow() + cfg.offsetMs,
   });
@@ -135,6 +138,7 @@ async function runKeapSync(cfg: WorkerConfig, result: WorkerResult, counter: { n
       .catch((err: unknown) => result.errors.push((err as Error).name));
   }
   result.setupDdbRequests = counter.n;
+  const setupStats = { ...store.stats };
   result.correctionAtStartMs = ledger.clockCorrectionMs;
   await sleep(cfg.startAt - trueNow());
   type Acquired = Awaited<ReturnType<QuotaLedger['acquire']>> | Error;
@@ -157,7 +161,8 @@ async function runKeapSync(cfg: WorkerConfig, result: WorkerResult, counter: { n
     // Ask for the first slot now; afterwards ask for the next slot as soon as one is held, not needed
     // before the held one: the ledger lets such requests of this process share one write.
     let pending = acquire(key, 0);
-    while (trueNow() < cfg.endAt) {
+    let pastEnd = false;
+    while (trueNow() < cfg.endAt && !pastEnd) {
       const t0 = performance.now();
       const d = await pending;
       // Overhead on the caller's critical path: how long it was blocked waiting for the ledger.
@@ -184,6 +189,17 @@ async function runKeapSync(cfg: WorkerConfig, result: WorkerResult, counter: { n
       const last = d.slots[d.slots.length - 1] ?? ledger.now();
       pending = acquire(key, last);
       for (const slot of d.slots) {
+        // A slot held past the end of the run is not used: give it back (with the rest of this
+        // grant) and stop, rather than overrun the run or keep asking for slots it cannot use.
+        if (trueNow() + (slot - ledger.now()) > cfg.endAt) {
+          const unused = d.slots.slice(d.slots.indexOf(slot));
+          result.missedSlots += unused.length;
+          await ledger.release(cfg.tenant, key, unused).catch((err: unknown) => {
+            result.errors.push((err as Error).name);
+          });
+          pastEnd = true;
+          break;
+        }
         if (!(await ledger.waitForSlot(slot))) {
           // Woke too late to send safely: give the slot back so the budget is not lost.
           result.missedSlots++;
@@ -233,6 +249,12 @@ async function runKeapSync(cfg: WorkerConfig, result: WorkerResult, counter: { n
   await Promise.all([...responses]);
   result.released = result.missedSlots;
   result.clockCorrectionMs = ledger.clockCorrectionMs;
+  // After the start-up alignment: reads, writes and writes that lost a race (key registry included).
+  result.steadyByKind = {
+    reads: store.stats.reads - setupStats.reads,
+    writes: store.stats.writes - setupStats.writes - (store.stats.failedWrites - setupStats.failedWrites),
+    lostRaces: store.stats.failedWrites - setupStats.failedWrites,
+  };
   client.destroy();
 }
 

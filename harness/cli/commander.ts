@@ -17,6 +17,21 @@ export function withExamples<C extends AnyCommand>(command: C, examples: readonl
   return command;
 }
 
+/** An ISO-8601 date, or time with a zone (Z or an offset), for an option's argParser: epoch ms (a date alone is midnight UTC). */
+export function isoTime(flag: string): (value: string) => number {
+  return (value) => {
+    const ms = /^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2}))?$/.test(value)
+      ? Date.parse(value)
+      : Number.NaN;
+    if (!Number.isFinite(ms)) {
+      throw new UsageError(
+        `--${flag} must be an ISO-8601 date or a time with its zone, such as 2026-01-01T00:00:00Z; got "${value}".`,
+      );
+    }
+    return ms;
+  };
+}
+
 /** A whole number of 1 or more, for an option's argParser. */
 export function positiveInt(flag: string): (value: string) => number {
   return (value) => {

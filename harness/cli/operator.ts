@@ -1,4 +1,5 @@
-// Use cases (CLI): the operator commands that look inside a deployment: status, enqueue, dlq, estimate.
+// Use cases (CLI): the operator commands that look inside a deployment: status, enqueue, dlq, export,
+// estimate.
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -23,6 +24,8 @@ import { sweepCalls } from '#shared/pipeline/sweep.ts';
 import { startDynalite } from '../emulators/dynamo.ts';
 import { connectLocalStack, LOCAL_TABLES, type LocalEndpoints } from '../local/stack.ts';
 import { UsageError } from './commander.ts';
+import { type ExportOptions, type ExportResult, type ExportSources, exportMirror } from './export.ts';
+import { formatExportProgress } from './progress.ts';
 import { runningEndpoints } from './run.ts';
 import { collectStatus, formatStatus, type StatusSources } from './status.ts';
 import { formatTable } from './table.ts';
@@ -31,6 +34,8 @@ export { UsageError };
 
 export interface Connection {
   sources: StatusSources;
+  /** The mirror and the custom-field models, for `export`. */
+  reader: ExportSources;
   /** Present when the stack is running: the pipeline and its queues. */
   deps: Pipeline | undefined;
   sqs: SQSClient | undefined;
@@ -77,6 +82,7 @@ function connectAws(config: AppConfig, env: NodeJS.ProcessEnv): Connection {
       ...deps,
       queues: { client: sqs, queueUrl: need('JOB_QUEUE_URL'), dlqUrl: need('DEAD_LETTER_QUEUE_URL') },
     },
+    reader: { mirror: deps.mirror, models: deps.models },
     deps,
     sqs,
     close: async () => {
@@ -104,7 +110,8 @@ export async function connect(config: AppConfig, target: Target, needQueue: bool
       ...stack.deps,
       queues: { client: stack.sqsClient, queueUrl: endpoints.queueUrl, dlqUrl: endpoints.dlqUrl },
     };
-    return { sources, deps: stack.deps, sqs: stack.sqsClient, close: stack.close };
+    const reader = { mirror: stack.deps.mirror, models: stack.deps.models };
+    return { sources, reader, deps: stack.deps, sqs: stack.sqsClient, close: stack.close };
   }
   if (needQueue) {
     throw new UsageError(
@@ -113,7 +120,7 @@ export async function connect(config: AppConfig, target: Target, needQueue: bool
     );
   }
   const db = await startDynalite({ path: join(resolve(dataDir), 'dynamo') });
-  const sources: StatusSources = composeStores(
+  const stores = composeStores(
     config,
     { dynamo: db.client },
     {
@@ -122,7 +129,59 @@ export async function connect(config: AppConfig, target: Target, needQueue: bool
       mirrorTable: LOCAL_TABLES.mirror,
     },
   );
-  return { sources, deps: undefined, sqs: undefined, close: () => db.close() };
+  const sources: StatusSources = stores;
+  const reader = { mirror: stores.mirror, models: stores.models };
+  return { sources, reader, deps: undefined, sqs: undefined, close: () => db.close() };
+}
+
+/**
+ * `keap-sync export`: streams one list of one account's mirror (running local system, its data
+ * folder, or `--aws`) to `out`, with a progress line on `progress` while it reads.
+ */
+export async function exportCommand(
+  config: AppConfig,
+  target: Target,
+  o: Omit<ExportOptions, 'account' | 'onProgress'> & {
+    account: string | undefined;
+    progress?: (line: string) => void;
+  },
+): Promise<ExportResult> {
+  const account = o.account ?? (config.accounts.length === 1 ? config.accounts[0]?.id : undefined);
+  if (!account) {
+    throw new UsageError(
+      `export needs --account with ${config.accounts.length} accounts configured (${config.accounts.map((a) => a.id).join(', ')}).`,
+    );
+  }
+  const configured = findAccount(config, account);
+  if (!configured) {
+    throw new UsageError(
+      `The account "${account}" is not configured (configured: ${config.accounts.map((a) => a.id).join(', ')}).`,
+    );
+  }
+  if (!configured.resources[o.list]) {
+    throw new UsageError(
+      `The account "${account}" does not sync ${o.list} (it syncs ${Object.keys(configured.resources).join(', ')}).`,
+    );
+  }
+  const c = await connect(config, target, false);
+  try {
+    const started = Date.now();
+    let shown = 0;
+    return await exportMirror(c.reader, {
+      ...o,
+      account,
+      onProgress: o.progress
+        ? (p) => {
+            const now = Date.now();
+            if (now - shown < 100 && p.read < p.total) return;
+            shown = now;
+            o.progress?.(formatExportProgress({ list: o.list, ...p, elapsedMs: now - started }));
+          }
+        : undefined,
+    });
+  } finally {
+    await c.close();
+  }
 }
 
 export async function statusCommand(config: AppConfig, target: Target, json: boolean): Promise<string> {

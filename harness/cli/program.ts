@@ -2,15 +2,23 @@
 // bin/keap-sync.ts only calls `main`. Every command has its own options and --help with examples; an
 // unknown or misplaced option is a usage error (exit 2) naming it.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { createWriteStream, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Argument, Command, Option } from '@commander-js/extra-typings';
 import { ConfigError } from '#shared/config/app-config.ts';
-import { positiveInt, runProgram, UsageError, withExamples } from './commander.ts';
+import { SYNC_RESOURCES } from '#shared/jobs/schema.ts';
+import { isoTime, positiveInt, runProgram, UsageError, withExamples } from './commander.ts';
 import { loadConfig } from './config.ts';
 import { hooksCommand } from './hooks.ts';
 import { liveView } from './live.ts';
-import { dlqCommand, enqueueCommand, estimateCommand, readInput, statusCommand } from './operator.ts';
+import {
+  dlqCommand,
+  enqueueCommand,
+  estimateCommand,
+  exportCommand,
+  readInput,
+  statusCommand,
+} from './operator.ts';
 import { run, workerProcess } from './run.ts';
 
 const SANDBOX_SCRIPT = fileURLToPath(new URL('../../scripts/sandbox.ts', import.meta.url));
@@ -42,12 +50,15 @@ export interface CliIo {
   out: (text: string) => void;
   err: (text: string) => void;
   isTty: boolean;
+  /** Whether standard error is a terminal (progress bars go there). */
+  errIsTty?: boolean;
 }
 
 const defaultIo: CliIo = {
   out: (text) => process.stdout.write(`${text}\n`),
   err: (text) => process.stderr.write(text),
   isTty: Boolean(process.stdout.isTTY),
+  errIsTty: Boolean(process.stderr.isTTY),
 };
 
 /**
@@ -265,6 +276,63 @@ export function buildProgram(io: CliIo = defaultIo, result = { code: 0 }) {
     'keap-sync hooks list --json',
     'keap-sync hooks register --aws --url "$(out KeapSyncApp HookReceiverUrl)"',
     'keap-sync hooks remove --account demo --event-key contact.edit',
+  ]);
+
+  const exportCmd = program
+    .command('export')
+    .summary('stream one list of the mirror as JSON lines or CSV (custom fields as named columns)')
+    .description(
+      "Streams one list of an account's mirror (the running local system, its data folder, or a deployed " +
+        'stack with --aws) to standard output or --out, a page at a time, with a progress bar on standard ' +
+        "error. JSON lines: one record per line with its named custom fields beside Keap's raw form. CSV: " +
+        'one column per field (objects and arrays as JSON) and one per custom field, named by its field_name. ' +
+        'Records Keap deleted are left out unless --include-deleted.',
+    )
+    .addArgument(new Argument('<list>', 'the list to export').choices(SYNC_RESOURCES))
+    .addOption(
+      new Option('--format <format>', 'jsonl or csv')
+        .choices(['jsonl', 'csv'] as const)
+        .default('jsonl' as const),
+    )
+    .addOption(
+      new Option(
+        '--since <time>',
+        'only records updated at or after this ISO-8601 time (e.g. 2026-01-01T00:00:00Z)',
+      ).argParser(isoTime('since')),
+    )
+    .option('--account <id>', 'the account (default: the only one configured)')
+    .option('--out <file>', 'write to this file instead of standard output')
+    .option('--include-deleted', 'also export records Keap deleted (tombstones), with their deletedAt')
+    .addOption(awsOption())
+    .addOption(configOption())
+    .addOption(dataDirOption())
+    .action(async (list, opts) => {
+      const { config, target } = setup(opts);
+      const out = opts.out ? createWriteStream(opts.out) : process.stdout;
+      const tty = io.errIsTty ?? false;
+      const r = await exportCommand(config, target, {
+        account: opts.account,
+        list,
+        format: opts.format,
+        ...(opts.since === undefined ? {} : { sinceMs: opts.since }),
+        includeDeleted: opts.includeDeleted ?? false,
+        out,
+        keepOpen: !opts.out,
+        ...(tty ? { progress: (line: string) => io.err(`\r${line}`) } : {}),
+      });
+      const left = [
+        r.skippedDeleted ? `${r.skippedDeleted} deleted` : '',
+        r.skippedOlder ? `${r.skippedOlder} older than --since` : '',
+      ].filter(Boolean);
+      io.err(
+        `${tty ? '\n' : ''}Exported ${r.written} of ${r.total} ${list} as ${opts.format}` +
+          `${left.length ? ` (left out: ${left.join(', ')})` : ''}${opts.out ? ` to ${opts.out}` : ''}.\n`,
+      );
+    });
+  withExamples(exportCmd, [
+    'keap-sync export contacts --format csv --out contacts.csv',
+    'keap-sync export orders --format jsonl --since 2026-06-01T00:00:00Z | jq .customFields',
+    'LEDGER_TABLE=... STATE_TABLE=... MIRROR_TABLE=... JOB_QUEUE_URL=... DEAD_LETTER_QUEUE_URL=... keap-sync export contacts --format csv --aws > contacts.csv',
   ]);
 
   const estimateCmd = program

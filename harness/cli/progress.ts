@@ -1,6 +1,6 @@
-// Use case (CLI): the progress of a backfill in the live view: the lists that had never finished a
+// Use case (CLI): progress lines. A backfill's in the live view: the lists that had never finished a
 // sync when `keap-sync run` started, their pages and records done of the estimated total, and an ETA
-// from the rate seen so far.
+// from the rate seen so far. An export's (`keap-sync export`): records read of the mirror's total.
 import { RESOURCES } from '#shared/keap/resources.ts';
 import type { StatusReport } from './status.ts';
 
@@ -64,10 +64,15 @@ export class BackfillMeter {
   }
 }
 
+/** A bar of `width` cells, `fraction` (0..1) of them filled. */
+export function progressBar(fraction: number, width = 24): string {
+  const filled = Math.round(Math.min(1, Math.max(0, fraction)) * width);
+  return `${'█'.repeat(filled)}${'░'.repeat(width - filled)}`;
+}
+
 /** One line: a bar, the share, pages and records of the total, and the ETA. */
 export function formatProgress(p: BackfillProgress, width = 24): string {
-  const filled = Math.round(p.fraction * width);
-  const bar = `${'█'.repeat(filled)}${'░'.repeat(width - filled)}`;
+  const bar = progressBar(p.fraction, width);
   const n = (x: number) => x.toLocaleString('en-US');
   const eta = p.finished ? 'done' : p.etaMs === null ? 'ETA -' : `ETA ${duration(p.etaMs)}`;
   return (
@@ -81,4 +86,19 @@ function duration(ms: number): string {
   if (s < 60) return `${s}s`;
   if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
   return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+/** An export's progress line: records read of the mirror's total, records written, rate and ETA. */
+export function formatExportProgress(
+  p: { list: string; read: number; total: number; written: number; elapsedMs: number },
+  width = 24,
+): string {
+  const fraction = p.total === 0 ? 1 : Math.min(1, p.read / p.total);
+  const n = (x: number) => x.toLocaleString('en-US');
+  const rate = p.elapsedMs > 0 ? p.read / p.elapsedMs : 0;
+  const eta = fraction >= 1 ? 'done' : rate > 0 ? `ETA ${duration((p.total - p.read) / rate)}` : 'ETA -';
+  return (
+    `export ${p.list} ${progressBar(fraction, width)} ${String(Math.floor(fraction * 100)).padStart(3)}%  ` +
+    `read ${n(p.read)}/${n(p.total)}  written ${n(p.written)}  ${eta}`
+  );
 }

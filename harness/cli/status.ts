@@ -31,6 +31,16 @@ export interface StatusReport {
       minute: { limit: number; used: number; left: number; heldAhead: number; freesAt: string | null };
       day: { limit: number; used: number; left: number; resetsAt: string };
       coolDownUntil: string | null;
+      /** Send timing the workers wrote to the ledger in the last 5 minutes (null: no calls). */
+      timing: {
+        since: string;
+        sendLatenessP99Ms: number;
+        sendLatenessMaxMs: number;
+        refused: number;
+        handoverGapMinMs: number | null;
+        toleranceMs: number;
+        spikeMarginMs: number;
+      } | null;
     };
   }>;
   queue: { visible: number; inFlight: number; delayed: number } | null;
@@ -98,6 +108,7 @@ export async function collectStatus(
           resetsAt: iso(snap.day.resetsAt) ?? '',
         },
         coolDownUntil: iso(snap.coolDownUntil),
+        timing: snap.timing ? { ...snap.timing, since: iso(snap.timing.since) ?? '' } : null,
       },
     });
   }
@@ -128,6 +139,13 @@ export function formatStatus(r: StatusReport, extra: { deferrals?: number } = {}
         `   day: ${q.day.used} used, ${q.day.left} left of ${q.day.limit}, resets ${q.day.resetsAt.slice(0, 16)}` +
         `${q.coolDownUntil ? `   cool-down until ${q.coolDownUntil.slice(11, 19)}` : ''}`,
     );
+    if (q.timing) {
+      const t = q.timing;
+      lines.push(
+        `  sends  lateness p99 ${t.sendLatenessP99Ms} ms, max ${t.sendLatenessMaxMs} ms (tolerance ${t.toleranceMs}, spike margin ${t.spikeMarginMs})` +
+          `   refused ${t.refused}   hand-over gap min ${t.handoverGapMinMs === null ? '-' : `${t.handoverGapMinMs} ms`}   since ${t.since.slice(11, 19)}`,
+      );
+    }
     const rows = a.resources.map((res) => [
       res.resource,
       res.state === 'syncing' ? `syncing p${res.pagesThisRun ?? 0}` : res.state,

@@ -17,7 +17,7 @@ import {
   type WorkerHandler,
 } from '#shared/pipeline/index.ts';
 import { createLedgerTable } from '#shared/quota/index.ts';
-import { createMirrorTable, createStateTable } from '#shared/store/index.ts';
+import { createMirrorTable, createStateTable, type MirrorStoreOptions } from '#shared/store/index.ts';
 import { localDynamoClient, type RunningDynamo, startDynalite } from '../emulators/dynamo.ts';
 import { LocalEventSink } from './events.ts';
 import { SqsLambdaPoller } from './poller.ts';
@@ -66,6 +66,11 @@ export interface LocalStackOptions {
   clock?: () => number;
   /** Write the change events here (JSON lines) and POST them to `url`; default: no events. */
   events?: LocalEventsSetting;
+  /**
+   * Also told every mirror write's (old, new) pair, after the events sink: what the table's stream would
+   * carry (the events benchmark feeds it to the publisher Lambda's handler).
+   */
+  onMirrorWritten?: MirrorStoreOptions['onWritten'];
 }
 
 /** Where the local runtime delivers change events (passed on to worker processes as is). */
@@ -175,6 +180,18 @@ function externalRegion(): string {
   return process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1';
 }
 
+/** One onWritten from two optional ones (the events sink first). */
+function bothWritten(
+  a: MirrorStoreOptions['onWritten'],
+  b: MirrorStoreOptions['onWritten'],
+): MirrorStoreOptions['onWritten'] {
+  if (!a || !b) return a ?? b;
+  return (write) => {
+    a(write);
+    b(write);
+  };
+}
+
 export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack> {
   const closers: Array<() => Promise<void>> = [];
   try {
@@ -234,7 +251,7 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
       config: o.config,
       clients: { dynamo: dynamo.client, sqs: sqs.client, secrets: secrets.client },
       target: localTarget(queue.queueUrl, queue.dlqUrl),
-      onMirrorWritten: events?.onWritten,
+      onMirrorWritten: bothWritten(events?.onWritten, o.onMirrorWritten),
       log: o.log,
       metrics,
       clock: o.clock,

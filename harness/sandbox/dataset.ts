@@ -271,6 +271,42 @@ export class SandboxDataset implements GenContext {
     return undefined;
   }
 
+  /**
+   * `POST /rest/v2/{object}/model/customFields`: adds a field to an object's model (lists sharing a
+   * model, notes and tasks, both get it). Its id is new across every model; its `field_name` is the
+   * label in camel case, numbered when taken (Keap's own names look like `favoriteColor1`).
+   */
+  addCustomField(
+    obj: ModelObject,
+    input: { label: string; field_type: CustomFieldMetaData['field_type'] },
+  ): CustomFieldMetaData {
+    const model = this.models[obj] as CustomFieldMetaData[];
+    const all = Object.values(this.models).flat();
+    const id = String(Math.max(0, ...all.map((f) => Number(f.id) || 0)) + 1);
+    const words = input.label
+      .replace(/[^A-Za-z0-9 ]/g, ' ')
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean);
+    const base =
+      words
+        .map((w, i) => (i === 0 ? w.toLowerCase() : w[0]?.toUpperCase() + w.slice(1).toLowerCase()))
+        .join('') || 'customField';
+    const taken = new Set(model.map((f) => f.field_name));
+    let name = base;
+    for (let n = 1; taken.has(name); n++) name = `${base}${n}`;
+    const field: CustomFieldMetaData = {
+      id,
+      label: input.label,
+      field_name: name,
+      field_type: input.field_type,
+      record_type: model[0]?.record_type ?? 'CONTACT',
+    };
+    model.push(field);
+    this.version++;
+    return field;
+  }
+
   /** `POST /rest/v2/tags/{tag_id}/contacts:applyTags`. Applying an applied tag changes nothing. */
   applyTag(tagId: string, contactIds: readonly string[], now: number): Record<string, ApplyResult> {
     const results: Record<string, ApplyResult> = {};

@@ -92,6 +92,14 @@ const contactInputSchema = z
   })
   .strict();
 
+/** Keap's `CreateCustomFieldRequest`, the part the sandbox keeps (options, groups and tabs are not modelled). */
+const customFieldSchema = z
+  .object({
+    label: z.string().min(1).max(255),
+    field_type: z.enum(['TEXT', 'WHOLE_NUMBER', 'DATE', 'DROPDOWN', 'YES_NO']),
+  })
+  .strict();
+
 const applySchema = z.object({ contact_ids: z.array(z.string().min(1)).min(1) }).strict();
 
 const noteSchema = z
@@ -232,7 +240,13 @@ export class RestV2 {
       return;
     }
     this.on('GET', pattern, (_p, req) => this.list(spec, () => table.values(), req, { key: '' }, shape));
-    if (entry.customFieldModel) this.on('GET', `${pattern}/model`, () => this.model(type as ModelObject));
+    if (entry.customFieldModel) {
+      this.on('GET', `${pattern}/model`, () => this.model(type as ModelObject));
+      this.on('POST', `${pattern}/model/customFields`, (_p, req) => {
+        const input = parseBody(customFieldSchema, req.body);
+        return { status: 201, body: this.data.addCustomField(type as ModelObject, input) };
+      });
+    }
     const entity = g.entity;
     if (entity)
       this.on('GET', `${pattern}/{id}`, ([id = ''], req) =>

@@ -125,6 +125,20 @@ export class Monitoring extends Construct {
       missing: TreatMissingData.NOT_BREACHING,
     });
 
+    // Hand-overs between workers are where the spike margin is thinnest: a gap near Keap's spike
+    // interval means calls of two workers nearly met (a clock or a stall the margin barely absorbed).
+    const spikeInterval = config.limits.spikeIntervalMs ?? 100;
+    const handoverFloor = handoverFloorMs(config);
+    this.alarm('HandoverGapAlarm', {
+      description:
+        `Two workers' calls of one key were ${handoverFloor} ms or less apart at a hand-over (Keap's spike ` +
+        `interval is ${spikeInterval} ms): check the workers' clocks (ClockSkewError logs) and stalls.`,
+      metric: query('MIN', 'HandoverGapMinMs'),
+      threshold: handoverFloor,
+      comparison: ComparisonOperator.LESS_THAN_OR_EQUAL_TO_THRESHOLD,
+      missing: TreatMissingData.NOT_BREACHING,
+    });
+
     if (props.publisher && props.eventDeadLetterQueue) {
       this.alarm('EventDeadLettersAlarm', {
         description:
@@ -330,7 +344,13 @@ export class Monitoring extends Construct {
         ],
         leftAnnotations: [{ value: tolerance, label: 'tolerance: later calls are refused' }],
         right: [query('SUM', 'CallsRefused', { label: 'refused' })],
-        width: 24,
+        width: 12,
+      }),
+      new GraphWidget({
+        title: "Smallest hand-over gap: a call after another worker's slot of the key (ms)",
+        left: [query('MIN', 'HandoverGapMinMs', { label: 'min gap' })],
+        leftAnnotations: [{ value: handoverFloorMs(config), label: 'alarm: close to the spike interval' }],
+        width: 12,
       }),
     );
     for (const account of config.accounts) {
@@ -433,4 +453,9 @@ export class Monitoring extends Construct {
     );
     return dashboard;
   }
+}
+
+/** The hand-over gap alarm's threshold: Keap's spike interval plus half the lateness tolerance. */
+function handoverFloorMs(config: { limits: { spikeIntervalMs?: number; lateToleranceMs?: number } }): number {
+  return (config.limits.spikeIntervalMs ?? 100) + Math.round((config.limits.lateToleranceMs ?? 50) / 2);
 }

@@ -105,6 +105,18 @@ export const appConfigSchema = z
       })
       .strict()
       .prefault({}),
+    customFields: z
+      .object({
+        /**
+         * Minutes a list's stored custom-field model (`GET /rest/v2/<list>/model`) names records before
+         * the next sync or hook job of the list reads it again from Keap (one call).
+         */
+        modelMaxAgeMinutes: z.number().int().min(1).max(43_200).default(1_440),
+        /** A record with a custom field id the stored model lacks re-reads the model at most this often. */
+        unknownIdRefreshSeconds: z.number().int().min(10).max(86_400).default(300),
+      })
+      .strict()
+      .prefault({}),
     scheduler: z
       .object({
         /** Minutes between scheduler runs (EventBridge Scheduler rate; the local loop's interval). */

@@ -53,6 +53,9 @@ export interface MirrorImage {
   syncedAt: string | undefined;
   /** Set on a tombstone: the record was deleted in Keap. */
   deletedAt: string | undefined;
+  /** Lists with a custom-field model: the record's custom fields by `field_name`, and their id and label. */
+  customFields: Record<string, unknown> | undefined;
+  customFieldInfo: Record<string, { id: string; label: string }> | undefined;
 }
 
 /** Where a record too large for an event can be read. */
@@ -78,6 +81,14 @@ export interface ChangeDetail {
   changedFields: string[];
   /** The record as Keap returned it (the last version for a deletion); absent when `recordPointer` is set. */
   record?: Record<string, unknown>;
+  /**
+   * Lists with a custom-field model: the record's custom fields as `{<field_name>: value}` (Keap's raw
+   * `custom_fields` stays in `record`), `customFieldInfo` their `{id, label}`, and `changedCustomFields`
+   * the names whose value differs from the previous version. Absent with `recordPointer`.
+   */
+  customFields?: Record<string, unknown>;
+  customFieldInfo?: Record<string, { id: string; label: string }>;
+  changedCustomFields?: string[];
   /** Set instead of `record` when the event would exceed EventBridge's 256 KB: read the record there. */
   recordPointer?: RecordPointer;
   /** When keap-sync wrote this version to the mirror. */
@@ -171,6 +182,8 @@ export function toMirrorImage(item: Record<string, unknown>): MirrorImage {
   if (data === undefined && deletedAtText === undefined) fail(`it has no ${A.data}`);
   const updateTime = item[A.updateTime];
   const syncedAt = item[A.syncedAt];
+  const named = item[A.customFields];
+  const info = item[A.customFieldInfo];
   return {
     pk: pk as string,
     id: id as string,
@@ -181,6 +194,8 @@ export function toMirrorImage(item: Record<string, unknown>): MirrorImage {
     updateTime: typeof updateTime === 'string' ? updateTime : new Date(ut as number).toISOString(),
     syncedAt: typeof syncedAt === 'string' ? syncedAt : undefined,
     deletedAt: deletedAtText,
+    customFields: isPlainObject(named) ? named : undefined,
+    customFieldInfo: isPlainObject(info) ? (info as MirrorImage['customFieldInfo']) : undefined,
   };
 }
 
@@ -214,6 +229,9 @@ export function buildChangeEvent(
   const record = (nextDeleted ? (next?.data ?? old?.data) : next?.data) ?? {};
   const before = kind === 'created' ? {} : (old?.data ?? {});
   const after = kind === 'deleted' ? {} : record;
+  // A REMOVE of a tombstone-less item carries the old image's names; a tombstone its own (kept) ones.
+  const named = nextDeleted ? (next?.customFields ?? old?.customFields) : next?.customFields;
+  const info = nextDeleted ? (next?.customFieldInfo ?? old?.customFieldInfo) : next?.customFieldInfo;
   const listName = Object.hasOwn(LIST_NAMES, current.resource)
     ? LIST_NAMES[current.resource as SyncResource]
     : undefined;
@@ -233,6 +251,16 @@ export function buildChangeEvent(
     updateTimeMs: version.ut,
     changedFields: changedFields(before, after),
     record,
+    ...(named === undefined
+      ? {}
+      : {
+          customFields: named,
+          customFieldInfo: info ?? {},
+          changedCustomFields: changedFields(
+            kind === 'created' ? {} : (old?.customFields ?? {}),
+            kind === 'deleted' ? {} : named,
+          ),
+        }),
     ...(version.syncedAt === undefined ? {} : { syncedAt: version.syncedAt }),
   };
   const detailType = `Keap ${listName} ${KIND_WORD[kind]}`;
@@ -241,7 +269,7 @@ export function buildChangeEvent(
   let bytes = entrySize(entry);
   let oversize = false;
   if (bytes > max) {
-    const { record: _omitted, ...rest } = detail;
+    const { record: _omitted, customFields: _named, customFieldInfo: _info, ...rest } = detail;
     const pointed: ChangeDetail = {
       ...rest,
       recordPointer: { table: options.tableName, pk: current.pk, id: current.id },

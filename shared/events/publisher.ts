@@ -329,7 +329,7 @@ function deadLetterBody(letter: EventDeadLetter, tableName: string): string {
   const body = JSON.stringify(letter);
   if (Buffer.byteLength(body, 'utf8') <= MAX_DEAD_LETTER_BYTES || !letter.entry) return body;
   const detail = JSON.parse(letter.entry.Detail) as ChangeDetail;
-  const { record: _omitted, ...rest } = detail;
+  const { record: _omitted, customFields: _named, customFieldInfo: _info, ...rest } = detail;
   const pointed: ChangeDetail = {
     ...rest,
     recordPointer: { table: tableName, pk: mirrorPartitionKey(detail.account, detail.list), id: detail.id },

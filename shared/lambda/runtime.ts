@@ -72,6 +72,7 @@ const READINGS: ReadonlySet<MetricName> = new Set([
   'SendLatenessP50Ms',
   'SendLatenessP99Ms',
   'SendLatenessMaxMs',
+  'HandoverGapMinMs',
 ]);
 
 /**

@@ -56,6 +56,7 @@ export function composeStores(
     accounts: state.accounts,
     writes: state.writes,
     hookEndpoints: new DynamoHookEndpointStore(new StateTable(dynamo, target.stateTable), clock),
+    models: state.models,
     mirror: new MirrorStore(dynamo, target.mirrorTable, {
       now: clock,
       settings: { tombstoneDays: config.mirror.tombstoneDays },

@@ -3,6 +3,7 @@ import type { AccountConfig, AppConfig } from '../config/app-config.ts';
 import type { HookEndpointPort } from '../hooks/lifecycle.ts';
 import { deriveKeyId, KeapClient, KeyRejectedError, type QuotaLedgerPort } from '../keap/index.ts';
 import type { QuotaLedger } from '../quota/index.ts';
+import type { ModelStore } from './custom-fields.ts';
 import type { AccountKey } from './keys.ts';
 import { type Log, type Metrics, withFields } from './ports.ts';
 import type { AccountStore, KeySource, LeaseStore, Mirror, Queue, RunStore, WriteStore } from './stores.ts';
@@ -15,6 +16,8 @@ export interface PipelineDeps {
   leases: LeaseStore;
   accounts: AccountStore;
   writes: WriteStore;
+  /** Each list's custom-field model (the state table). */
+  models: ModelStore;
   mirror: Mirror;
   queue: Queue;
   keys: KeySource;

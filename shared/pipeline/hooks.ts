@@ -6,6 +6,7 @@ import type { HookEventJob } from '../hooks/job.ts';
 import { type KeapClient, NotFoundError, QuotaDeferredError } from '../keap/index.ts';
 import { RESOURCES, updateTimeOf } from '../keap/resources.ts';
 import type { MirrorRecord, MirrorTombstone } from '../store/index.ts';
+import { CustomFieldNamer } from './custom-fields.ts';
 import type { PipelineDeps } from './deps.ts';
 import type { Log } from './ports.ts';
 import { deferralDelayMs } from './queue.ts';
@@ -41,6 +42,14 @@ export async function runHookEvent(
       resource === 'tagApplications'
         ? await tagApplicationChanges(job, client, () => ledger.now(), mirror)
         : await refetchChanges(resource, job, client, () => ledger.now(), log);
+    const namer = new CustomFieldNamer({
+      models: deps.models,
+      settings: deps.config.customFields,
+      log,
+      metrics,
+      now: () => ledger.now(),
+    });
+    changes.upserts = await namer.name(account.id, resource, changes.upserts, client);
   } catch (err) {
     if (!(err instanceof QuotaDeferredError)) throw err;
     // Nothing is written before every read is done, so the next attempt starts afresh.

@@ -11,6 +11,8 @@ export type MetricName =
   | 'RecordsWritten'
   | 'RecordsStale'
   | 'RecordsDeleted'
+  /** Custom-field models read again from Keap (dimension reason: missing, expired, unknown-id). */
+  | 'ModelsRefreshed'
   | 'HookLagMs'
   | 'Pages'
   | 'SyncLagMs'
@@ -37,7 +39,9 @@ export type MetricName =
   | 'HooksInactive'
   | 'HooksReverified'
   /** Keap calls of reconciliation sweeps (pages of ids). */
-  | 'SweepCalls';
+  | 'SweepCalls'
+  /** Smallest gap between another worker's slot of a key and this worker's next call of it (ms). */
+  | 'HandoverGapMinMs';
 
 /** Metrics for what operators watch. Dimensions: account, resource, reason where they apply. */
 export interface Metrics {

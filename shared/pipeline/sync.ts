@@ -6,6 +6,7 @@ import type { AccountConfig } from '../config/app-config.ts';
 import type { SyncJob } from '../jobs/schema.ts';
 import { type KeapClient, QuotaDeferredError } from '../keap/index.ts';
 import { RESOURCES, updateTimeOf } from '../keap/resources.ts';
+import { CustomFieldNamer } from './custom-fields.ts';
 import type { PipelineDeps } from './deps.ts';
 import type { Log } from './ports.ts';
 import { deferralDelayMs } from './queue.ts';
@@ -68,6 +69,13 @@ export async function runSync(
   const cursor = await runs.getCursor(account.id, resource);
   const since = job.mode === 'incremental' ? (job.cursor ?? cursor.highWaterMs ?? undefined) : undefined;
   const spec = RESOURCES[resource];
+  const namer = new CustomFieldNamer({
+    models: deps.models,
+    settings: config.customFields,
+    log,
+    metrics,
+    now: () => ledger.now(),
+  });
   let runHigh = checkpoint.pageHighWaterMs;
   let pages = 0;
   let records = 0;
@@ -105,10 +113,15 @@ export async function runSync(
         const next = await iterator.next();
         if (next.done) break;
         const page = next.value;
-        const rows = page.records.map((rec) => {
-          const data = rec as unknown as Record<string, unknown>;
-          return { id: rec.id, updateTimeMs: updateTimeOf(spec, data) ?? 0, data };
-        });
+        const rows = await namer.name(
+          account.id,
+          resource,
+          page.records.map((rec) => {
+            const data = rec as unknown as Record<string, unknown>;
+            return { id: rec.id, updateTimeMs: updateTimeOf(spec, data) ?? 0, data };
+          }),
+          client,
+        );
         const written = await mirror.upsertMany(account.id, resource, rows);
         for (const row of rows)
           if (row.updateTimeMs > 0 && (runHigh === null || row.updateTimeMs > runHigh))

@@ -55,11 +55,14 @@ export function createWorkerHandler(deps: PipelineDeps): WorkerHandler {
         deps.metrics.add('SendLatenessMaxMs', late.max);
       }
       if (late.refused > 0) deps.metrics.add('CallsRefused', late.refused);
+      if (late.handoverGapMinMs !== null) deps.metrics.add('HandoverGapMinMs', late.handoverGapMinMs);
       if (late.max > late.toleranceMs * 0.8) {
         deps.log.warn('Calls left close to the ledger lateness tolerance', {
           sendLatenessP99Ms: Math.round(late.p99),
           sendLatenessMaxMs: Math.round(late.max),
           callsRefused: late.refused,
+          handovers: late.handovers,
+          handoverGapMinMs: late.handoverGapMinMs === null ? null : Math.round(late.handoverGapMinMs),
           toleranceMs: late.toleranceMs,
           spikeMarginMs: late.spikeMarginMs,
         });

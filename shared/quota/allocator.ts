@@ -78,7 +78,7 @@ export function spikeSpacingMs(s: LedgerState, c: LedgerConfig, t: number): numb
 }
 
 /** Cells that must separate two calls of one key at time `t` (1 at the configured spacing). */
-function spacingCells(s: LedgerState, c: LedgerConfig, t: number): number {
+export function spacingCells(s: LedgerState, c: LedgerConfig, t: number): number {
   return Math.max(1, Math.ceil((spikeSpacingMs(s, c, t) + c.spikeMarginMs) / c.cellMs));
 }
 

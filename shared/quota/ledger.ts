@@ -1,7 +1,14 @@
 // Use case: the quota ledger. Every Keap call of every worker passes through `acquire`; the answer is
 // the time slot(s) at which the caller may send, or a deferral. Built on one conditional put per item.
 import { randomBytes } from 'node:crypto';
-import { allocate, type Decision, type Priority, type SlotRequest, spikeSpacingMs } from './allocator.ts';
+import {
+  allocate,
+  type Decision,
+  type Priority,
+  type SlotRequest,
+  spacingCells,
+  spikeSpacingMs,
+} from './allocator.ts';
 import { ClockOffsetEstimate } from './clock.ts';
 import { type LedgerConfig, MAX_KEY_ID_BYTES, parseLedgerSettings } from './config.ts';
 import {
@@ -81,6 +88,17 @@ export interface QuotaSnapshot {
   coolDownReason: string | null;
   keys: Array<{ key: string; reservedAhead: number; nextSlot: number | null }>;
   clockCorrectionMs: number;
+  /** Send timing every writer reported within the last HEALTH_PERIOD_MS (null: none). */
+  timing: {
+    since: number;
+    sendLatenessP99Ms: number;
+    sendLatenessMaxMs: number;
+    refused: number;
+    /** Smallest gap seen between another worker's slot and the next call of the key (null: no hand-over). */
+    handoverGapMinMs: number | null;
+    toleranceMs: number;
+    spikeMarginMs: number;
+  } | null;
 }
 
 /** The answer of `admit`, the check made at the last moment before a request is written. */
@@ -98,6 +116,9 @@ export interface SendLateness {
   /** The most the ledger accepts (lateToleranceMs), and the spike margin it eats into. */
   toleranceMs: number;
   spikeMarginMs: number;
+  /** Calls sent right after another worker's slot of the key, and the smallest such gap (ms; null: none). */
+  handovers: number;
+  handoverGapMinMs: number | null;
 }
 
 interface Cached {
@@ -115,6 +136,11 @@ interface Op {
   flushBy: number;
   /** Applies the op to `s`; returns whether `s` changed. Called again on every retry. */
   run(s: LedgerState, now: number): boolean;
+  /**
+   * How old (ms) a view may be for an unchanged answer (a deferral) to stand without a fresh read.
+   * Absent: FRESH_VIEW_MS.
+   */
+  staleOkMs?(): number;
   done(): void;
   fail(err: unknown): void;
 }
@@ -130,6 +156,14 @@ const DEFAULT_WAIT_BUDGET_MS = 2_000;
 const FRESH_VIEW_MS = 20;
 /** Key scope: how often a key in use refreshes its entry in the tenant's key set. */
 const KEY_REFRESH_MS = 600_000;
+/** A worker that failed closed on its clock reads the item again this often to see if it is fixed. */
+const CLOCK_REPROBE_MS = 5_000;
+/** A wall-clock jump of more than this against the monotonic clock is a step: re-check before writing. */
+const CLOCK_STEP_MS = 100;
+/** Send timing in the item covers this long; older figures are replaced by the next writer's. */
+const HEALTH_PERIOD_MS = 300_000;
+/** A call this long or less after another worker's slot of the key is a hand-over (ms). */
+const HANDOVER_WINDOW_MS = 2_000;
 const TENANT_RE = /^[A-Za-z0-9._:@-]{1,100}$/;
 
 export class QuotaLedger {
@@ -144,9 +178,20 @@ export class QuotaLedger {
   /** Smoothed latency of a conditional write, ms. */
   private writeLatencyMs = 10;
   private readonly offset = new ClockOffsetEstimate();
+  private lastClockProbe = Number.NEGATIVE_INFINITY;
+  /** localClock() - performance.now() at DynamoDB's last answer (NaN before the first). */
+  private wallMinusMonotonic = Number.NaN;
   private readonly lateness: number[] = [];
   private latenessCount = 0;
   private refusedCount = 0;
+  private handovers = 0;
+  private handoverGapMin = Number.POSITIVE_INFINITY;
+  /** Send timing not yet written to the item (rides along with this process's next write). */
+  private pendingHealth = { late: [] as number[], refused: 0, gapMin: Number.POSITIVE_INFINITY };
+  /** Slots this process gave back lately (not calls, though the cached view may still hold them). */
+  private readonly released = new Map<string, number>();
+  /** Slots this process sent (admitted), per item and key: not hand-overs. */
+  private readonly sentSlots = new Map<string, Set<number>>();
   /** Slots granted to this process and neither admitted (sent) nor released, per item and key. */
   private readonly owned = new Map<string, Set<number>>();
 
@@ -163,13 +208,40 @@ export class QuotaLedger {
         sentAt: ledgerNow - (perfNow - sentPerf),
         receivedAt: ledgerNow - (perfNow - receivedPerf),
       });
+      this.wallMinusMonotonic = this.localClock() - perfNow;
     };
+  }
+
+  /**
+   * Whether this process's wall clock stepped (NTP, a VM resumed, a hand-set clock) since DynamoDB's
+   * last answer: its evidence about the clock is stale, and no write may go out before a fresh answer.
+   */
+  private clockStepped(): boolean {
+    const d = this.localClock() - performance.now();
+    return Number.isFinite(this.wallMinusMonotonic) && Math.abs(d - this.wallMinusMonotonic) > CLOCK_STEP_MS;
   }
 
   /** Throws ClockSkewError when DynamoDB's Date headers show this clock off by more than maxClockSkewMs. */
   checkClock(): void {
     const excess = this.offset.excess(this.config.maxClockSkewMs);
     if (excess !== 0) throw new ClockSkewError(excess, this.config.maxClockSkewMs);
+  }
+
+  /**
+   * checkClock, but a worker that failed closed looks again (one read, at most every
+   * CLOCK_REPROBE_MS): once its clock is fixed (NTP stepped it, the VM resumed) it works again.
+   */
+  private async ensureClock(pk: string): Promise<void> {
+    if (this.clockStepped()) {
+      this.lastClockProbe = performance.now();
+      await this.fetch(pk);
+    }
+    if (this.offset.excess(this.config.maxClockSkewMs) === 0) return;
+    if (performance.now() - this.lastClockProbe >= CLOCK_REPROBE_MS) {
+      this.lastClockProbe = performance.now();
+      await this.fetch(pk);
+    }
+    this.checkClock();
   }
 
   /** Bounds of (DynamoDB's clock - this ledger's clock) seen so far, ms; null before the first answer. */
@@ -188,12 +260,14 @@ export class QuotaLedger {
     const lateMs = Math.max(0, now - slot);
     const refuse = (reason: 'late' | 'cool-down' | 'clock', detail: string): Admission => {
       this.refusedCount++;
+      this.pendingHealth.refused++;
       return { ok: false, reason, lateMs, detail };
     };
     if (this.offset.excess(this.config.maxClockSkewMs) !== 0) {
       return refuse('clock', "this worker's clock is off from DynamoDB's");
     }
-    const owned = this.owned.get(`${this.itemFor(tenant, key)}\u0000${key}`);
+    const ownedId = `${this.itemFor(tenant, key)}\u0000${key}`;
+    const owned = this.owned.get(ownedId);
     if (lateMs > this.config.lateToleranceMs) {
       this.recordLateness(lateMs);
       return refuse(
@@ -208,9 +282,36 @@ export class QuotaLedger {
         `a ${cached.state.coolReason} cool-down runs until ${new Date(cached.state.coolUntil).toISOString()}`,
       );
     }
+    // Keap taught a wider spacing after this slot was granted (a spike-arrest 429, a spike header):
+    // a slot too close behind an earlier call of the key (another worker's, or one this process sent)
+    // is not sent. Slots this process still owns (upcoming or refused) are not calls.
+    if (cached && cached.state.spikeMs > this.config.spikeIntervalMs) {
+      const cells = cached.state.keys.get(key);
+      const m = spacingCells(cached.state, this.config, slot);
+      const cell = Math.round(slot / this.config.cellMs);
+      for (let d = 1; d < m && cells; d++) {
+        const before = cell - d;
+        const beforeSlot = before * this.config.cellMs;
+        if (cells.has(before) && !owned?.has(beforeSlot) && !this.released.has(`${ownedId}|${beforeSlot}`)) {
+          return refuse(
+            'cool-down',
+            `${d * this.config.cellMs} ms after an earlier call of the key; Keap's spike arrest now needs ${Math.round(spikeSpacingMs(cached.state, this.config, slot))} ms`,
+          );
+        }
+      }
+    }
     this.recordLateness(lateMs);
+    if (cached) this.recordHandover(cached.state, key, slot, now, owned);
     // Sent: no longer this process's to give back.
     owned?.delete(slot);
+    const sentId = `${this.itemFor(tenant, key)}\u0000${key}`;
+    let sent = this.sentSlots.get(sentId);
+    if (!sent) {
+      sent = new Set();
+      this.sentSlots.set(sentId, sent);
+    }
+    sent.add(slot);
+    if (sent.size > 256) for (const x of sent) if (x < now - HANDOVER_WINDOW_MS) sent.delete(x);
     return { ok: true, lateMs };
   }
 
@@ -239,14 +340,44 @@ export class QuotaLedger {
       max: sorted[sorted.length - 1] ?? 0,
       toleranceMs: this.config.lateToleranceMs,
       spikeMarginMs: this.config.spikeMarginMs,
+      handovers: this.handovers,
+      handoverGapMinMs: Number.isFinite(this.handoverGapMin) ? this.handoverGapMin : null,
     };
     this.lateness.length = 0;
     this.latenessCount = 0;
     this.refusedCount = 0;
+    this.handovers = 0;
+    this.handoverGapMin = Number.POSITIVE_INFINITY;
     return out;
   }
 
+  /** The gap from the key's previous slot, when another worker held it (as far as this process knows). */
+  private recordHandover(
+    s: LedgerState,
+    key: string,
+    slot: number,
+    now: number,
+    owned: Set<number> | undefined,
+  ): void {
+    const cells = s.keys.get(key);
+    if (!cells) return;
+    const cell = Math.round(slot / this.config.cellMs);
+    let prev = Number.NEGATIVE_INFINITY;
+    for (const c of cells) if (c < cell && c > prev) prev = c;
+    if (!Number.isFinite(prev)) return;
+    const prevSlot = prev * this.config.cellMs;
+    if (owned?.has(prevSlot)) return;
+    for (const set of this.sentSlots.values()) if (set.has(prevSlot)) return;
+    const gap = now - prevSlot;
+    if (gap > HANDOVER_WINDOW_MS) return;
+    this.handovers++;
+    this.handoverGapMin = Math.min(this.handoverGapMin, gap);
+    this.pendingHealth.gapMin = Math.min(this.pendingHealth.gapMin, gap);
+  }
+
   private recordLateness(ms: number): void {
+    if (this.pendingHealth.late.length < 256) this.pendingHealth.late.push(ms);
+    else this.pendingHealth.late[Math.floor(Math.random() * 256)] = ms;
     this.latenessCount++;
     // A bounded reservoir: enough for p99 between two metric flushes.
     if (this.lateness.length < 2_000) this.lateness.push(ms);
@@ -274,7 +405,7 @@ export class QuotaLedger {
   async acquire(options: AcquireOptions): Promise<Decision> {
     const req = this.toRequest(options);
     const pk = this.itemFor(options.tenant, options.key);
-    this.checkClock();
+    await this.ensureClock(pk);
     await this.ensureKeyRegistered(options.tenant, req.key);
     // A rejection costs no request: a young cached view is no more permissive than the stored state
     // (other writers mostly add reservations), so a short deferral decided on it stands. A long one
@@ -296,6 +427,12 @@ export class QuotaLedger {
           decision = allocate(s, this.config, now, this.withLead(req, now));
           return decision.status !== 'deferred';
         },
+        // A far deferral (a spent minute or day) decided on a view under cacheTtlMs old stands: one
+        // read per item per cacheTtlMs at most, however many callers ask; a near one needs a fresh view.
+        staleOkMs: () =>
+          decision?.status === 'deferred' && decision.retryAt - this.now() > this.config.cacheTtlMs
+            ? this.config.cacheTtlMs
+            : FRESH_VIEW_MS,
         done: () => {
           if (!decision) return reject(new QuotaLedgerError('no decision was made'));
           if (decision.status !== 'deferred') this.own(pk, req.key, decision.slots);
@@ -341,7 +478,7 @@ export class QuotaLedger {
     this.checkIds(tenant, key);
     const pk = this.itemFor(tenant, key);
     const c = this.config;
-    this.checkClock();
+    await this.ensureClock(pk);
     await this.mutate(pk, (s, now) => {
       let changed = false;
       if (kind === 'spike') {
@@ -422,8 +559,18 @@ export class QuotaLedger {
     const owned = this.owned.get(`${pk}\u0000${key}`);
     const mine = [...new Set(slots)].filter((slot) => owned?.delete(slot) === true);
     if (mine.length === 0) return;
-    // Linger for a write to share, but not past the slots themselves.
-    const soonest = Math.min(...mine) - calledAt - c.lateToleranceMs - 2 * this.writeLatencyMs;
+    for (const slot of mine) this.released.set(`${pk}\u0000${key}|${slot}`, slot);
+    if (this.released.size > 512) {
+      for (const [id, slot] of this.released) if (slot < calledAt - c.windowMs) this.released.delete(id);
+    }
+    // Linger for a write to share, but not past the slots themselves: a future slot freed in time is
+    // one another caller can take. A slot already passed only gives back its minute and day count,
+    // which can wait the whole linger for a write to ride along with (a refused call costs no write).
+    const future = mine.filter((slot) => slot > calledAt);
+    const soonest =
+      future.length === 0
+        ? c.releaseLingerMs
+        : Math.min(...future) - calledAt - c.lateToleranceMs - 2 * this.writeLatencyMs;
     return new Promise<void>((resolve, reject) => {
       this.enqueue(pk, {
         flushBy: performance.now() + Math.max(0, Math.min(c.releaseLingerMs, soonest)),
@@ -512,6 +659,18 @@ export class QuotaLedger {
       coolDownReason: s.coolUntil > now ? s.coolReason : null,
       keys,
       clockCorrectionMs: this.correction,
+      timing:
+        s.hAt > 0 && now - s.hAt <= HEALTH_PERIOD_MS
+          ? {
+              since: s.hAt,
+              sendLatenessP99Ms: s.hLateP99,
+              sendLatenessMaxMs: s.hLateMax,
+              refused: s.hRefused,
+              handoverGapMinMs: s.hGapMin > 0 ? s.hGapMin : null,
+              toleranceMs: c.lateToleranceMs,
+              spikeMarginMs: c.spikeMarginMs,
+            }
+          : null,
     };
   }
 
@@ -659,13 +818,23 @@ export class QuotaLedger {
       if (!changed) {
         // Nothing to write: the answer (a deferral) stands only on a view just read or written;
         // otherwise read once, since another worker may have released slots.
-        if (fresh || performance.now() - base.at <= FRESH_VIEW_MS) return;
+        let staleOk = Number.POSITIVE_INFINITY;
+        for (const op of batch) staleOk = Math.min(staleOk, op.staleOkMs?.() ?? FRESH_VIEW_MS);
+        if (fresh || performance.now() - base.at <= staleOk) return;
         base = await this.fetch(pk);
         fresh = true;
         continue;
       }
-      // Never write from a clock DynamoDB's answers show to be wrong (its stamps would mislead others).
+      // Never write from a clock DynamoDB's answers show to be wrong (its stamps would mislead others),
+      // nor from one that stepped since the last answer: read first, so that answer judges the clock.
+      if (this.clockStepped()) {
+        base = await this.fetch(pk);
+        fresh = true;
+        this.checkClock();
+        continue;
+      }
       this.checkClock();
+      const health = this.mergeHealth(work, now);
       const token = randomBytes(6).toString('base64url');
       const next: StoredItem = { version: base.version + 1, writer: token, state: encodeState(work) };
       let outcome: Awaited<ReturnType<LedgerStore['put']>>;
@@ -680,6 +849,7 @@ export class QuotaLedger {
         throw new LedgerUnavailableError(pk, err);
       }
       if (outcome.ok) {
+        if (health) this.pendingHealth = { late: [], refused: 0, gapMin: Number.POSITIVE_INFINITY };
         this.cache.set(pk, {
           at: performance.now(),
           exists: true,
@@ -698,6 +868,32 @@ export class QuotaLedger {
         await new Promise((r) => setTimeout(r, Math.random() * Math.min(250, 10 * 2 ** attempt)));
     }
     throw new LedgerContentionError(pk, c.maxContentionRetries);
+  }
+
+  /**
+   * Folds this process's send timing since its last write into the state about to be written (a write
+   * made anyway: timing never causes one). Returns whether there was any.
+   */
+  private mergeHealth(s: LedgerState, now: number): boolean {
+    const h = this.pendingHealth;
+    if (h.late.length === 0 && h.refused === 0 && !Number.isFinite(h.gapMin)) return false;
+    if (!(s.hAt > 0 && now - s.hAt <= HEALTH_PERIOD_MS && s.hAt <= now + this.config.maxClockSkewMs)) {
+      s.hAt = now;
+      s.hLateP99 = 0;
+      s.hLateMax = 0;
+      s.hRefused = 0;
+      s.hGapMin = 0;
+    }
+    const sorted = [...h.late].sort((a, b) => a - b);
+    const p99 = sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.99))] ?? 0;
+    s.hLateP99 = Math.max(s.hLateP99, Math.ceil(p99));
+    s.hLateMax = Math.max(s.hLateMax, Math.ceil(sorted[sorted.length - 1] ?? 0));
+    s.hRefused = Math.min(65_535, s.hRefused + h.refused);
+    if (Number.isFinite(h.gapMin)) {
+      const gap = Math.max(1, Math.floor(h.gapMin));
+      s.hGapMin = s.hGapMin > 0 ? Math.min(s.hGapMin, gap) : gap;
+    }
+    return true;
   }
 
   /** Reads the item fresh (consistent read) and caches it. */
@@ -766,6 +962,25 @@ export class QuotaLedger {
     const longestCool = s.coolReason === 'spike' ? c.spikeCoolDownMs : DAY_MS;
     if (s.coolUntil > now + longestCool + c.maxClockSkewMs) s.coolUntil = now + longestCool;
     if (s.spikeAt > now + c.maxClockSkewMs) s.spikeAt = now;
+    if (s.hAt > now + c.maxClockSkewMs) s.hAt = 0;
+    // Reservations no writer with a sane clock could have made (beyond the hold horizon, the skew
+    // bound and a window of slack) came from a clock far ahead: they bind nobody.
+    const latest = now + c.holdHorizonMs + c.maxClockSkewMs + c.windowMs;
+    dropAfter(s, latest, c.bucketMs, c.cellMs);
     trimState(s, c.windowMs, c.bucketMs, c.cellMs);
+  }
+}
+
+/** Drops bucket counts, day counts and key cells after `t` (a far-ahead clock's reservations). */
+function dropAfter(s: LedgerState, t: number, bucketMs: number, cellMs: number): void {
+  const lastBucket = Math.floor(t / bucketMs);
+  const keep = lastBucket - s.bucketBase + 1;
+  if (s.counts.length > keep) s.counts = keep > 0 ? s.counts.slice(0, keep) : [];
+  const lastDay = Math.floor(t / DAY_MS);
+  for (const day of [...s.days.keys()]) if (day > lastDay) s.days.delete(day);
+  const lastCell = Math.floor(t / cellMs);
+  for (const [key, cells] of s.keys) {
+    for (const cell of cells) if (cell > lastCell) cells.delete(cell);
+    if (cells.size === 0) s.keys.delete(key);
   }
 }

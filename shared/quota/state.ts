@@ -3,7 +3,7 @@ import { crc32 } from 'node:zlib';
 import { MAX_KEY_ID_BYTES } from './config.ts';
 
 export const DAY_MS = 86_400_000;
-const FORMAT = 2;
+const FORMAT = 3;
 /** Cells kept below the high-water mark, so a learned spike spacing still sees a key's last calls. */
 export const CELLS_KEPT_BEHIND = 4;
 
@@ -36,6 +36,16 @@ export interface LedgerState {
   /** Spacing learned from Keap's spike-arrest 429s and spike header, ms (0: none); set at `spikeAt`. */
   spikeMs: number;
   spikeAt: number;
+  /**
+   * Send timing the writers saw since `hAt` (piggybacked on writes they make anyway, for operators):
+   * the worst p99 and max lateness after a slot, calls refused at the last check, and the smallest
+   * hand-over gap (a call's send after another worker's slot of the same key; 0: none seen).
+   */
+  hAt: number;
+  hLateP99: number;
+  hLateMax: number;
+  hRefused: number;
+  hGapMin: number;
 }
 
 export function emptyState(): LedgerState {
@@ -55,6 +65,11 @@ export function emptyState(): LedgerState {
     keys: new Map(),
     spikeMs: 0,
     spikeAt: 0,
+    hAt: 0,
+    hLateP99: 0,
+    hLateMax: 0,
+    hRefused: 0,
+    hGapMin: 0,
   };
 }
 
@@ -145,7 +160,7 @@ export function encodeState(s: LedgerState): Uint8Array {
   }
   const days = [...s.days.entries()].filter(([, n]) => n > 0);
   let size = 1 + 8 + 8 + 1 + 8 + 2 + s.counts.length + 1 + days.length * 8;
-  size += 8 + 4 + 1 + 4 + 4 + 1 + 2 + 8 + 1;
+  size += 8 + 4 + 1 + 4 + 4 + 1 + 2 + 8 + 8 + 2 + 2 + 2 + 2 + 1;
   for (const k of keyParts) size += 1 + k.id.length + 8 + 2 + k.bits.length;
   size += 4;
   const buf = Buffer.alloc(size);
@@ -170,6 +185,12 @@ export function encodeState(s: LedgerState): Uint8Array {
   o = buf.writeUInt8(s.fbDayTenant ? 1 : 0, o);
   o = buf.writeUInt16BE(Math.min(65_535, Math.max(0, Math.round(s.spikeMs))), o);
   o = buf.writeDoubleBE(s.spikeAt, o);
+  const u16 = (n: number) => Math.min(65_535, Math.max(0, Math.round(n)));
+  o = buf.writeDoubleBE(s.hAt, o);
+  o = buf.writeUInt16BE(u16(s.hLateP99), o);
+  o = buf.writeUInt16BE(u16(s.hLateMax), o);
+  o = buf.writeUInt16BE(u16(s.hRefused), o);
+  o = buf.writeUInt16BE(u16(s.hGapMin), o);
   o = buf.writeUInt8(keyParts.length, o);
   for (const k of keyParts) {
     o = buf.writeUInt8(k.id.length, o);
@@ -192,8 +213,8 @@ export function decodeState(bytes: Uint8Array): LedgerState {
     let o = 0;
     const fmt = buf.readUInt8(o);
     o += 1;
-    // Format 1 (before learned spike spacing) is read as format 2 without it.
-    if (fmt !== FORMAT && fmt !== 1) throw new StateDecodeError(`unknown format ${fmt}`);
+    // Format 1 (before learned spike spacing) and 2 (before send timing) are read without them.
+    if (fmt !== FORMAT && fmt !== 1 && fmt !== 2) throw new StateDecodeError(`unknown format ${fmt}`);
     const s = emptyState();
     s.clk = buf.readDoubleBE(o);
     o += 8;
@@ -226,6 +247,14 @@ export function decodeState(bytes: Uint8Array): LedgerState {
       s.spikeMs = buf.readUInt16BE(o);
       s.spikeAt = buf.readDoubleBE(o + 2);
       o += 10;
+    }
+    if (fmt >= 3) {
+      s.hAt = buf.readDoubleBE(o);
+      s.hLateP99 = buf.readUInt16BE(o + 8);
+      s.hLateMax = buf.readUInt16BE(o + 10);
+      s.hRefused = buf.readUInt16BE(o + 12);
+      s.hGapMin = buf.readUInt16BE(o + 14);
+      o += 16;
     }
     const nKeys = buf.readUInt8(o);
     o += 1;

@@ -23,6 +23,12 @@ export {
   type UpsertResult,
 } from './mirror.ts';
 export {
+  type CustomFieldDef,
+  DynamoModelStore,
+  type NamedCustomFields,
+  type StoredModel,
+} from './models.ts';
+export {
   type Checkpoint,
   type CheckpointProgress,
   type Cursor,

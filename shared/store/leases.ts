@@ -24,6 +24,13 @@ const leaseItemSchema = z.object({
   acquiredAt: z.string(),
 });
 
+/** The arguments every lease change takes, checked the same way. */
+function checkLeaseArgs(owner: string, ttlMs: number, nowMs: number): void {
+  checkInput(idField, 'owner', owner);
+  checkInput(durationMsField, 'ttlMs', ttlMs);
+  checkInput(epochMsField, 'nowMs', nowMs);
+}
+
 export class DynamoLeaseStore {
   private readonly table: StateTable;
   private readonly retentionMs: number;
@@ -48,9 +55,7 @@ export class DynamoLeaseStore {
     nowMs: number = this.now(),
   ): Promise<boolean> {
     const key = stateKey.lease(account, resource);
-    checkInput(idField, 'owner', owner);
-    checkInput(durationMsField, 'ttlMs', ttlMs);
-    checkInput(epochMsField, 'nowMs', nowMs);
+    checkLeaseArgs(owner, ttlMs, nowMs);
     const item = {
       account,
       resource,
@@ -75,9 +80,7 @@ export class DynamoLeaseStore {
     nowMs: number = this.now(),
   ): Promise<boolean> {
     const key = stateKey.lease(account, resource);
-    checkInput(idField, 'owner', owner);
-    checkInput(durationMsField, 'ttlMs', ttlMs);
-    checkInput(epochMsField, 'nowMs', nowMs);
+    checkLeaseArgs(owner, ttlMs, nowMs);
     return this.table.update('renewLease', key, {
       UpdateExpression: 'SET #expires = :expires, #ttl = :ttl',
       ConditionExpression: '#owner = :owner AND #expires > :now',

@@ -17,6 +17,7 @@ import {
   StoreInputError,
   StoreUnavailableError,
 } from './errors.ts';
+import type { NamedCustomFields } from './models.ts';
 import { type MirrorSettings, type MirrorSettingsInput, parseMirrorSettings } from './settings.ts';
 import { checkId, MAX_ITEM_BYTES, MIRROR_TABLE, mirrorPartitionKey } from './tables.ts';
 
@@ -31,6 +32,8 @@ export interface MirrorRecord {
   updateTimeMs: number;
   /** The record as Keap returned it; stored as a native map (undefined values are dropped). */
   data: Record<string, unknown>;
+  /** Its custom fields by name (lists with a model), stored as `customFields` and `customFieldInfo`. */
+  customFields?: NamedCustomFields;
 }
 
 /** A record Keap no longer has, to mark deleted in the mirror. */
@@ -68,6 +71,9 @@ export interface MirrorItem {
   updateTime: string;
   /** ISO time of the write that stored this version. */
   syncedAt: string;
+  /** Lists with a custom-field model: `{<field_name>: value}`, and `{<field_name>: {id, label}}`. */
+  customFields?: Record<string, unknown>;
+  customFieldInfo?: Record<string, { id: string; label: string }>;
   /** Tombstones only: when Keap deleted the record (ISO, and epoch ms). */
   deletedAt?: string;
   deletedAtMs?: number;
@@ -347,6 +353,9 @@ export class MirrorStore {
       [A.updateTimeMs]: ut,
       [A.updateTime]: new Date(ut).toISOString(),
       [A.syncedAt]: syncedAt,
+      ...(record.customFields === undefined
+        ? {}
+        : { [A.customFields]: record.customFields.values, [A.customFieldInfo]: record.customFields.info }),
     };
   }
 
@@ -376,6 +385,9 @@ export class MirrorStore {
       );
     }
     const out: MirrorItem = { account, resource, id, data, updateTimeMs: ut, updateTime, syncedAt };
+    const [named, info] = [item[A.customFields], item[A.customFieldInfo]];
+    if (isPlainObject(named)) out.customFields = named;
+    if (isPlainObject(info)) out.customFieldInfo = info as MirrorItem['customFieldInfo'];
     const [deletedAt, deletedAtMs, expiresAt] = [item[A.deletedAt], item[A.deletedAtMs], item[A.expiresAt]];
     if (deletedAt !== undefined || deletedAtMs !== undefined) {
       if (typeof deletedAt !== 'string' || typeof deletedAtMs !== 'number') {

@@ -40,10 +40,14 @@ export const MIRROR_TABLE = {
     deletedAtMs: 'deletedAtMs',
     /** Tombstones only: epoch seconds after which DynamoDB's TTL may remove the item. Never relied on. */
     expiresAt: MIRROR_TTL_ATTRIBUTE,
+    /** Lists with a custom-field model: `{<field_name>: value}` of the record's custom fields. */
+    customFields: 'customFields',
+    /** Beside `customFields`: `{<field_name>: {id, label}}`, from the list's model. */
+    customFieldInfo: 'customFieldInfo',
   },
 } as const;
 
-/** State table: cursors with checkpoints, leases, account status, write records; the sort key names the type. */
+/** State table: cursors with checkpoints, leases, account status, write records, custom-field models; the sort key names the type. */
 export const STATE_TABLE = {
   partitionKey: 'pk',
   sortKey: 'sk',
@@ -56,6 +60,8 @@ export const STATE_TABLE = {
     write: { pk: `write${KEY_SEPARATOR}<idempotencyKey>`, sk: 'write' },
     /** The account's REST hook endpoint: its URL token and the event keys registered with Keap. */
     hooks: { pk: '<account>', sk: 'hooks' },
+    /** The custom-field model (`GET /rest/v2/<list>/model`) of one list of one account. */
+    model: { pk: `<account>${KEY_SEPARATOR}<resource>`, sk: 'model' },
   },
 } as const;
 
@@ -85,6 +91,10 @@ export const stateKey = {
   }),
   account: (account: string) => ({ pk: checkName('account', account), sk: STATE_TABLE.items.account.sk }),
   hooks: (account: string) => ({ pk: checkName('account', account), sk: STATE_TABLE.items.hooks.sk }),
+  model: (account: string, resource: string) => ({
+    pk: mirrorPartitionKey(account, resource),
+    sk: STATE_TABLE.items.model.sk,
+  }),
   write: (idempotencyKey: string) => ({
     pk: `write${KEY_SEPARATOR}${checkId('idempotencyKey', idempotencyKey)}`,
     sk: STATE_TABLE.items.write.sk,

@@ -23,6 +23,7 @@ function report(resources: ResourceStatus[]): StatusReport {
     minute: { limit: 240, used: 0, left: 240, heldAhead: 0, freesAt: null },
     day: { limit: 30000, used: 0, left: 30000, resetsAt: '2026-01-01T00:00:00.000Z' },
     coolDownUntil: null,
+    timing: null,
   };
   return {
     at: '2026-01-01T00:00:00.000Z',

@@ -1,5 +1,5 @@
 // Unit: every Keap status and body shape maps to its error class, against a local HTTP stub.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   ConflictError,
   KeapClient,
@@ -13,41 +13,29 @@ import {
   ValidationError,
 } from '#shared/keap/index.ts';
 import {
-  type LedgerHost,
   quotaHeaders,
   SECRET_KEY,
-  type Stub,
   type StubHandler,
   sendJson,
   sendText,
-  startLedgerHost,
   startStub,
   uniqueTenant,
+  useKeapStub,
 } from './support.ts';
 
-let host: LedgerHost;
-let stub: Stub;
-
-beforeAll(async () => {
-  host = await startLedgerHost();
-  stub = await startStub((_req, res) => sendJson(res, 200, {}));
-});
-afterAll(async () => {
-  await stub.close();
-  await host.close();
-});
+const fx = useKeapStub();
 
 function client(settings: Record<string, unknown> = {}): KeapClient {
   return new KeapClient({
     apiKey: SECRET_KEY,
     tenant: uniqueTenant(),
-    ledger: host.ledger(),
-    settings: { baseUrl: stub.baseUrl, backoffBaseMs: 1, backoffMaxMs: 2, maxAttempts: 2, ...settings },
+    ledger: fx.host.ledger(),
+    settings: { baseUrl: fx.stub.baseUrl, backoffBaseMs: 1, backoffMaxMs: 2, maxAttempts: 2, ...settings },
   });
 }
 
 async function failureOf(handler: StubHandler, settings: Record<string, unknown> = {}): Promise<unknown> {
-  stub.setHandler(handler);
+  fx.stub.setHandler(handler);
   try {
     await client(settings).getModel('contacts');
   } catch (err) {
@@ -172,12 +160,12 @@ describe('Keap error mapping', () => {
   });
 
   it('maps a 500 JSON error to RetryableError (server) after the retries', async () => {
-    const before = stub.requests.length;
+    const before = fx.stub.requests.length;
     const err = await failureOf((_q, res) => sendJson(res, 500, { code: 500, message: 'boom' }));
     expect(err).toBeInstanceOf(RetryableError);
     expect((err as RetryableError).reason).toBe('server');
     expect((err as RetryableError).outcomeUnknown).toBe(false);
-    expect(stub.requests.length - before).toBe(2);
+    expect(fx.stub.requests.length - before).toBe(2);
   });
 
   it('maps a 502 HTML gateway page to RetryableError', async () => {
@@ -207,10 +195,10 @@ describe('Keap error mapping', () => {
   });
 
   it('maps an unexpected status (405) to UnexpectedResponseError without retrying', async () => {
-    const before = stub.requests.length;
+    const before = fx.stub.requests.length;
     const err = await failureOf((_q, res) => sendJson(res, 405, { message: 'Method Not Allowed' }));
     expect(err).toBeInstanceOf(UnexpectedResponseError);
-    expect(stub.requests.length - before).toBe(1);
+    expect(fx.stub.requests.length - before).toBe(1);
   });
 
   it('maps a dropped connection to RetryableError (network)', async () => {
@@ -228,7 +216,7 @@ describe('Keap error mapping', () => {
     const c = new KeapClient({
       apiKey: SECRET_KEY,
       tenant: uniqueTenant(),
-      ledger: host.ledger(),
+      ledger: fx.host.ledger(),
       settings: { baseUrl, maxAttempts: 1 },
     });
     const err = await c.getModel('contacts').catch((e: unknown) => e);

@@ -1,6 +1,6 @@
 // Unit: paging to the end, stop conditions, the repeating-token guard, incremental filters per list,
 // newest-first reads that stop past the cursor, de-duplication, resuming from a token, slot batching.
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   KeapArgumentError,
   KeapClient,
@@ -11,37 +11,24 @@ import {
 } from '#shared/keap/index.ts';
 import type { QuotaLedger } from '#shared/quota/index.ts';
 import {
-  type LedgerHost,
   listHandler,
   makeRecords,
   quotaHeaders,
   SECRET_KEY,
-  type Stub,
   sendJson,
-  startLedgerHost,
-  startStub,
   uniqueTenant,
+  useKeapStub,
 } from './support.ts';
 
-let host: LedgerHost;
-let stub: Stub;
-
-beforeAll(async () => {
-  host = await startLedgerHost();
-  stub = await startStub((_req, res) => sendJson(res, 200, {}));
-});
-afterAll(async () => {
-  await stub.close();
-  await host.close();
-});
+const fx = useKeapStub();
 
 function setup(settings: Record<string, unknown> = {}): { client: KeapClient; ledger: QuotaLedger } {
-  const ledger = host.ledger();
+  const ledger = fx.host.ledger();
   const client = new KeapClient({
     apiKey: SECRET_KEY,
     tenant: uniqueTenant(),
     ledger,
-    settings: { baseUrl: stub.baseUrl, ...settings },
+    settings: { baseUrl: fx.stub.baseUrl, ...settings },
   });
   return { client, ledger };
 }
@@ -58,15 +45,15 @@ describe('full reads', () => {
   it('reads every contact exactly once at page size 1000, asking for update_time and custom fields', async () => {
     const { client } = setup();
     const records = makeRecords(2_500);
-    stub.setHandler(listHandler(() => records, { itemsKey: 'contacts' }));
-    const before = stub.requests.length;
+    fx.stub.setHandler(listHandler(() => records, { itemsKey: 'contacts' }));
+    const before = fx.stub.requests.length;
     const pages = await collect(client.pages('contacts'));
     const ids = pages.flatMap((p) => p.records.map((r) => r.id));
     expect(ids).toEqual(records.map((r) => r.id));
     expect(pages.map((p) => p.received)).toEqual([1000, 1000, 500]);
     expect(pages.at(-1)?.done).toBe(true);
     expect(pages.at(-1)?.nextPageToken).toBeUndefined();
-    const reqs = stub.requests.slice(before);
+    const reqs = fx.stub.requests.slice(before);
     expect(reqs).toHaveLength(3);
     const q = reqs[0]?.url.searchParams;
     expect(q?.get('page_size')).toBe('1000');
@@ -80,11 +67,11 @@ describe('full reads', () => {
   it('sends fields as Keap declares them per list: comma-joined for contacts, one pair per field for opportunities', async () => {
     const { client } = setup({ pageSize: 50 });
     const records = makeRecords(120, 'last_updated_time');
-    stub.setHandler(listHandler(() => records, { itemsKey: 'opportunities' }));
-    const before = stub.requests.length;
+    fx.stub.setHandler(listHandler(() => records, { itemsKey: 'opportunities' }));
+    const before = fx.stub.requests.length;
     const r = await client.readAll('opportunities');
     expect(r.records).toHaveLength(120);
-    const reqs = stub.requests.slice(before);
+    const reqs = fx.stub.requests.slice(before);
     expect(reqs).toHaveLength(3);
     for (const req of reqs) {
       expect(req.url.searchParams.getAll('fields')).toEqual([
@@ -98,40 +85,40 @@ describe('full reads', () => {
     // The page token still goes along with the repeated parameter.
     expect(reqs[0]?.url.searchParams.has('page_token')).toBe(false);
     expect(reqs[1]?.url.searchParams.get('page_token')).toBeTruthy();
-    stub.setHandler(listHandler(() => records, { itemsKey: 'contacts' }));
-    const c0 = stub.requests.length;
+    fx.stub.setHandler(listHandler(() => records, { itemsKey: 'contacts' }));
+    const c0 = fx.stub.requests.length;
     await client.readAll('contacts', { fields: ['id', 'update_time'] });
-    expect(stub.requests[c0]?.url.searchParams.getAll('fields')).toEqual(['id,update_time']);
+    expect(fx.stub.requests[c0]?.url.searchParams.getAll('fields')).toEqual(['id,update_time']);
   });
 
   it('caps users at 100 per page', async () => {
     const { client } = setup();
     const records = makeRecords(250);
-    stub.setHandler(listHandler(() => records, { itemsKey: 'users' }));
-    const before = stub.requests.length;
+    fx.stub.setHandler(listHandler(() => records, { itemsKey: 'users' }));
+    const before = fx.stub.requests.length;
     const r = await client.readAll('users');
     expect(r.records).toHaveLength(250);
     expect(r.pages).toBe(3);
-    expect(stub.requests.slice(before).every((q) => q.url.searchParams.get('page_size') === '100')).toBe(
+    expect(fx.stub.requests.slice(before).every((q) => q.url.searchParams.get('page_size') === '100')).toBe(
       true,
     );
   });
 
   it('stops on an empty page even when Keap still sends a token', async () => {
     const { client } = setup();
-    stub.setHandler((_q, res) =>
+    fx.stub.setHandler((_q, res) =>
       sendJson(res, 200, { contacts: [], next_page_token: 'more' }, quotaHeaders()),
     );
-    const before = stub.requests.length;
+    const before = fx.stub.requests.length;
     const pages = await collect(client.pages('contacts'));
     expect(pages).toHaveLength(1);
     expect(pages[0]?.done).toBe(true);
-    expect(stub.requests.length - before).toBe(1);
+    expect(fx.stub.requests.length - before).toBe(1);
   });
 
   it('stops when the token is absent or null', async () => {
     const { client } = setup();
-    stub.setHandler((_q, res) =>
+    fx.stub.setHandler((_q, res) =>
       sendJson(res, 200, { tags: [{ id: '1' }], next_page_token: null }, quotaHeaders()),
     );
     const r = await client.readAll('tags');
@@ -142,7 +129,7 @@ describe('full reads', () => {
   it('stops with PagingLoopError when Keap hands back a token already used, after delivering the pages', async () => {
     const { client } = setup();
     let n = 0;
-    stub.setHandler((_q, res) => {
+    fx.stub.setHandler((_q, res) => {
       n++;
       sendJson(res, 200, { notes: [{ id: String(n) }], next_page_token: 'same-token' }, quotaHeaders());
     });
@@ -157,7 +144,7 @@ describe('full reads', () => {
 
   it('rejects a response whose token is not a string', async () => {
     const { client } = setup();
-    stub.setHandler((_q, res) =>
+    fx.stub.setHandler((_q, res) =>
       sendJson(res, 200, { tasks: [{ id: '1' }], next_page_token: 5 }, quotaHeaders()),
     );
     await expect(client.readAll('tasks')).rejects.toBeInstanceOf(UnexpectedResponseError);
@@ -165,7 +152,7 @@ describe('full reads', () => {
 
   it('rejects records without an id', async () => {
     const { client } = setup();
-    stub.setHandler((_q, res) => sendJson(res, 200, { orders: [{ title: 'x' }] }, quotaHeaders()));
+    fx.stub.setHandler((_q, res) => sendJson(res, 200, { orders: [{ title: 'x' }] }, quotaHeaders()));
     const err = await client.readAll('orders').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(UnexpectedResponseError);
     expect((err as UnexpectedResponseError).problem).toMatch(/orders\.0\.id/);
@@ -189,11 +176,11 @@ describe('incremental reads', () => {
   ])('filters %s on %s/%s, with the overlap, in ISO-8601 UTC with ms', async (resource, since, until, tf) => {
     const { client } = setup({ overlapMs: 60_000 });
     const records = makeRecords(30, tf);
-    stub.setHandler(listHandler(() => records, { itemsKey: resource, timeField: tf, sinceField: since }));
-    const before = stub.requests.length;
+    fx.stub.setHandler(listHandler(() => records, { itemsKey: resource, timeField: tf, sinceField: since }));
+    const before = fx.stub.requests.length;
     const cursor = new Date(T0 + 20_000 + 60_000);
     const r = await client.readAll(resource as 'contacts', { since: cursor, until: T0 + 3_600_000 });
-    const filter = stub.requests[before]?.url.searchParams.get('filter');
+    const filter = fx.stub.requests[before]?.url.searchParams.get('filter');
     expect(filter).toBe(`${since}==2026-01-01T00:00:20.000Z;${until}==2026-01-01T01:00:00.000Z`);
     expect(r.records.map((x) => x.id)).toEqual(records.slice(20).map((x) => x.id));
     expect(r.highWaterMark).toBe(new Date(T0 + 29_000).toISOString());
@@ -202,16 +189,16 @@ describe('incremental reads', () => {
   it('filters tag applications on since_applied_time under the tag path', async () => {
     const { client } = setup({ overlapMs: 0 });
     const records = makeRecords(10, 'applied_time');
-    stub.setHandler(
+    fx.stub.setHandler(
       listHandler(() => records, {
         itemsKey: 'contacts',
         timeField: 'applied_time',
         sinceField: 'since_applied_time',
       }),
     );
-    const before = stub.requests.length;
+    const before = fx.stub.requests.length;
     const r = await client.readAll('tagApplications', { tagId: '77', since: T0 + 5_000 });
-    const req = stub.requests[before];
+    const req = fx.stub.requests[before];
     expect(req?.url.pathname).toBe('/crm/rest/v2/tags/77/contacts');
     expect(req?.url.searchParams.get('filter')).toBe('since_applied_time==2026-01-01T00:00:05.000Z');
     expect(r.records).toHaveLength(5);
@@ -224,10 +211,10 @@ describe('incremental reads', () => {
   ])('reads %s newest first (%s) and stops once past the cursor', async (resource, orderBy, tf) => {
     const { client } = setup({ overlapMs: 0, pageSize: 50 });
     const records = makeRecords(3_000, tf);
-    stub.setHandler(listHandler(() => records, { itemsKey: resource, timeField: tf, honourDesc: true }));
-    const before = stub.requests.length;
+    fx.stub.setHandler(listHandler(() => records, { itemsKey: resource, timeField: tf, honourDesc: true }));
+    const before = fx.stub.requests.length;
     const r = await client.readAll(resource as 'products', { since: T0 + 2_899_000 });
-    const reqs = stub.requests.slice(before);
+    const reqs = fx.stub.requests.slice(before);
     expect(reqs[0]?.url.searchParams.get('order_by')).toBe(orderBy);
     expect(reqs[0]?.url.searchParams.get('filter')).toBeNull();
     // Records 2900..3000 are at or after the cursor: two full pages, then one that crosses it.
@@ -240,7 +227,7 @@ describe('incremental reads', () => {
   it('reads users fully and keeps only those changed since the cursor (no filter exists)', async () => {
     const { client } = setup({ overlapMs: 0 });
     const records = makeRecords(150);
-    stub.setHandler(listHandler(() => records, { itemsKey: 'users' }));
+    fx.stub.setHandler(listHandler(() => records, { itemsKey: 'users' }));
     const r = await client.readAll('users', { since: T0 + 140_000 });
     expect(r.records.map((u) => u.id)).toEqual(records.slice(140).map((u) => u.id));
     expect(r.pages).toBe(2);
@@ -248,16 +235,16 @@ describe('incremental reads', () => {
 
   it('rejects a date it cannot read instead of sending it', async () => {
     const { client } = setup();
-    const before = stub.requests.length;
+    const before = fx.stub.requests.length;
     await expect(client.readAll('contacts', { since: '2026-01-01 noon' })).rejects.toBeInstanceOf(
       KeapArgumentError,
     );
-    expect(stub.requests.length).toBe(before);
+    expect(fx.stub.requests.length).toBe(before);
   });
 
   it('delivers a record repeated across pages only once', async () => {
     const { client } = setup();
-    stub.setHandler((req, res) => {
+    fx.stub.setHandler((req, res) => {
       const token = req.url.searchParams.get('page_token');
       if (!token) sendJson(res, 200, { contacts: [{ id: '1' }, { id: '2' }], next_page_token: 'p2' });
       else sendJson(res, 200, { contacts: [{ id: '2' }, { id: '3' }], next_page_token: '' });
@@ -269,7 +256,7 @@ describe('incremental reads', () => {
   it('resumes from a checkpointed token and keeps the high-water mark counting', async () => {
     const { client } = setup({ pageSize: 10 });
     const records = makeRecords(35);
-    stub.setHandler(listHandler(() => records, { itemsKey: 'contacts' }));
+    fx.stub.setHandler(listHandler(() => records, { itemsKey: 'contacts' }));
     const first = await client.pages('contacts').next();
     const page = first.value;
     if (!page) throw new Error('expected a page');
@@ -287,7 +274,7 @@ describe('slot reservation for page runs', () => {
   it('reserves several slots per ledger write while pages come back full', async () => {
     const { client, ledger } = setup({ pageSize: 20, pageSlotBatch: 5, expectedPageLatencyMs: 5 });
     const records = makeRecords(400);
-    stub.setHandler(listHandler(() => records, { itemsKey: 'contacts' }));
+    fx.stub.setHandler(listHandler(() => records, { itemsKey: 'contacts' }));
     const acquire = vi.spyOn(ledger, 'acquire');
     const r = await client.readAll('contacts');
     expect(r.records).toHaveLength(400);

@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll } from 'vitest';
 import { type RunningDynamo, startDynalite } from '#harness/emulators/dynamo.ts';
 import type { KeapLogger } from '#shared/keap/index.ts';
 import {
@@ -209,5 +210,37 @@ export function listHandler(records: () => Array<Record<string, unknown>>, o: Li
     const page = rows.slice(offset, offset + size);
     const next = offset + size < rows.length ? Buffer.from(`off:${offset + size}`).toString('base64url') : '';
     sendJson(res, 200, { [o.itemsKey]: page, next_page_token: next }, quotaHeaders());
+  };
+}
+
+/**
+ * The fixture most client tests share: one ledger host on dynalite and one stub for the file, started
+ * before its tests and closed after them. The stub answers `{}` until a test sets a handler.
+ */
+export function useKeapStub(handler: StubHandler = (_req, res) => sendJson(res, 200, {})): {
+  readonly host: LedgerHost;
+  readonly stub: Stub;
+} {
+  let host: LedgerHost | undefined;
+  let stub: Stub | undefined;
+  beforeAll(async () => {
+    host = await startLedgerHost();
+    stub = await startStub(handler);
+  });
+  afterAll(async () => {
+    await stub?.close();
+    await host?.close();
+  });
+  const started = <T>(x: T | undefined): T => {
+    if (x === undefined) throw new Error('useKeapStub: used outside a test (before beforeAll ran)');
+    return x;
+  };
+  return {
+    get host() {
+      return started(host);
+    },
+    get stub() {
+      return started(stub);
+    },
   };
 }

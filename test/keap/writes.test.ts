@@ -1,35 +1,16 @@
 // Unit: writes (contact upsert, tag apply/remove in batches, notes), models and v1 REST hooks.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { KeapArgumentError, KeapClient } from '#shared/keap/index.ts';
-import {
-  type LedgerHost,
-  quotaHeaders,
-  SECRET_KEY,
-  type Stub,
-  sendJson,
-  startLedgerHost,
-  startStub,
-  uniqueTenant,
-} from './support.ts';
+import { quotaHeaders, SECRET_KEY, sendJson, uniqueTenant, useKeapStub } from './support.ts';
 
-let host: LedgerHost;
-let stub: Stub;
-
-beforeAll(async () => {
-  host = await startLedgerHost();
-  stub = await startStub((_req, res) => sendJson(res, 200, {}));
-});
-afterAll(async () => {
-  await stub.close();
-  await host.close();
-});
+const fx = useKeapStub();
 
 function client(settings: Record<string, unknown> = {}): KeapClient {
   return new KeapClient({
     apiKey: SECRET_KEY,
     tenant: uniqueTenant(),
-    ledger: host.ledger(),
-    settings: { baseUrl: stub.baseUrl, ...settings },
+    ledger: fx.host.ledger(),
+    settings: { baseUrl: fx.stub.baseUrl, ...settings },
   });
 }
 
@@ -39,14 +20,14 @@ describe('contact upsert', () => {
   it('posts with duplicate_option and reports 201 as created, 200 as updated', async () => {
     const c = client();
     let status = 201;
-    stub.setHandler((_q, res) => sendJson(res, status, { id: '42', ...email }, quotaHeaders()));
-    const before = stub.requests.length;
+    fx.stub.setHandler((_q, res) => sendJson(res, status, { id: '42', ...email }, quotaHeaders()));
+    const before = fx.stub.requests.length;
     const created = await c.upsertContact(email, { duplicateOption: 'EmailAndName' });
     status = 200;
     const updated = await c.upsertContact(email);
     expect(created).toMatchObject({ created: true, contact: { id: '42', given_name: 'Ann' } });
     expect(updated.created).toBe(false);
-    const [first, second] = stub.requests.slice(before);
+    const [first, second] = fx.stub.requests.slice(before);
     expect(first?.method).toBe('POST');
     expect(first?.url.pathname).toBe('/crm/rest/v2/contacts');
     expect(first?.url.searchParams.get('duplicate_option')).toBe('EmailAndName');
@@ -57,23 +38,23 @@ describe('contact upsert', () => {
 
   it('refuses a contact without an email address, sending nothing', async () => {
     const c = client();
-    const before = stub.requests.length;
+    const before = fx.stub.requests.length;
     await expect(c.upsertContact({ given_name: 'No mail' })).rejects.toBeInstanceOf(KeapArgumentError);
-    expect(stub.requests.length).toBe(before);
+    expect(fx.stub.requests.length).toBe(before);
   });
 });
 
 describe('tags', () => {
   it('applies a tag in batches of tagBatchSize, de-duplicating ids and merging results', async () => {
     const c = client({ tagBatchSize: 100 });
-    stub.setHandler((req, res) => {
+    fx.stub.setHandler((req, res) => {
       const ids = (JSON.parse(req.body) as { contact_ids: string[] }).contact_ids;
       sendJson(res, 200, { results: Object.fromEntries(ids.map((i) => [i, 'SUCCESS'])) }, quotaHeaders());
     });
     const ids = Array.from({ length: 250 }, (_, i) => String(i + 1));
-    const before = stub.requests.length;
+    const before = fx.stub.requests.length;
     const r = await c.applyTags('5', [...ids, '1', '2']);
-    const reqs = stub.requests.slice(before);
+    const reqs = fx.stub.requests.slice(before);
     expect(reqs.map((q) => q.url.pathname)).toEqual(Array(3).fill('/crm/rest/v2/tags/5/contacts:applyTags'));
     expect(reqs.map((q) => (JSON.parse(q.body) as { contact_ids: string[] }).contact_ids.length)).toEqual([
       100, 100, 50,
@@ -85,15 +66,15 @@ describe('tags', () => {
 
   it('removes a tag in batches (Keap answers 204)', async () => {
     const c = client({ tagBatchSize: 2 });
-    stub.setHandler((_q, res) => {
+    fx.stub.setHandler((_q, res) => {
       res.writeHead(204, quotaHeaders());
       res.end();
     });
-    const before = stub.requests.length;
+    const before = fx.stub.requests.length;
     const r = await c.removeTags('9', ['1', '2', '3', '4', '5']);
     expect(r.batches).toBe(3);
     expect(
-      stub.requests.slice(before).every((q) => q.url.pathname.endsWith('/tags/9/contacts:removeTags')),
+      fx.stub.requests.slice(before).every((q) => q.url.pathname.endsWith('/tags/9/contacts:removeTags')),
     ).toBe(true);
   });
 });
@@ -101,10 +82,12 @@ describe('tags', () => {
 describe('notes', () => {
   it('creates a note on the contact', async () => {
     const c = client();
-    stub.setHandler((req, res) => sendJson(res, 201, { id: '3', ...JSON.parse(req.body) }, quotaHeaders()));
+    fx.stub.setHandler((req, res) =>
+      sendJson(res, 201, { id: '3', ...JSON.parse(req.body) }, quotaHeaders()),
+    );
     const note = await c.createNote('12', { user_id: '1', title: 'Called', text: 'Left a message' });
     expect(note).toMatchObject({ id: '3', title: 'Called' });
-    const req = stub.requests.at(-1);
+    const req = fx.stub.requests.at(-1);
     expect(req?.url.pathname).toBe('/crm/rest/v2/contacts/12/notes');
     expect(JSON.parse(req?.body ?? '{}')).toEqual({ user_id: '1', title: 'Called', text: 'Left a message' });
   });
@@ -120,7 +103,7 @@ describe('notes', () => {
 describe('models', () => {
   it('reads the custom-field model of an object', async () => {
     const c = client();
-    stub.setHandler((_q, res) =>
+    fx.stub.setHandler((_q, res) =>
       sendJson(
         res,
         200,
@@ -132,7 +115,7 @@ describe('models', () => {
       ),
     );
     const m = await c.getModel('companies');
-    expect(stub.requests.at(-1)?.url.pathname).toBe('/crm/rest/v2/companies/model');
+    expect(fx.stub.requests.at(-1)?.url.pathname).toBe('/crm/rest/v2/companies/model');
     expect(m.custom_fields[0]).toMatchObject({ id: '11', field_name: 'plan' });
     expect(m.optional_properties).toEqual(['custom_fields']);
   });
@@ -151,7 +134,7 @@ describe('REST hooks (v1)', () => {
       hookUrl: 'https://example.com/hook',
       status: 'Unverified',
     };
-    stub.setHandler((req, res) => {
+    fx.stub.setHandler((req, res) => {
       if (req.method === 'GET') sendJson(res, 200, [hook], quotaHeaders());
       else if (req.method === 'DELETE') {
         res.writeHead(204, quotaHeaders());
@@ -159,14 +142,14 @@ describe('REST hooks (v1)', () => {
       } else if (req.url.pathname.endsWith('/verify')) sendJson(res, 200, { ...hook, status: 'Verified' });
       else sendJson(res, 201, hook, quotaHeaders());
     });
-    const before = stub.requests.length;
+    const before = fx.stub.requests.length;
     expect(await c.listHooks()).toEqual([hook]);
     expect(await c.createHook({ eventKey: 'contact.add', hookUrl: 'https://example.com/hook' })).toEqual(
       hook,
     );
     expect((await c.verifyHook('h1')).status).toBe('Verified');
     await c.deleteHook('h1');
-    expect(stub.requests.slice(before).map((q) => `${q.method} ${q.url.pathname}`)).toEqual([
+    expect(fx.stub.requests.slice(before).map((q) => `${q.method} ${q.url.pathname}`)).toEqual([
       'GET /crm/rest/v1/hooks',
       'POST /crm/rest/v1/hooks',
       'POST /crm/rest/v1/hooks/h1/verify',
