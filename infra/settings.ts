@@ -178,6 +178,19 @@ const settingsSchema = z.object({
       .regex(/^[A-Za-z0-9._-]{1,256}$/, 'use an event bus name: letters, digits, . _ - (not an ARN)')
       .optional(),
   ),
+  /** Hook receiver memory, MB (it checks a token and queues; it never calls Keap). */
+  hookReceiverMemoryMb: num(z.number().int().min(128).max(10_240)).default(256),
+  /** Hook receiver timeout, seconds (Keap counts a delivery failed after 30 s). */
+  hookReceiverTimeoutSeconds: num(z.number().int().min(3).max(25)).default(10),
+  /**
+   * Concurrent receiver invocations at most (reserved concurrency), so a flood of requests to the public
+   * URL cannot take the account's Lambda concurrency; 0: no reservation.
+   */
+  hookReceiverReservedConcurrency: num(z.number().int().min(0).max(1_000)).default(0),
+  /** Largest hook body accepted, bytes (a bigger one is answered 413 and nothing is queued). */
+  hookMaxBodyBytes: num(z.number().int().min(1_024).max(6_000_000)).default(524_288),
+  /** Alarm when more than this many hook requests are refused in 5 minutes (wrong token, bad body, ...). */
+  hookRejectionsAlarmThreshold: num(z.number().int().min(0)).default(10),
   /** Publisher memory, MB. */
   publisherMemoryMb: num(z.number().int().min(128).max(10_240)).default(256),
   /** Publisher timeout, seconds. */

@@ -20,6 +20,7 @@ import {
   MemoryMetrics,
   type Pipeline,
 } from '#shared/pipeline/index.ts';
+import { sweepCalls } from '#shared/pipeline/sweep.ts';
 import { startDynalite } from '../emulators/dynamo.ts';
 import { connectLocalStack, LOCAL_TABLES, type LocalEndpoints } from '../local/stack.ts';
 import { UsageError } from './commander.ts';
@@ -31,7 +32,7 @@ import { formatTable } from './table.ts';
 
 export { UsageError };
 
-interface Connection {
+export interface Connection {
   sources: StatusSources;
   /** The mirror and the custom-field models, for `export`. */
   reader: ExportSources;
@@ -99,7 +100,7 @@ export interface Target {
 }
 
 /** Connects to the running local stack, or (status only) opens its data folder directly. */
-async function connect(config: AppConfig, target: Target, needQueue: boolean): Promise<Connection> {
+export async function connect(config: AppConfig, target: Target, needQueue: boolean): Promise<Connection> {
   if (target.aws) return connectAws(config, process.env);
   const dataDir = target.dataDir;
   const endpoints: LocalEndpoints | undefined = runningEndpoints(dataDir);
@@ -233,7 +234,7 @@ export async function enqueueCommand(config: AppConfig, target: Target, text: st
     const queue = c.deps?.queue;
     if (!queue) throw new UsageError('The job queue is not reachable.');
     for (const job of jobs) await queue.send(job as JobInput);
-    return `Sent ${jobs.length} job(s): ${jobs.map((j) => (j.kind === 'sync' ? `sync ${j.account}/${j.resource}` : j.kind === 'hookEvent' ? `hookEvent ${j.account}/${j.resource} ${j.event}` : `${j.kind} ${j.account} ${j.idempotencyKey}`)).join(', ')}`;
+    return `Sent ${jobs.length} job(s): ${jobs.map((j) => (j.kind === 'sync' ? `sync ${j.account}/${j.resource}` : j.kind === 'hookEvent' ? `hookEvent ${j.account}/${j.resource} ${j.event}` : 'idempotencyKey' in j ? `${j.kind} ${j.account} ${j.idempotencyKey}` : `${j.kind} ${j.account}`)).join(', ')}`;
   } finally {
     await c.close();
   }
@@ -306,7 +307,7 @@ export function estimateSync(config: AppConfig, contacts: number, changedPerReso
   const spacingMs = (config.limits.spikeIntervalMs ?? 100) + (config.limits.marginMs ?? 90);
   const windowMs = (config.limits.minuteWindowMs ?? 60_000) + (config.limits.marginMs ?? 90);
   const perMinute = Math.floor(limits.minute * limits.bulkShare);
-  const rows: Array<Estimate & { incrementalCalls: number }> = [];
+  const rows: Array<Estimate & { incrementalCalls: number; sweepCalls: number }> = [];
   const resources = [...new Set(config.accounts.flatMap((a) => Object.keys(a.resources) as SyncResource[]))];
   for (const r of resources) {
     const { sync, maxPageSize: page } = REGISTRY[r];
@@ -316,6 +317,8 @@ export function estimateSync(config: AppConfig, contacts: number, changedPerReso
       records,
       calls: Math.max(1, Math.ceil(records / page)),
       incrementalCalls: Math.max(1, Math.ceil(Math.min(records, changedPerResource) / page)),
+      // A reconciliation sweep reads every id, a page of the list's largest size per call.
+      sweepCalls: sweepCalls(r, records),
     });
   }
   const time = (calls: number) => {
@@ -325,6 +328,9 @@ export function estimateSync(config: AppConfig, contacts: number, changedPerReso
   };
   const full = rows.reduce((n, r) => n + r.calls, 0);
   const incremental = rows.reduce((n, r) => n + r.incrementalCalls, 0);
+  const sweepTotal = rows.reduce((n, r) => n + r.sweepCalls, 0);
+  const sweepPerDay =
+    config.sweep.everyHours === 0 ? 0 : Math.ceil((sweepTotal * 24) / config.sweep.everyHours);
   const result = {
     contacts,
     perMinuteForBulk: perMinute,
@@ -337,6 +343,13 @@ export function estimateSync(config: AppConfig, contacts: number, changedPerReso
     perResource: rows,
     dayBudgetShareOfFullSync:
       Math.round((full / ((config.limits.dayLimit ?? 30_000) * limits.bulkShare)) * 1000) / 1000,
+    sweep: {
+      everyHours: config.sweep.everyHours,
+      callsPerSweep: sweepTotal,
+      callsPerDay: sweepPerDay,
+      dayBudgetShare:
+        Math.round((sweepPerDay / ((config.limits.dayLimit ?? 30_000) * limits.bulkShare)) * 1000) / 1000,
+    },
   };
   return result;
 }
@@ -353,12 +366,21 @@ export function estimateCommand(
   const lines = [
     `Estimate for ${contacts} contacts (other lists scaled like the sandbox's dataset), ${e.perMinuteForBulk} bulk calls per minute:`,
     formatTable(
-      ['resource', 'records', 'calls full', 'calls incremental'],
-      e.perResource.map((r) => [r.resource, String(r.records), String(r.calls), String(r.incrementalCalls)]),
+      ['resource', 'records', 'calls full', 'calls incremental', 'calls sweep'],
+      e.perResource.map((r) => [
+        r.resource,
+        String(r.records),
+        String(r.calls),
+        String(r.incrementalCalls),
+        String(r.sweepCalls),
+      ]),
       { indent: '  ' },
     ),
     `full sync:        ${e.fullSync.calls} calls, about ${e.fullSync.seconds} s under the quota (${(e.dayBudgetShareOfFullSync * 100).toFixed(1)}% of the day's bulk budget)`,
     `incremental sync: ${e.incrementalSync.calls} calls (${changedPerResource} changes per list), about ${e.incrementalSync.seconds} s`,
+    e.sweep.everyHours === 0
+      ? 'sweep:            off (sweep.everyHours 0): deletions are found by hooks only'
+      : `sweep:            ${e.sweep.callsPerSweep} calls per sweep of every list, every ${e.sweep.everyHours} h: ${e.sweep.callsPerDay} calls a day (${(e.sweep.dayBudgetShare * 100).toFixed(1)}% of the day's bulk budget; scheduled only inside it)`,
   ];
   return lines.join('\n');
 }

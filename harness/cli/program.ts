@@ -9,6 +9,7 @@ import { ConfigError } from '#shared/config/app-config.ts';
 import { SYNC_RESOURCES } from '#shared/jobs/schema.ts';
 import { isoTime, positiveInt, runProgram, UsageError, withExamples } from './commander.ts';
 import { loadConfig } from './config.ts';
+import { hooksCommand } from './hooks.ts';
 import { liveView } from './live.ts';
 import {
   dlqCommand,
@@ -226,6 +227,56 @@ export function buildProgram(io: CliIo = defaultIo, result = { code: 0 }) {
       io.out(await dlqCommand(config, target, action, opts.json ?? false));
     });
   withExamples(dlqCmd, ['keap-sync dlq list', 'keap-sync dlq redrive']);
+
+  const hooksCmd = program
+    .command('hooks')
+    .summary("register, list, verify or remove each account's Keap REST hooks")
+    .description(
+      "register: one hook per event key of the account's synced lists (or --event-key), on the receiver's " +
+        "URL with the account's token (made once, kept in the state table), verified at once; list: the " +
+        "account's hooks and their status; verify: ask Keap to verify each again; remove: delete them and " +
+        'stop the receiver accepting them. Locally against the running system (its sandbox and receiver); ' +
+        '--aws against the deployed stack, --url being its HookReceiverUrl output. Keap calls go through ' +
+        'the quota ledger. The token is never printed.',
+    )
+    .addArgument(
+      new Argument('[action]', 'register, list, verify or remove').choices([
+        'register',
+        'list',
+        'verify',
+        'remove',
+      ] as const),
+    )
+    .addOption(new Option('--account <id>', 'one account (default: every configured account)'))
+    .addOption(
+      new Option(
+        '--url <base>',
+        "the receiver's base URL (default: the local receiver, or HOOK_RECEIVER_URL with --aws)",
+      ),
+    )
+    .addOption(new Option('--event-key <key...>', 'only these event keys (e.g. contact.add contact.delete)'))
+    .addOption(jsonOption())
+    .addOption(awsOption())
+    .addOption(configOption())
+    .addOption(dataDirOption())
+    .action(async (action, opts) => {
+      const { config, target } = setup(opts);
+      if (!action) throw new UsageError('hooks needs "register", "list", "verify" or "remove".');
+      io.out(
+        await hooksCommand(action, config, target, {
+          ...(opts.account ? { account: opts.account } : {}),
+          ...(opts.url ? { url: opts.url } : {}),
+          ...(opts.eventKey ? { eventKeys: opts.eventKey } : {}),
+          json: opts.json ?? false,
+        }),
+      );
+    });
+  withExamples(hooksCmd, [
+    'keap-sync hooks register',
+    'keap-sync hooks list --json',
+    'keap-sync hooks register --aws --url "$(out KeapSyncApp HookReceiverUrl)"',
+    'keap-sync hooks remove --account demo --event-key contact.edit',
+  ]);
 
   const exportCmd = program
     .command('export')

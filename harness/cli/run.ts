@@ -7,8 +7,12 @@ import { appendFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from '
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AppConfig } from '#shared/config/app-config.ts';
+import { hookEventKeysFor, isOurHook, registerHooks, sqsHookJobSink } from '#shared/hooks/index.ts';
+import { DEFAULT_HOOK_MAX_BODY_BYTES } from '#shared/hooks/lambda.ts';
 import type { SyncResource } from '#shared/jobs/schema.ts';
+import { ClientCache } from '#shared/pipeline/deps.ts';
 import { jsonLog, MemoryMetrics } from '#shared/pipeline/index.ts';
+import { type LocalHookServer, startLocalHookServer } from '../local/hook-server.ts';
 import { type LocalEndpoints, startLocalStack } from '../local/stack.ts';
 import { defaultKeys, type RunningSandbox, startSandbox } from '../sandbox/index.ts';
 import type { LiveView } from './live.ts';
@@ -94,6 +98,16 @@ export async function run(o: RunOptions): Promise<number> {
       if (lease) await deps.leases.release(a.id, r, lease.owner);
     }
   }
+  // The REST hook receiver, on the same use case as the Lambda: jobs onto the local queue.
+  const hookServer: LocalHookServer | undefined = deps.hookEndpoints
+    ? await startLocalHookServer({
+        endpoints: deps.hookEndpoints,
+        enqueue: sqsHookJobSink(stack.sqs.client, stack.sqs.queue.queueUrl),
+        log,
+        metrics,
+        maxBodyBytes: DEFAULT_HOOK_MAX_BODY_BYTES,
+      })
+    : undefined;
   const endpoints: LocalEndpoints = {
     pid: process.pid,
     dynamo: stack.dynamo.endpoint,
@@ -104,6 +118,7 @@ export async function run(o: RunOptions): Promise<number> {
     secrets: stack.secrets.endpoint,
     keapBaseUrl: config.keap.baseUrl,
     startedAt: new Date().toISOString(),
+    ...(hookServer ? { hookReceiverUrl: hookServer.url } : {}),
   };
   const endpointsPath = join(dataDir, ENDPOINTS_FILE);
   writeFileSync(endpointsPath, JSON.stringify(endpoints, null, 2));
@@ -166,6 +181,35 @@ export async function run(o: RunOptions): Promise<number> {
     }
   };
   await schedule();
+  // With the sandbox, its hooks are registered on the local receiver (the real Keap cannot reach it:
+  // register a deployed receiver with "keap-sync hooks register --aws").
+  if (sandbox && hookServer) {
+    const clients = new ClientCache(deps);
+    for (const account of config.accounts) {
+      try {
+        const api = clients.for(account, await deps.keys.get(account));
+        await registerHooks({
+          api,
+          endpoints: deps.hookEndpoints ?? (undefined as never),
+          account: account.id,
+          baseUrl: hookServer.url,
+          eventKeys: hookEventKeysFor(account),
+        });
+      } catch (err) {
+        log.error('Hook registration failed', { account: account.id, error: (err as Error).name });
+      }
+    }
+  }
+  const hooksLine = (): string[] => {
+    if (!sandbox) return [];
+    return config.accounts.map((a) => {
+      const mine = sandbox.hooks.list().filter((h) => isOurHook(h, a.id));
+      if (mine.length === 0) return `hooks ${a.id}: none`;
+      const by = new Map<string, string[]>();
+      for (const h of mine) by.set(h.status, [...(by.get(h.status) ?? []), h.eventKey]);
+      return `hooks ${a.id}: ${[...by].map(([st, keys]) => `${st} ${keys.length} (${keys.sort().join(', ')})`).join('; ')}`;
+    });
+  };
   const schedulerTimer = setInterval(() => void schedule(), scheduleMs);
 
   const started = Date.now();
@@ -224,7 +268,8 @@ export async function run(o: RunOptions): Promise<number> {
       const progress = backfill.sample(last);
       const text = formatStatus(last, { deferrals: total('Deferrals') });
       const head = `keap-sync running ${Math.round((Date.now() - started) / 1000)}s   Keap calls: ${await keapCalls()}`;
-      if (!stopping) o.view.show([head, ...(progress ? [formatProgress(progress)] : []), text].join('\n'));
+      if (!stopping)
+        o.view.show([head, ...(progress ? [formatProgress(progress)] : []), ...hooksLine(), text].join('\n'));
     } catch (err) {
       if (!stopping) o.view.show(`(status unavailable: ${(err as Error).message})`);
     }
@@ -245,6 +290,7 @@ export async function run(o: RunOptions): Promise<number> {
   );
   if (last) o.out(formatStatus(last));
   rmSync(endpointsPath, { force: true });
+  await hookServer?.close();
   await stack.close();
   await sandbox?.close();
   return 0;

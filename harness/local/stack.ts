@@ -112,6 +112,8 @@ export interface LocalEndpoints {
   secrets: string;
   keapBaseUrl: string;
   startedAt: string;
+  /** The local REST hook receiver's base URL, when `keap-sync run` started one. */
+  hookReceiverUrl?: string;
 }
 
 /**

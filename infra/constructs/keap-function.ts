@@ -55,6 +55,8 @@ export interface KeapFunctionProps {
   maxEventAge?: Duration;
   /** Lambda's recursive loop detection (default: terminate a loop after 16 hops). */
   recursiveLoop?: RecursiveLoop;
+  /** Reserved concurrency (the hook receiver's bound on a public URL). */
+  reservedConcurrentExecutions?: number;
 }
 
 export class KeapFunction extends Construct {
@@ -86,6 +88,7 @@ export class KeapFunction extends Construct {
       retryAttempts: props.retryAttempts,
       maxEventAge: props.maxEventAge,
       recursiveLoop: props.recursiveLoop ?? RecursiveLoop.TERMINATE,
+      reservedConcurrentExecutions: props.reservedConcurrentExecutions,
       environment: {
         NODE_OPTIONS: '--enable-source-maps',
         ...props.environment,

@@ -74,6 +74,8 @@ export interface MonitoringProps {
   /** The change events publisher and its dead-letter queue. */
   publisher?: KeapFunction;
   eventDeadLetterQueue?: IQueue;
+  /** The REST hook receiver (its Function URL's answers, its refusals, hooks gone Inactive). */
+  hookReceiver?: KeapFunction;
 }
 
 export class Monitoring extends Construct {
@@ -160,6 +162,8 @@ export class Monitoring extends Construct {
       });
     }
 
+    if (props.hookReceiver) this.hookAlarms(props.hookReceiver, config, settings);
+
     // Alarms per account.
     for (const account of config.accounts) {
       const a = account.id;
@@ -195,6 +199,51 @@ export class Monitoring extends Construct {
     }
 
     this.dashboard = this.createDashboard(props);
+  }
+
+  /**
+   * Deliveries failing: the receiver answered Keap 5xx (it could not queue, or it failed) or refused
+   * many requests (a stale token, unregistered keys, or someone probing the URL); and, per account, a
+   * hook Keap turned Inactive (found by the scheduler's hook check, which re-verifies it).
+   */
+  private hookAlarms(receiver: KeapFunction, config: AppConfig, settings: DeploySettings): void {
+    this.alarm('HookDeliveriesFailingAlarm', {
+      description:
+        'The hook receiver answered Keap with 5xx (a delivery not queued, or the function failed): Keap ' +
+        'retries 3 times, then turns the hook Inactive.',
+      metric: new MathExpression({
+        expression: 'FILL(url5xx, 0) + FILL(errors, 0)',
+        usingMetrics: {
+          url5xx: receiver.function.metric('Url5xxCount', { period: ALARM_PERIOD, statistic: 'Sum' }),
+          errors: receiver.function.metricErrors({ period: ALARM_PERIOD, statistic: 'Sum' }),
+        },
+        period: ALARM_PERIOD,
+        label: 'receiver 5xx and errors',
+      }),
+      threshold: settings.functionErrorsAlarmThreshold,
+      comparison: ComparisonOperator.GREATER_THAN_THRESHOLD,
+      missing: TreatMissingData.NOT_BREACHING,
+    });
+    this.alarm('HookRejectionsAlarm', {
+      description:
+        `More than ${settings.hookRejectionsAlarmThreshold} hook requests were refused in 5 minutes (wrong or ` +
+        'missing token, unregistered event key, bad or oversized body): check the hooks registered with Keap.',
+      metric: query('SUM', 'HookDeliveriesRejected'),
+      threshold: settings.hookRejectionsAlarmThreshold,
+      comparison: ComparisonOperator.GREATER_THAN_THRESHOLD,
+      missing: TreatMissingData.NOT_BREACHING,
+    });
+    for (const account of config.accounts) {
+      this.alarm(`HookInactiveAlarm-${account.id}`, {
+        description:
+          `Keap turned a REST hook of account "${account.id}" Inactive (deliveries stopped); the scheduler ` +
+          're-verifies it and runs a catch-up sync, and polling covers the gap meanwhile.',
+        metric: query('MAX', 'HooksInactive', { account: account.id }),
+        threshold: 0,
+        comparison: ComparisonOperator.GREATER_THAN_THRESHOLD,
+        missing: TreatMissingData.NOT_BREACHING,
+      });
+    }
   }
 
   private alarm(

@@ -3,7 +3,7 @@
 // secrets, alarms and the dashboard. Holds no data: destroy and redeploy it freely.
 import { Aws, CfnOutput, Duration, Stack, type StackProps } from 'aws-cdk-lib';
 import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
-import { RecursiveLoop, StartingPosition } from 'aws-cdk-lib/aws-lambda';
+import { FunctionUrlAuthType, InvokeMode, RecursiveLoop, StartingPosition } from 'aws-cdk-lib/aws-lambda';
 import { DynamoEventSource, SqsDlq, SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import { Schedule, ScheduleExpression } from 'aws-cdk-lib/aws-scheduler';
 import { LambdaInvoke } from 'aws-cdk-lib/aws-scheduler-targets';
@@ -26,6 +26,8 @@ export class KeapSyncAppStack extends Stack {
   readonly scheduler: KeapFunction;
   /** Publishes the mirror's changes (its stream) to the change events bus. */
   readonly publisher: KeapFunction;
+  /** Receives Keap's REST hooks on its Function URL and queues them as hook jobs. */
+  readonly hookReceiver: KeapFunction;
   readonly schedule: Schedule;
   readonly monitoring: Monitoring;
   /** One per distinct secretId in the configuration. */
@@ -61,8 +63,9 @@ export class KeapSyncAppStack extends Stack {
       .useTable('LEDGER_TABLE', data.ledgerTable, ['GetItem', 'PutItem', 'UpdateItem'])
       // State: cursors, checkpoints, leases (released with DeleteItem), account status, write records.
       .useTable('STATE_TABLE', data.stateTable, ['GetItem', 'PutItem', 'UpdateItem', 'DeleteItem'])
-      // Mirror: newer-wins conditional puts, one record at a time.
-      .useTable('MIRROR_TABLE', data.mirrorTable, ['PutItem'])
+      // Mirror: newer-wins conditional puts, one record at a time; the reconciliation sweep reads a
+      // list's partition (Query) to compare it with Keap's ids.
+      .useTable('MIRROR_TABLE', data.mirrorTable, ['PutItem', 'Query'])
       // Continuations and deferrals go back to the job queue; poison goes to the DLQ with its reason.
       .useQueue('JOB_QUEUE_URL', data.jobQueue, 'send')
       .useQueue('DEAD_LETTER_QUEUE_URL', data.deadLetterQueue, 'send')
@@ -171,6 +174,31 @@ export class KeapSyncAppStack extends Stack {
       },
     ]);
 
+    // The hook receiver: reads the accounts' hook endpoints (token, event keys) and queues hook jobs;
+    // nothing else. Its Function URL has no IAM auth because Keap cannot sign requests: the URL's
+    // per-account token (state table) is checked on every request, and a refusal does no work.
+    this.hookReceiver = new KeapFunction(this, 'HookReceiver', {
+      entry: 'functions/hook-receiver.ts',
+      description: 'keap-sync hook receiver: checks the URL token and queues Keap REST hook deliveries',
+      timeout: Duration.seconds(settings.hookReceiverTimeoutSeconds),
+      memorySize: settings.hookReceiverMemoryMb,
+      logRetention: settings.logRetention,
+      environment: {
+        LOG_LEVEL: settings.logLevel,
+        METRICS_NAMESPACE,
+        HOOK_MAX_BODY_BYTES: String(settings.hookMaxBodyBytes),
+      },
+      ...(settings.hookReceiverReservedConcurrency > 0
+        ? { reservedConcurrentExecutions: settings.hookReceiverReservedConcurrency }
+        : {}),
+    })
+      .useTable('STATE_TABLE', data.stateTable, ['GetItem'])
+      .useQueue('JOB_QUEUE_URL', data.jobQueue, 'send');
+    const hookUrl = this.hookReceiver.function.addFunctionUrl({
+      authType: FunctionUrlAuthType.NONE,
+      invokeMode: InvokeMode.BUFFERED,
+    });
+
     this.monitoring = new Monitoring(this, 'Monitoring', {
       config,
       settings,
@@ -180,6 +208,12 @@ export class KeapSyncAppStack extends Stack {
       deadLetterQueue: data.deadLetterQueue,
       publisher: this.publisher,
       eventDeadLetterQueue: data.eventDeadLetterQueue,
+      hookReceiver: this.hookReceiver,
+    });
+
+    new CfnOutput(this, 'HookReceiverUrl', {
+      description: 'Base URL of the REST hook receiver (keap-sync hooks register --aws --url <this>)',
+      value: hookUrl.url,
     });
 
     new CfnOutput(this, 'DashboardUrl', {

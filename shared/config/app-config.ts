@@ -79,6 +79,32 @@ export const appConfigSchema = z
       })
       .strict()
       .prefault({}),
+    hooks: z
+      .object({
+        /**
+         * Minutes between checks of an account's REST hooks (one GET /hooks, and a verify of each hook
+         * Keap turned Inactive, then a catch-up sync of its lists); 0: never. Only accounts whose hooks
+         * were registered (`keap-sync hooks register`) are checked.
+         */
+        checkEveryMinutes: z.number().int().min(0).max(1_440).default(15),
+        /**
+         * While every hook of an account was Verified at the last check, a list its hooks cover is
+         * polled at most every this many minutes (its own everyMinutes if longer); 0: never relax.
+         */
+        healthyPollMinutes: z.number().int().min(0).max(10_080).default(60),
+      })
+      .strict()
+      .prefault({}),
+    sweep: z
+      .object({
+        /**
+         * Hours between reconciliation sweeps of each list (every id read, the missing tombstoned); 0:
+         * never. A sweep costs one call per page of ids and runs only inside the day's bulk share.
+         */
+        everyHours: z.number().int().min(0).max(720).default(24),
+      })
+      .strict()
+      .prefault({}),
     customFields: z
       .object({
         /**

@@ -49,3 +49,19 @@ export const hookEventJobSchema = z
 
 export type HookEventJob = z.output<typeof hookEventJobSchema>;
 export type HookEventJobInput = z.input<typeof hookEventJobSchema>;
+
+/**
+ * The scheduled REST hook check of one account (queued by the scheduler every
+ * `hooks.checkEveryMinutes`, run by the worker, which calls Keap through the ledger).
+ */
+export const hookCheckJobSchema = z
+  .object({
+    kind: z.literal('hookCheck'),
+    account: accountId,
+    attempt: z.number().int().nonnegative().default(0),
+    failures: z.number().int().nonnegative().optional(),
+    enqueuedAt: z.iso.datetime().optional(),
+  })
+  .strict();
+
+export type HookCheckJob = z.output<typeof hookCheckJobSchema>;

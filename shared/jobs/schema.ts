@@ -1,12 +1,24 @@
 // Domain: the messages on the job queue. Every message is validated with these schemas before any
 // work; anything else is poison and goes to the dead-letter queue with the reason.
 import { z } from 'zod';
-import { type HookEventJob, hookEventJobSchema } from '../hooks/job.ts';
+import {
+  type HookCheckJob,
+  type HookEventJob,
+  hookCheckJobSchema,
+  hookEventJobSchema,
+} from '../hooks/job.ts';
 import { SYNC_RESOURCES, type SyncResource } from '../keap/registry.ts';
 
 /** Lists the sync pipeline mirrors: every registry entry with a `sync` part. */
 /** A REST hook delivery turned into a job by the receiver (shared/hooks/job.ts owns its schema). */
-export { type HookEventJob, hookEventJobSchema, SYNC_RESOURCES, type SyncResource };
+export {
+  type HookCheckJob,
+  type HookEventJob,
+  hookCheckJobSchema,
+  hookEventJobSchema,
+  SYNC_RESOURCES,
+  type SyncResource,
+};
 
 const accountId = z
   .string()
@@ -86,12 +98,32 @@ export const createNoteJobSchema = z
   })
   .strict();
 
+/**
+ * A reconciliation sweep of one list: read every id (the cheapest `fields`), tombstone what the mirror
+ * holds and Keap no longer lists. Queued by the scheduler every `sweep.everyHours` inside the bulk share.
+ */
+export const sweepJobSchema = z
+  .object({
+    kind: z.literal('sweep'),
+    account: accountId,
+    resource: z.enum(SYNC_RESOURCES),
+    runId: z.string().min(1).max(64).optional(),
+    attempt: z.number().int().nonnegative().default(0),
+    failures: z.number().int().nonnegative().optional(),
+    enqueuedAt: z.iso.datetime().optional(),
+  })
+  .strict();
+
+export type SweepJob = z.output<typeof sweepJobSchema>;
+
 export const jobSchema = z.discriminatedUnion('kind', [
   syncJobSchema,
   upsertContactJobSchema,
   tagsJobSchema,
   createNoteJobSchema,
   hookEventJobSchema,
+  hookCheckJobSchema,
+  sweepJobSchema,
 ]);
 
 export type SyncJob = z.output<typeof syncJobSchema>;
@@ -121,7 +153,16 @@ export function parseJob(body: string): Job {
     throw new PoisonMessageError('invalid-json', 'The message body is not JSON.');
   }
   const kind = (raw as { kind?: unknown } | null)?.kind;
-  const kinds = ['sync', 'upsertContact', 'applyTags', 'removeTags', 'createNote', 'hookEvent'];
+  const kinds = [
+    'sync',
+    'upsertContact',
+    'applyTags',
+    'removeTags',
+    'createNote',
+    'hookEvent',
+    'hookCheck',
+    'sweep',
+  ];
   if (typeof kind !== 'string' || !kinds.includes(kind)) {
     throw new PoisonMessageError(
       'unknown-kind',

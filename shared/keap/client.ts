@@ -131,7 +131,13 @@ const noteInputSchema = z
 
 const hookInputSchema = z.object({
   eventKey: z.string().regex(/^[a-zA-Z]+\.[a-zA-Z]+$/, 'must look like "contact.add"'),
-  hookUrl: z.url({ protocol: /^https$/ }),
+  // https, as Keap requires; plain http only to this machine (the local receiver and the sandbox).
+  hookUrl: z
+    .url()
+    .refine(
+      (u) => /^https:\/\//.test(u) || /^http:\/\/(127\.0\.0\.1|localhost)(:[0-9]+)?\//.test(u),
+      'must be an https URL (plain http only to 127.0.0.1 or localhost)',
+    ),
 });
 
 export class KeapClient {

@@ -42,8 +42,9 @@ export class EnvironmentError extends Error {
   }
 }
 
-export function loadLambdaEnvironment(env: NodeJS.ProcessEnv): LambdaEnvironment {
-  const parsed = envSchema.safeParse(env);
+/** A function's environment read through `schema`; EnvironmentError names the first bad variable. */
+export function parseEnvironment<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv): z.output<S> {
+  const parsed = schema.safeParse(env);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const name = String(issue?.path[0] ?? 'environment');
@@ -52,8 +53,13 @@ export function loadLambdaEnvironment(env: NodeJS.ProcessEnv): LambdaEnvironment
       env[name] === undefined ? 'is not set' : `is invalid (${issue?.message})`,
     );
   }
-  const config = parseAppConfigJson(parsed.data.KEAP_SYNC_CONFIG, 'KEAP_SYNC_CONFIG');
-  return { ...parsed.data, config };
+  return parsed.data;
+}
+
+export function loadLambdaEnvironment(env: NodeJS.ProcessEnv): LambdaEnvironment {
+  const parsed = parseEnvironment(envSchema, env);
+  const config = parseAppConfigJson(parsed.KEAP_SYNC_CONFIG, 'KEAP_SYNC_CONFIG');
+  return { ...parsed, config };
 }
 
 /** Values of one dimension set, by metric. */

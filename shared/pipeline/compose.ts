@@ -6,8 +6,10 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { AppConfig } from '../config/app-config.ts';
+import { DynamoHookEndpointStore } from '../hooks/endpoints.ts';
 import { DynamoLedgerStore, QuotaLedger } from '../quota/index.ts';
 import { MirrorStore, type MirrorStoreOptions, openStateStores } from '../store/index.ts';
+import { StateTable } from '../store/table.ts';
 import type { PipelineDeps } from './deps.ts';
 import { KeyProvider } from './keys.ts';
 import type { Log, Metrics } from './ports.ts';
@@ -53,6 +55,7 @@ export function composeStores(
     leases: state.leases,
     accounts: state.accounts,
     writes: state.writes,
+    hookEndpoints: new DynamoHookEndpointStore(new StateTable(dynamo, target.stateTable), clock),
     models: state.models,
     mirror: new MirrorStore(dynamo, target.mirrorTable, {
       now: clock,

@@ -1,5 +1,6 @@
 // Use-case wiring: everything a worker or the scheduler needs, passed in (Lambda and local alike).
 import type { AccountConfig, AppConfig } from '../config/app-config.ts';
+import type { HookEndpointPort } from '../hooks/lifecycle.ts';
 import { deriveKeyId, KeapClient, KeyRejectedError, type QuotaLedgerPort } from '../keap/index.ts';
 import type { QuotaLedger } from '../quota/index.ts';
 import type { ModelStore } from './custom-fields.ts';
@@ -22,6 +23,8 @@ export interface PipelineDeps {
   keys: KeySource;
   log: Log;
   metrics: Metrics;
+  /** Each account's REST hook endpoint (token, event keys, last check); absent: hooks are not used. */
+  hookEndpoints?: HookEndpointPort;
 }
 
 /** One Keap client per account and key version, built on first use. */

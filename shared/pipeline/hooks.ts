@@ -40,7 +40,7 @@ export async function runHookEvent(
   try {
     changes =
       resource === 'tagApplications'
-        ? await tagApplicationChanges(job, client, () => ledger.now())
+        ? await tagApplicationChanges(job, client, () => ledger.now(), mirror)
         : await refetchChanges(resource, job, client, () => ledger.now(), log);
     const namer = new CustomFieldNamer({
       models: deps.models,
@@ -124,6 +124,7 @@ async function tagApplicationChanges(
   job: HookEventJob,
   client: KeapClient,
   now: () => number,
+  mirror?: PipelineDeps['mirror'],
 ): Promise<Changes> {
   const receivedMs = Date.parse(job.receivedAt);
   const pairs = new Map<string, Set<string>>();
@@ -144,6 +145,7 @@ async function tagApplicationChanges(
     const whole = wholeTags.has(tagId);
     const named = job.event === 'applied' ? (pairs.get(tagId) ?? new Set<string>()) : new Set<string>();
     const seen = new Set<string>();
+    const readStartedAt = now();
     try {
       for await (const page of client.pages('tagApplications', {
         tagId,
@@ -166,8 +168,13 @@ async function tagApplicationChanges(
       // The tag is gone, and every application of it with it.
       const at = now();
       for (const c of named) changes.tombstones.push({ id: `${tagId}:${c}`, deletedAtMs: at });
+      if (whole) changes.tombstones.push(...(await vanished(mirror, job.account, tagId, seen, at, at)));
       continue;
     }
+    // A whole tag was read (Keap's documented payload names the tag only): every application of it the
+    // mirror holds and Keap no longer lists was removed, as a sweep of that one tag would find.
+    if (whole)
+      changes.tombstones.push(...(await vanished(mirror, job.account, tagId, seen, readStartedAt, now())));
     for (const c of named) {
       if (seen.has(c)) continue;
       changes.upserts.push({
@@ -178,4 +185,27 @@ async function tagApplicationChanges(
     }
   }
   return changes;
+}
+
+/**
+ * The live applications of `tagId` the mirror holds, stored before `before`, that are not in `seen`:
+ * removed in Keap. Without an iterable mirror, none (a later sweep finds them).
+ */
+async function vanished(
+  mirror: PipelineDeps['mirror'] | undefined,
+  account: string,
+  tagId: string,
+  seen: ReadonlySet<string>,
+  before: number,
+  at: number,
+): Promise<MirrorTombstone[]> {
+  if (!mirror?.iterate) return [];
+  const out: MirrorTombstone[] = [];
+  const prefix = `${tagId}:`;
+  for await (const item of mirror.iterate(account, 'tagApplications')) {
+    if (!item.id.startsWith(prefix) || item.deletedAt !== undefined) continue;
+    if (seen.has(item.id.slice(prefix.length)) || Date.parse(item.syncedAt) >= before) continue;
+    out.push({ id: item.id, deletedAtMs: at });
+  }
+  return out;
 }

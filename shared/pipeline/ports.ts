@@ -30,6 +30,16 @@ export type MetricName =
   | 'SendLatenessMaxMs'
   /** Calls the ledger's last check refused (late, cool-down, bad clock): never sent. */
   | 'CallsRefused'
+  /** REST hook deliveries the receiver accepted (queued) and refused (dimension reason). */
+  | 'HookDeliveries'
+  | 'HookDeliveriesRejected'
+  /** Deliveries the receiver could not queue (answered 503 so Keap retries). */
+  | 'HookEnqueueFailures'
+  /** Hooks Keap turned Inactive, found by the scheduled check; and those it re-verified. */
+  | 'HooksInactive'
+  | 'HooksReverified'
+  /** Keap calls of reconciliation sweeps (pages of ids). */
+  | 'SweepCalls'
   /** Smallest gap between another worker's slot of a key and this worker's next call of it (ms). */
   | 'HandoverGapMinMs';
 

@@ -2,9 +2,12 @@
 // (account, resource) lease and enqueues one sync job; never two in flight, never bulk work the
 // day's quota cannot serve.
 import { randomUUID } from 'node:crypto';
+import type { HookEndpoint } from '../hooks/endpoints.ts';
+import { hookEventKeysFor } from '../hooks/lifecycle.ts';
 import type { SyncResource } from '../jobs/schema.ts';
 import { openAccount } from './account-gate.ts';
 import type { PipelineDeps } from './deps.ts';
+import { sweepCalls } from './sweep.ts';
 
 export type SkipReason = 'not-due' | 'in-flight' | 'quota' | 'key-rejected' | 'key-missing';
 
@@ -44,6 +47,7 @@ export async function runScheduler(
       skipAll(gate.reason);
       continue;
     }
+    const hooks = await scheduleHookCheck(deps, account.id, nowMs);
     const snap = await ledger.snapshot(account.tenant);
     metrics.add('QuotaDayLeft', snap.day.left, { account: account.id });
     metrics.add('QuotaMinuteLeft', snap.minute.left, { account: account.id });
@@ -54,7 +58,7 @@ export async function runScheduler(
       // Sync lag: how old the mirror's view of this list is (time since its last finished run).
       if (lastRun !== null)
         metrics.add('SyncLagMs', Math.max(0, nowMs - lastRun), { account: account.id, resource });
-      const everyMs = schedule.everyMinutes * 60_000;
+      const everyMs = pollEveryMs(deps, account, resource, schedule.everyMinutes, hooks, nowMs);
       const slack = Math.min(tickMs, everyMs) / 2;
       const due = lastRun === null || nowMs - lastRun >= everyMs - slack;
       if (!due && cursor.checkpoint === null) {
@@ -103,10 +107,130 @@ export async function runScheduler(
       metrics.add('JobsEnqueued', 1, { account: account.id });
       result.enqueued.push({ account: account.id, resource, runId, mode });
     }
+    bulkLeft = await scheduleSweeps(
+      deps,
+      account.id,
+      resources.map(([r]) => r),
+      bulkLeft,
+      nowMs,
+      tickMs,
+    );
   }
   log.info('Scheduler run', {
     enqueued: result.enqueued.length,
     skipped: result.skipped.filter((s) => s.reason !== 'not-due').length,
   });
   return result;
+}
+
+/** The lease name that spaces an account's hook checks (it expires; it is never released). */
+export const HOOK_CHECK_LEASE = 'hook-check';
+
+/**
+ * Queues the account's hook check when its hooks are registered and the last one is
+ * `hooks.checkEveryMinutes` old: the check's lease lasts that long, so it runs once per interval
+ * whichever scheduler run gets there first. Returns the account's endpoint (for relaxed polling).
+ */
+async function scheduleHookCheck(
+  deps: PipelineDeps,
+  account: string,
+  nowMs: number,
+): Promise<HookEndpoint | undefined> {
+  const endpoint = await deps.hookEndpoints?.get(account);
+  const everyMs = deps.config.hooks.checkEveryMinutes * 60_000;
+  if (!endpoint || endpoint.eventKeys.length === 0 || everyMs === 0) return endpoint;
+  const owner = randomUUID();
+  // Half a tick of slack, as for the lists: a check queued a little late is not skipped a whole tick.
+  const ttl = Math.max(1_000, everyMs - (deps.config.scheduler.everyMinutes * 60_000) / 2);
+  if (!(await deps.leases.acquire(account, HOOK_CHECK_LEASE, owner, ttl, nowMs))) return endpoint;
+  await deps.queue.send({
+    kind: 'hookCheck',
+    account,
+    attempt: 0,
+    enqueuedAt: new Date(nowMs).toISOString(),
+  });
+  deps.metrics.add('JobsEnqueued', 1, { account });
+  return endpoint;
+}
+
+/**
+ * A list's polling interval: its own, or `hooks.healthyPollMinutes` if longer while the account's
+ * last hook check (no older than two check intervals) found every hook Verified and the list's hook
+ * event keys are all registered. Polling stays the safety net; healthy hooks only make it rarer.
+ */
+function pollEveryMs(
+  deps: PipelineDeps,
+  account: Parameters<typeof hookEventKeysFor>[0],
+  resource: SyncResource,
+  everyMinutes: number,
+  endpoint: HookEndpoint | undefined,
+  nowMs: number,
+): number {
+  const own = everyMinutes * 60_000;
+  const { healthyPollMinutes, checkEveryMinutes } = deps.config.hooks;
+  const check = endpoint?.check;
+  if (!check?.healthy || healthyPollMinutes === 0 || checkEveryMinutes === 0) return own;
+  if (nowMs - Date.parse(check.checkedAt) > 2 * checkEveryMinutes * 60_000) return own;
+  const needed = hookEventKeysFor({
+    ...account,
+    resources: { [resource]: { everyMinutes, mode: 'incremental' } },
+  });
+  if (needed.length === 0 || !needed.every((k) => endpoint?.eventKeys.includes(k))) return own;
+  return Math.max(own, healthyPollMinutes * 60_000);
+}
+
+/** The lease name that spaces a list's reconciliation sweeps (it expires; it is never released). */
+export const sweepLease = (resource: SyncResource) => `sweep-${resource}`;
+
+/**
+ * Queues a reconciliation sweep of each list whose last one is `sweep.everyHours` old, if the day's
+ * bulk share can pay for it (a page of ids per call, sized by the mirror's count) and still keep
+ * `scheduler.reserveCallsForIncremental`; otherwise it waits for a later run. Returns the bulk calls left.
+ */
+async function scheduleSweeps(
+  deps: PipelineDeps,
+  account: string,
+  resources: readonly SyncResource[],
+  bulkLeft: number,
+  nowMs: number,
+  tickMs: number,
+): Promise<number> {
+  const { config, leases, mirror, queue, metrics, log } = deps;
+  const everyMs = config.sweep.everyHours * 3_600_000;
+  if (everyMs === 0) return bulkLeft;
+  let left = bulkLeft;
+  for (const resource of resources) {
+    const lease = await leases.get(account, sweepLease(resource));
+    const ttl = Math.max(1_000, everyMs - tickMs / 2);
+    // The first sweep is due an interval after a list is first scheduled (its first read is a full one).
+    if (!lease) {
+      await leases.acquire(account, sweepLease(resource), randomUUID(), ttl, nowMs);
+      continue;
+    }
+    if (lease.expiresAtMs > nowMs) continue;
+    const calls = sweepCalls(resource, await mirror.count(account, resource));
+    if (left < calls + config.scheduler.reserveCallsForIncremental) {
+      log.warn('Sweep not enqueued: the day quota left for bulk work cannot serve it', {
+        account,
+        resource,
+        bulkCallsLeft: left,
+        callsNeeded: calls,
+      });
+      metrics.add('JobsSkipped', 1, { account, resource, reason: 'quota' });
+      continue;
+    }
+    const runId = randomUUID();
+    if (!(await leases.acquire(account, sweepLease(resource), runId, ttl, nowMs))) continue;
+    await queue.send({
+      kind: 'sweep',
+      account,
+      resource,
+      runId,
+      attempt: 0,
+      enqueuedAt: new Date(nowMs).toISOString(),
+    });
+    left -= calls;
+    metrics.add('JobsEnqueued', 1, { account });
+  }
+  return left;
 }

@@ -10,6 +10,7 @@ import type {
   CheckpointProgress,
   Cursor,
   Lease,
+  MirrorItem,
   MirrorRecord,
   MirrorTombstone,
   StartRunResult,
@@ -72,6 +73,8 @@ export interface Mirror {
     tombstones: readonly MirrorTombstone[],
   ): Promise<TombstoneResult>;
   count(account: string, resource: string): Promise<number>;
+  /** Every mirrored record of the list, tombstones too (the reconciliation sweep compares them). */
+  iterate?(account: string, resource: string): AsyncIterable<MirrorItem>;
 }
 
 /** The job queue and its dead-letter queue. */

@@ -10,10 +10,12 @@ import { IdempotencyConflictError } from '../store/index.ts';
 import { openAccount, parkJob, stopAccount } from './account-gate.ts';
 import { InvocationDeadline } from './deadline.ts';
 import { ClientCache, type PipelineDeps } from './deps.ts';
+import { runHookCheck } from './hook-check.ts';
 import { runHookEvent } from './hooks.ts';
 import { KeySecretError } from './keys.ts';
 import { type Log, withFields } from './ports.ts';
 import { isTransient, retryLater } from './retry.ts';
+import { runSweep } from './sweep.ts';
 import { type Invocation, runSync } from './sync.ts';
 import { runWrite } from './writes.ts';
 
@@ -104,9 +106,11 @@ async function handleRecord(
     jobId: record.messageId,
     kind: job.kind,
     account: account.id,
-    ...(job.kind === 'sync' || job.kind === 'hookEvent'
+    ...(job.kind === 'sync' || job.kind === 'hookEvent' || job.kind === 'sweep'
       ? { resource: job.resource }
-      : { idempotencyKey: job.idempotencyKey }),
+      : job.kind === 'hookCheck'
+        ? {}
+        : { idempotencyKey: job.idempotencyKey }),
     attempt: job.attempt,
   });
   try {
@@ -151,6 +155,10 @@ async function runJob(
         await runSync(job, account, client, deps, invocation, log);
       } else if (job.kind === 'hookEvent') {
         await runHookEvent(job, account, client, deps, log);
+      } else if (job.kind === 'hookCheck') {
+        await runHookCheck(job, account, client, deps, log);
+      } else if (job.kind === 'sweep') {
+        await runSweep(job, account, client, deps, invocation, log);
       } else {
         await runWrite(job, account, client, deps, log);
       }

@@ -58,6 +58,8 @@ export const STATE_TABLE = {
     lease: { pk: `<account>${KEY_SEPARATOR}<resource>`, sk: 'lease' },
     account: { pk: '<account>', sk: 'account' },
     write: { pk: `write${KEY_SEPARATOR}<idempotencyKey>`, sk: 'write' },
+    /** The account's REST hook endpoint: its URL token and the event keys registered with Keap. */
+    hooks: { pk: '<account>', sk: 'hooks' },
     /** The custom-field model (`GET /rest/v2/<list>/model`) of one list of one account. */
     model: { pk: `<account>${KEY_SEPARATOR}<resource>`, sk: 'model' },
   },
@@ -88,6 +90,7 @@ export const stateKey = {
     sk: STATE_TABLE.items.lease.sk,
   }),
   account: (account: string) => ({ pk: checkName('account', account), sk: STATE_TABLE.items.account.sk }),
+  hooks: (account: string) => ({ pk: checkName('account', account), sk: STATE_TABLE.items.hooks.sk }),
   model: (account: string, resource: string) => ({
     pk: mirrorPartitionKey(account, resource),
     sk: STATE_TABLE.items.model.sk,

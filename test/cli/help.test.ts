@@ -7,7 +7,7 @@ import { ROOT, removeTempDirs, runCli, tempDir } from './support.ts';
 
 afterAll(removeTempDirs);
 
-const COMMANDS = ['run', 'status', 'enqueue', 'dlq', 'estimate'];
+const COMMANDS = ['run', 'status', 'enqueue', 'dlq', 'estimate', 'hooks'];
 /** Every keap-sync command here runs in this empty folder, where the default data folder (.data) would be. */
 const CWD = tempDir();
 const CONFIG = join(ROOT, 'keap-sync.config.json');
@@ -91,6 +91,14 @@ describe('--help and unknown commands', () => {
     expect(e.perResource).toHaveLength(10);
     // A full read costs at least one call per 1,000 contacts.
     expect(e.fullSync.calls).toBeGreaterThanOrEqual(20);
+    // The reconciliation sweep: a page of ids per call, once a day by default.
+    const sweep = (
+      e as unknown as { sweep: { everyHours: number; callsPerSweep: number; callsPerDay: number } }
+    ).sweep;
+    expect(sweep.everyHours).toBe(24);
+    expect(sweep.callsPerSweep).toBeGreaterThanOrEqual(20);
+    expect(sweep.callsPerDay).toBe(sweep.callsPerSweep);
+    expect(table.stdout).toMatch(/sweep: +\d+ calls per sweep/);
   });
 
   test('none of these wrote anything (no data folder in the working folder)', ({ expect }) => {

@@ -30,10 +30,11 @@ describe('bundles', () => {
       expect(code).toMatch(/\/\/# sourceMappingURL=index\.mjs\.map\s*$/);
       const map = JSON.parse(readFileSync(path.join(dir, 'index.mjs.map'), 'utf8')) as { sources: string[] };
       return map.sources
-        .filter((source) => /functions\/(worker|scheduler|publisher)\.ts$/.test(source))
+        .filter((source) => /functions\/(worker|scheduler|publisher|hook-receiver)\.ts$/.test(source))
         .map((source) => source.replace(/^.*functions\//, 'functions/'));
     });
     expect(entries.flat().sort()).toEqual([
+      'functions/hook-receiver.ts',
       'functions/publisher.ts',
       'functions/scheduler.ts',
       'functions/worker.ts',
@@ -99,6 +100,22 @@ describe('bundles', () => {
       AWS_REGION: 'eu-west-1',
     });
     const mod = (await import(pathToFileURL(path.join(publisher, 'index.mjs')).href)) as {
+      handler?: unknown;
+    };
+    expect(typeof mod.handler).toBe('function');
+  });
+
+  it('loads the hook receiver bundle as Lambda would, and exports its handler', async () => {
+    const receiver = assets.find((dir) =>
+      readFileSync(path.join(dir, 'index.mjs.map'), 'utf8').includes('functions/hook-receiver.ts'),
+    );
+    if (!receiver) throw new Error('no hook receiver bundle');
+    Object.assign(process.env, {
+      STATE_TABLE: 'state',
+      JOB_QUEUE_URL: 'https://sqs.eu-west-1.amazonaws.com/111122223333/jobs',
+      AWS_REGION: 'eu-west-1',
+    });
+    const mod = (await import(pathToFileURL(path.join(receiver, 'index.mjs')).href)) as {
       handler?: unknown;
     };
     expect(typeof mod.handler).toBe('function');

@@ -90,7 +90,7 @@ describe('functions', () => {
     const t = synth({ context: { logRetentionDays: '90' } });
     expect(
       Object.values(t.app.findResources('AWS::Logs::LogGroup')).map((g) => g.Properties.RetentionInDays),
-    ).toEqual([90, 90, 90]);
+    ).toEqual([90, 90, 90, 90]);
   });
 
   it('feeds the worker from the job queue with partial batch failures and the configured scaling', () => {

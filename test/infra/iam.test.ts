@@ -22,7 +22,7 @@ describe('permissions', () => {
           actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'],
           resource: 'StateTable',
         },
-        { actions: ['dynamodb:PutItem'], resource: 'MirrorTable' },
+        { actions: ['dynamodb:PutItem', 'dynamodb:Query'], resource: 'MirrorTable' },
         { actions: ['sqs:SendMessage'], resource: 'JobQueue' },
         { actions: ['sqs:SendMessage'], resource: 'DeadLetterQueue' },
         {

@@ -111,9 +111,10 @@ export function roleStatements(template: Template, rolePrefix: string): Statemen
 /** A readable name for a statement's resource: the resource's logical id it refers to, or the ARN. */
 export function describeResource(resource: unknown): string {
   const text = JSON.stringify(resource);
-  const named = /(LedgerTable|StateTable|MirrorTable|DeadLetterQueue|JobQueue|WorkerLogs|SchedulerLogs)/.exec(
-    text,
-  );
+  const named =
+    /(LedgerTable|StateTable|MirrorTable|DeadLetterQueue|JobQueue|WorkerLogs|SchedulerLogs|HookReceiverLogs)/.exec(
+      text,
+    );
   if (named?.[1]) return named[1];
   const secret = /:secret:([^"]+)"/.exec(text);
   if (secret?.[1]) return `secret:${secret[1]}`;

@@ -238,4 +238,33 @@ describe('hook events into the mirror', () => {
     const again = (await mirrorParts(w, 'tagApplications')).live.get(first);
     expect(again?.data.applied_time).toBe(w.sandbox.dataset.tagApplications.get(first)?.applied_time);
   }, 60_000);
+
+  test('a tag named alone (Keap documents only the tag id): its vanished applications are tombstoned', async () => {
+    // The tag with the most applications, mirrored whole by an `applied` naming the tag alone.
+    const byTag = new Map<string, string[]>();
+    for (const id of w.sandbox.dataset.tagApplications.ids()) {
+      const [tagId = ''] = id.split(':');
+      byTag.set(tagId, [...(byTag.get(tagId) ?? []), id]);
+    }
+    const [tagId = '', apps = []] = [...byTag].sort((a, b) => b[1].length - a[1].length)[0] ?? [];
+    expect(apps.length).toBeGreaterThan(2);
+    await sendRaw(w.stack, hookJobs('tagApplications', 'applied', [tagId]));
+    await drain();
+    expect(
+      [...(await mirrorParts(w, 'tagApplications')).live.keys()]
+        .filter((id) => id.startsWith(`${tagId}:`))
+        .sort(),
+    ).toEqual([...apps].sort());
+
+    // Two applications are removed in Keap; the delivery names the tag only.
+    const removed = apps.slice(0, 2);
+    for (const id of removed) w.sandbox.dataset.removeTag(tagId, [id.split(':')[1] ?? '']);
+    await new Promise((r) => setTimeout(r, 5));
+    await sendRaw(w.stack, hookJobs('tagApplications', 'removed', [tagId]));
+    await drain();
+
+    const { live, tombstones } = await mirrorParts(w, 'tagApplications');
+    for (const id of removed) expect(tombstones.has(id), id).toBe(true);
+    for (const id of apps.slice(2)) expect(live.has(id), id).toBe(true);
+  }, 60_000);
 });

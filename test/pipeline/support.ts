@@ -92,6 +92,10 @@ export interface WorldOptions {
   visibilityTimeoutSec?: number;
   /** keap.timeoutMs (default 10 s). */
   keapTimeoutMs?: number;
+  /** The sandbox's REST hook settings (timeScale: Keap's delivery delays times this). */
+  sandboxHooks?: SandboxOptions['hooks'];
+  /** The app's hooks settings. */
+  hooks?: AppConfigInput['hooks'];
 }
 
 export function secretIdOf(account: string): string {
@@ -100,7 +104,7 @@ export function secretIdOf(account: string): string {
 
 /** The app configuration of a test: the accounts, and settings sized for a quick local run. */
 export function testConfig(
-  o: Omit<WorldOptions, 'contacts' | 'seed' | 'keys' | 'gateway'>,
+  o: Omit<WorldOptions, 'contacts' | 'seed' | 'keys' | 'gateway' | 'sandboxHooks'>,
   baseUrl: string,
 ): AppConfig {
   return parseAppConfig({
@@ -124,6 +128,7 @@ export function testConfig(
       ...o.worker,
     },
     scheduler: { everyMinutes: 5, reserveCallsForIncremental: 0, ...o.scheduler },
+    ...(o.hooks ? { hooks: o.hooks } : {}),
   });
 }
 
@@ -152,6 +157,7 @@ export async function startWorld(o: WorldOptions): Promise<World> {
     seed: o.seed ?? 7,
     keys: o.keys,
     limits: o.gateway ?? RELAXED_LIMITS,
+    ...(o.sandboxHooks ? { hooks: o.sandboxHooks } : {}),
   });
   try {
     const config = testConfig(o, sandbox.baseUrl);

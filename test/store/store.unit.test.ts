@@ -55,11 +55,14 @@ describe('key design', () => {
     expect(stateKey.lease('acme', 'contacts')).toEqual({ pk: 'acme#contacts', sk: 'lease' });
     expect(stateKey.account('acme')).toEqual({ pk: 'acme', sk: 'account' });
     expect(stateKey.write('k#1')).toEqual({ pk: 'write#k#1', sk: 'write' });
+    expect(stateKey.hooks('acme')).toEqual({ pk: 'acme', sk: 'hooks' });
     expect(Object.values(STATE_TABLE.items).map((i) => i.sk)).toEqual([
       'cursor',
       'lease',
       'account',
       'write',
+      'hooks',
+      'model',
     ]);
   });
 

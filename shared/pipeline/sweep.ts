@@ -1,0 +1,92 @@
+// Use case: the reconciliation sweep of one list. Keap lists no deletions, so every id is read (the
+// list's cheapest form: no `fields`, Keap's defaults only, the largest page) and compared with the
+// mirror; a live record the mirror holds and Keap no longer lists is tombstoned as of the moment the
+// read finished. Only records stored before the sweep began can be tombstoned, so a record created
+// and mirrored (by a hook) while the ids were being read is never taken for a deleted one. A sweep
+// that cannot finish inside the invocation, or that the ledger defers, tombstones nothing.
+import type { AccountConfig } from '../config/app-config.ts';
+import type { SweepJob } from '../jobs/schema.ts';
+import { type KeapClient, QuotaDeferredError } from '../keap/index.ts';
+import { RESOURCES } from '../keap/resources.ts';
+import type { PipelineDeps } from './deps.ts';
+import type { Log } from './ports.ts';
+import { deferralDelayMs } from './queue.ts';
+import type { Invocation } from './sync.ts';
+
+export type SweepOutcome =
+  | { status: 'done'; listed: number; mirrored: number; tombstoned: number; calls: number }
+  | { status: 'deferred'; retryAt: number; reason: string }
+  | { status: 'incomplete'; listed: number; calls: number };
+
+/** Calls one sweep of a list of `records` records costs: a page of ids per call (at least one). */
+export function sweepCalls(resource: SweepJob['resource'], records: number): number {
+  return Math.max(1, Math.ceil(records / RESOURCES[resource].maxPageSize));
+}
+
+/** The mirror cannot be read by the sweep (a port without `iterate`). */
+export class SweepUnsupportedError extends Error {
+  constructor() {
+    super('The mirror given to the sweep cannot be iterated; the reconciliation sweep needs MirrorStore.');
+    this.name = 'SweepUnsupportedError';
+  }
+}
+
+export async function runSweep(
+  job: SweepJob,
+  account: AccountConfig,
+  client: KeapClient,
+  deps: PipelineDeps,
+  invocation: Invocation,
+  log: Log,
+): Promise<SweepOutcome> {
+  const { mirror, metrics, queue, ledger, config } = deps;
+  if (!mirror.iterate) throw new SweepUnsupportedError();
+  const { resource } = job;
+  const dims = { account: account.id, resource };
+  const startedAt = ledger.now();
+  const listed = new Set<string>();
+  let calls = 0;
+  try {
+    for await (const page of client.pages(resource, {
+      fields: [],
+      pageSize: RESOURCES[resource].maxPageSize,
+      priority: 'bulk',
+    })) {
+      calls += page.requests;
+      for (const record of page.records) listed.add(String((record as { id: unknown }).id));
+      if (!page.done && invocation.remainingMs() < config.worker.safetyMarginMs) {
+        log.warn(
+          'Sweep stopped: the invocation has no time left; nothing tombstoned, the next sweep retries',
+          {
+            listed: listed.size,
+            calls,
+          },
+        );
+        return { status: 'incomplete', listed: listed.size, calls };
+      }
+    }
+  } catch (err) {
+    if (!(err instanceof QuotaDeferredError)) throw err;
+    await queue.requeue(job, deferralDelayMs(err.retryAt, ledger.now()));
+    metrics.add('Deferrals', 1, { ...dims, reason: err.reason });
+    log.info('The quota ledger deferred the sweep; it comes back through the queue', { reason: err.reason });
+    return { status: 'deferred', retryAt: err.retryAt, reason: err.reason };
+  }
+  const answeredAt = ledger.now();
+  const gone: string[] = [];
+  let mirrored = 0;
+  for await (const item of mirror.iterate(account.id, resource)) {
+    if (item.deletedAt !== undefined) continue;
+    mirrored++;
+    if (!listed.has(item.id) && Date.parse(item.syncedAt) < startedAt) gone.push(item.id);
+  }
+  const result = await mirror.tombstoneMany(
+    account.id,
+    resource,
+    gone.map((id) => ({ id, deletedAtMs: answeredAt })),
+  );
+  if (result.tombstoned) metrics.add('RecordsDeleted', result.tombstoned, dims);
+  metrics.add('SweepCalls', calls, dims);
+  log.info('Sweep finished', { listed: listed.size, mirrored, tombstoned: result.tombstoned, calls });
+  return { status: 'done', listed: listed.size, mirrored, tombstoned: result.tombstoned, calls };
+}

@@ -1,0 +1,107 @@
+// End to end (sandbox, dynalite, fauxqs): the reconciliation sweep finds deletions without hooks. After
+// random creates, updates and deletes in every synced list, with no hook delivering, one scheduler
+// run a day later queues the incremental syncs and the sweeps (inside the bulk share), and afterwards
+// the mirror equals the sandbox for every list: every live record present, every deleted one a
+// tombstone. A sweep reads ids only (no `fields`), a page of the list's largest size per call.
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { SYNC_RESOURCES, type SyncResource } from '#shared/jobs/schema.ts';
+import { RESOURCES } from '#shared/keap/resources.ts';
+import { runScheduler, sweepLease } from '#shared/pipeline/scheduler.ts';
+import { sweepCalls } from '#shared/pipeline/sweep.ts';
+import { arrivalsSince, mirrorOf, sandboxKey, sendRaw, startWorld, TENANT_A, type World } from './support.ts';
+
+const ACCOUNT = 'acme';
+const KEY = sandboxKey(TENANT_A, 0);
+const LISTS: SyncResource[] = [...SYNC_RESOURCES];
+
+describe('reconciliation sweep', () => {
+  let w: World;
+
+  async function drain(): Promise<void> {
+    const poller = w.stack.poller({ concurrency: 4 });
+    await poller.start();
+    try {
+      await poller.whenIdle({ timeoutMs: 40_000 });
+    } finally {
+      await poller.stop();
+    }
+    expect(poller.stats.handlerErrors).toBe(0);
+  }
+
+  /** Per list: ids live in the mirror but not in the sandbox, and in the sandbox but not live. */
+  async function differences(): Promise<Record<string, { extra: string[]; missing: string[] }>> {
+    const out: Record<string, { extra: string[]; missing: string[] }> = {};
+    for (const list of LISTS) {
+      const all = await mirrorOf(w.stack, ACCOUNT, list);
+      const live = new Set([...all].filter(([, i]) => i.deletedAt === undefined).map(([id]) => id));
+      const keap = new Set([...w.sandbox.dataset.table(list).ids()].map(String));
+      const extra = [...live].filter((id) => !keap.has(id));
+      const missing = [...keap].filter((id) => !live.has(id));
+      if (extra.length || missing.length)
+        out[list] = { extra: extra.slice(0, 5), missing: missing.slice(0, 5) };
+    }
+    return out;
+  }
+
+  beforeAll(async () => {
+    w = await startWorld({
+      contacts: 300,
+      keys: [KEY],
+      accounts: [{ id: ACCOUNT, tenant: TENANT_A, key: KEY.key, resources: LISTS }],
+      scheduler: { reserveCallsForIncremental: 0 },
+    });
+    await w.stack.scheduler();
+    await drain();
+  }, 60_000);
+  afterAll(async () => {
+    await w?.close();
+  });
+
+  test('the first scheduler run starts each list sweep clock without sweeping (its first read was full)', async () => {
+    for (const list of LISTS)
+      expect(await w.stack.deps.leases.get(ACCOUNT, sweepLease(list)), list).toBeDefined();
+    expect(await differences()).toEqual({});
+  });
+
+  test('after random changes in every list, no hooks, syncs and sweeps make mirror == sandbox', async () => {
+    const deleted = new Map<SyncResource, string[]>();
+    for (const list of LISTS) {
+      const size = w.sandbox.dataset.table(list).size;
+      const n = Math.max(1, Math.floor(size / 10));
+      const change = w.sandbox.mutate(list, { update: n, create: n, delete: Math.min(n, size - 2 * n) });
+      deleted.set(list, change.deleted);
+    }
+    expect(Object.keys(await differences()).length).toBeGreaterThan(0);
+    const mark = w.sandbox.arrivals.length;
+    const counts = new Map(
+      await Promise.all(LISTS.map(async (l) => [l, await w.stack.deps.mirror.count(ACCOUNT, l)] as const)),
+    );
+
+    // A day later: every list is due for its incremental sync and its sweep.
+    const result = await runScheduler(w.stack.deps, Date.now() + 25 * 3_600_000);
+    expect(result.enqueued.map((e) => e.resource).sort()).toEqual([...LISTS].sort());
+    await drain();
+
+    expect(await differences()).toEqual({});
+    for (const [list, ids] of deleted) {
+      const all = await mirrorOf(w.stack, ACCOUNT, list);
+      for (const id of ids) expect(all.get(id)?.deletedAt, `${list} ${id}`).toBeDefined();
+    }
+    // Each sweep cost a page of ids per call.
+    expect(arrivalsSince(w.sandbox, mark).length).toBeGreaterThan(0);
+    const expectedCalls = LISTS.reduce((n, l) => n + sweepCalls(l, counts.get(l) ?? 0), 0);
+    expect(w.metrics.sum('SweepCalls', { account: ACCOUNT })).toBe(expectedCalls);
+    expect(RESOURCES.contacts.maxPageSize).toBe(1000);
+  }, 60_000);
+
+  test('a sweep job sent twice, with the mirror already true, tombstones nothing', async () => {
+    const before = w.metrics.sum('RecordsDeleted', { account: ACCOUNT });
+    await sendRaw(w.stack, [
+      JSON.stringify({ kind: 'sweep', account: ACCOUNT, resource: 'contacts' }),
+      JSON.stringify({ kind: 'sweep', account: ACCOUNT, resource: 'contacts' }),
+    ]);
+    await drain();
+    expect(w.metrics.sum('RecordsDeleted', { account: ACCOUNT })).toBe(before);
+    expect(await differences()).toEqual({});
+  }, 30_000);
+});
