@@ -9,7 +9,7 @@ import {
   SendMessageCommand,
   SQSClient,
 } from '@aws-sdk/client-sqs';
-import { type AppConfig, findAccount } from '#shared/config/app-config.ts';
+import type { AppConfig } from '#shared/config/app-config.ts';
 import { type Job, type JobInput, PoisonMessageError, parseJob } from '#shared/jobs/schema.ts';
 import { REGISTRY, type SyncResource } from '#shared/keap/registry.ts';
 import {
@@ -135,7 +135,12 @@ export async function statusCommand(config: AppConfig, target: Target, json: boo
 }
 
 /** Validates every job in the input (one job or an array) before sending any. */
-export function validateJobs(text: string, config: AppConfig): Job[] {
+export function validateJobs(
+  text: string,
+  config: AppConfig,
+  /** The registered account ids (default: the configuration file's). */
+  registered: readonly string[] = config.accounts.map((a) => a.id),
+): Job[] {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -151,10 +156,10 @@ export function validateJobs(text: string, config: AppConfig): Job[] {
   list.forEach((item, i) => {
     try {
       const job = parseJob(JSON.stringify(item));
-      if (!findAccount(config, job.account)) {
+      if (!registered.includes(job.account)) {
         throw new PoisonMessageError(
           'unknown-account',
-          `The account "${job.account}" is not configured (configured: ${config.accounts.map((a) => a.id).join(', ')}).`,
+          `The account "${job.account}" is not registered (registered: ${registered.join(', ') || 'none'}).`,
         );
       }
       jobs.push(job);
@@ -168,11 +173,13 @@ export function validateJobs(text: string, config: AppConfig): Job[] {
 }
 
 export async function enqueueCommand(config: AppConfig, target: Target, text: string): Promise<string> {
-  const jobs = validateJobs(text, config);
   const c = await connect(config, target, true);
   try {
-    const queue = c.deps?.queue;
-    if (!queue) throw new UsageError('The job queue is not reachable.');
+    const deps = c.deps;
+    if (!deps) throw new UsageError('The job queue is not reachable.');
+    const queue = deps.queue;
+    const registered = (await deps.directory.list()).map((e) => e.account.id);
+    const jobs = validateJobs(text, config, registered);
     for (const job of jobs) await queue.send(job as JobInput);
     return `Sent ${jobs.length} job(s): ${jobs.map((j) => (j.kind === 'sync' ? `sync ${j.account}/${j.resource}` : j.kind === 'hookEvent' ? `hookEvent ${j.account}/${j.resource} ${j.event}` : `${j.kind} ${j.account} ${j.idempotencyKey}`)).join(', ')}`;
   } finally {

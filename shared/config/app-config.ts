@@ -33,7 +33,27 @@ export const accountSchema = z
 
 export const appConfigSchema = z
   .object({
-    accounts: z.array(accountSchema).min(1, 'configure at least one account'),
+    /**
+     * Accounts to seed the account registry with (optional: the registry is the source of truth; see
+     * `keap-sync accounts`). Never passed to a Lambda: the stack strips them from KEAP_SYNC_CONFIG.
+     */
+    accounts: z.array(accountSchema).default([]),
+    secrets: z
+      .object({
+        /**
+         * Every account's secret is named under this prefix (one IAM grant on `<prefix>*` covers every
+         * account, present and future). Letters, digits and / _ + = . @ -, ending with / or -.
+         */
+        prefix: z
+          .string()
+          .regex(
+            /^[A-Za-z0-9/_+=.@-]{1,200}[/-]$/,
+            'use letters, digits and / _ + = . @ -, ending with / or -',
+          )
+          .default('keap-sync/'),
+      })
+      .strict()
+      .prefault({}),
     /** Quota ledger settings (every limit defaults to Keap's documented value). */
     limits: ledgerSettingsSchema.omit({ tableName: true }).partial().default({}),
     keap: z
@@ -165,4 +185,41 @@ export function parseAppConfigJson(text: string, source: string): AppConfig {
 
 export function findAccount(config: AppConfig, id: string): AccountConfig | undefined {
   return config.accounts.find((a) => a.id === id);
+}
+
+/** The name part of a secret id (a name, or the name inside a Secrets Manager ARN). */
+export function secretName(secretId: string): string {
+  return secretId.startsWith('arn:') ? secretId.split(':').slice(6).join(':') : secretId;
+}
+
+/** Why `secretId` is not under `prefix` (the one IAM grant would not cover it), or undefined. */
+export function secretOutsidePrefix(secretId: string, prefix: string): string | undefined {
+  if (secretName(secretId).startsWith(prefix)) return undefined;
+  return (
+    `"${secretId}" is not named under the secrets prefix "${prefix}" (secrets.prefix): the deployment ` +
+    `grants read access to "${prefix}*" only; store the key as a secret named ${prefix}<account>`
+  );
+}
+
+/** One account, validated with the configuration file's schema (the registry's own check). */
+export function parseAccountConfig(input: unknown, prefix: string, source = 'account'): AccountConfig {
+  const parsed = accountSchema.safeParse(input);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.slice(0, 8).map((i) => {
+      const path = i.path.map(String).join('.');
+      const extra = i.code === 'unrecognized_keys' ? `unknown setting(s) ${i.keys?.join(', ')}` : i.message;
+      return `${source}: ${path || '(account)'}: ${extra}`;
+    });
+    const first = parsed.error.issues[0];
+    throw new ConfigError(first ? first.path.map(String).join('.') || '(account)' : '(account)', problems);
+  }
+  const problem = secretOutsidePrefix(parsed.data.secretId, prefix);
+  if (problem) throw new ConfigError('secretId', [`${source}: secretId: ${problem}`]);
+  return parsed.data;
+}
+
+/** The configuration without its accounts: what the Lambdas receive (the registry holds the accounts). */
+export function globalSettingsJson(text: string): string {
+  const { accounts: _accounts, ...rest } = JSON.parse(text) as Record<string, unknown>;
+  return JSON.stringify(rest);
 }

@@ -4,7 +4,16 @@ import { deriveKeyId, KeapClient, KeyRejectedError, type QuotaLedgerPort } from 
 import type { QuotaLedger } from '../quota/index.ts';
 import type { AccountKey } from './keys.ts';
 import { type Log, type Metrics, withFields } from './ports.ts';
-import type { AccountStore, KeySource, LeaseStore, Mirror, Queue, RunStore, WriteStore } from './stores.ts';
+import type {
+  AccountDirectoryPort,
+  AccountStore,
+  KeySource,
+  LeaseStore,
+  Mirror,
+  Queue,
+  RunStore,
+  WriteStore,
+} from './stores.ts';
 
 /** The ports the use cases take; compose.ts wires them (Lambda and local runtime alike). */
 export interface PipelineDeps {
@@ -13,6 +22,8 @@ export interface PipelineDeps {
   runs: RunStore;
   leases: LeaseStore;
   accounts: AccountStore;
+  /** The accounts to sync (the registry); `config.accounts` only seeds it. */
+  directory: AccountDirectoryPort;
   writes: WriteStore;
   mirror: Mirror;
   queue: Queue;

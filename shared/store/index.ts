@@ -23,6 +23,14 @@ export {
   type UpsertResult,
 } from './mirror.ts';
 export {
+  AccountDirectory,
+  AccountExistsError,
+  DynamoAccountRegistry,
+  REGISTRY_PARTITION,
+  type RegisteredAccount,
+  UnknownAccountError,
+} from './registry.ts';
+export {
   type Checkpoint,
   type CheckpointProgress,
   type Cursor,

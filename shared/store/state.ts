@@ -1,11 +1,12 @@
 // Adapter: the sync state table, one record kind per module over one table helper (table.ts):
-// runs and checkpoints (runs.ts), leases (leases.ts), account status (accounts.ts) and write
+// runs and checkpoints (runs.ts), leases (leases.ts), account status (accounts.ts), the account registry (registry.ts) and write
 // idempotency (writes.ts). Every change is a single-item conditional write (no transactions), so it
 // runs unchanged on DynamoDB, DynamoDB Local and dynalite, and a stale or duplicated worker can never
 // overwrite what the current one wrote.
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoAccountStore } from './accounts.ts';
 import { DynamoLeaseStore } from './leases.ts';
+import { DynamoAccountRegistry } from './registry.ts';
 import { DynamoRunStore } from './runs.ts';
 import { parseStateSettings, type StateSettings, type StateSettingsInput } from './settings.ts';
 import { StateTable } from './table.ts';
@@ -25,6 +26,7 @@ export interface StateStores {
   leases: DynamoLeaseStore;
   accounts: DynamoAccountStore;
   writes: DynamoWriteStore;
+  registry: DynamoAccountRegistry;
 }
 
 export function openStateStores(
@@ -43,5 +45,6 @@ export function openStateStores(
     leases,
     accounts: new DynamoAccountStore(table, now),
     writes: new DynamoWriteStore(table, settings, now),
+    registry: new DynamoAccountRegistry(table, now),
   };
 }

@@ -53,6 +53,8 @@ export const STATE_TABLE = {
     cursor: { pk: `<account>${KEY_SEPARATOR}<resource>`, sk: 'cursor' },
     lease: { pk: `<account>${KEY_SEPARATOR}<resource>`, sk: 'lease' },
     account: { pk: '<account>', sk: 'account' },
+    /** The account registry: one item per account in one partition (registry.ts). */
+    registeredAccount: { pk: '#accounts', sk: '<account>' },
     write: { pk: `write${KEY_SEPARATOR}<idempotencyKey>`, sk: 'write' },
   },
 } as const;

@@ -69,7 +69,7 @@ describe('enqueue against a running system', () => {
     [
       'an unknown account',
       { kind: 'sync', account: 'acme', resource: 'contacts' },
-      /job 1: The account "acme" is not configured \(configured: demo\)/,
+      /job 1: The account "acme" is not registered \(registered: demo\)/,
     ],
     [
       'an unknown resource',
@@ -92,7 +92,7 @@ describe('enqueue against a running system', () => {
     [
       'a good job then one for an unknown account',
       [UPSERT, { ...UPSERT, account: 'other' }],
-      /job 2: The account "other" is not configured/,
+      /job 2: The account "other" is not registered/,
     ],
   ];
 

@@ -59,6 +59,7 @@ describe('key design', () => {
       'cursor',
       'lease',
       'account',
+      '<account>',
       'write',
     ]);
   });
