@@ -105,12 +105,29 @@ export const appConfigSchema = z
         everyMinutes: z.number().int().min(1).max(1_440).default(5),
         /** Keep at least this many calls of the day's bulk budget for incremental syncs. */
         reserveCallsForIncremental: z.number().int().min(0).default(200),
+        /**
+         * Full syncs (backfills) of one account queued or running at once; more wait for a later run.
+         * Below worker.concurrency, so one account's backfill never holds every worker. Default: half
+         * of worker.concurrency (at least 1); see bulkJobsPerAccount(). Applies when more than one
+         * account is active (an account alone may use every worker).
+         */
+        bulkJobsPerAccount: z.number().int().min(1).max(100).optional(),
       })
       .strict()
       .prefault({}),
   })
   .strict()
   .superRefine((c, ctx) => {
+    if (
+      c.scheduler.bulkJobsPerAccount !== undefined &&
+      c.scheduler.bulkJobsPerAccount >= c.worker.concurrency
+    ) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['scheduler', 'bulkJobsPerAccount'],
+        message: `must be below worker.concurrency (${c.worker.concurrency}), or one account's backfill can hold every worker`,
+      });
+    }
     const seen = new Set<string>();
     c.accounts.forEach((a, i) => {
       if (seen.has(a.id)) {
@@ -181,6 +198,11 @@ export function parseAppConfigJson(text: string, source: string): AppConfig {
     throw new ConfigError('(file)', [`${source} is not valid JSON (${(err as Error).message})`]);
   }
   return parseAppConfig(raw, source);
+}
+
+/** Full syncs of one account the scheduler keeps queued or running at once (fairness between accounts). */
+export function bulkJobsPerAccount(config: AppConfig): number {
+  return config.scheduler.bulkJobsPerAccount ?? Math.max(1, Math.floor(config.worker.concurrency / 2));
 }
 
 export function findAccount(config: AppConfig, id: string): AccountConfig | undefined {

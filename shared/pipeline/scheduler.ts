@@ -2,10 +2,11 @@
 // (account, resource) lease and enqueues one sync job; never two in flight, never bulk work the
 // day's quota cannot serve. One tick reads the registry (one Query), every account's key status and
 // every list's cursor (BatchGetItem, 100 keys a call), every account's quota item (BatchGetItem),
-// takes the due lists' leases with bounded parallelism, and sends their jobs in SendMessageBatch
+// the due lists' leases (BatchGetItem: one in flight is skipped without a write), takes the free
+// ones' leases with bounded parallelism (conditional writes), and sends their jobs in SendMessageBatch
 // calls of 10: its round trips grow with the due lists / 10, never one after another per account.
 import { randomUUID } from 'node:crypto';
-import type { AccountConfig } from '../config/app-config.ts';
+import { type AccountConfig, bulkJobsPerAccount } from '../config/app-config.ts';
 import type { JobInput, SyncResource } from '../jobs/schema.ts';
 import { openAccount } from './account-gate.ts';
 import type { PipelineDeps } from './deps.ts';
@@ -18,7 +19,9 @@ export type SkipReason =
   | 'key-rejected'
   | 'key-missing'
   | 'paused'
-  | 'send-failed';
+  | 'send-failed'
+  /** The account has scheduler.bulkJobsPerAccount full syncs queued or running already. */
+  | 'bulk-cap';
 
 export interface SchedulerResult {
   enqueued: Array<{ account: string; resource: SyncResource; runId: string; mode: 'incremental' | 'full' }>;
@@ -126,15 +129,33 @@ export async function runScheduler(
       due.push({ account, resource, mode });
     }
   }
-  const counts = await mapLimit(due, SCHEDULER_PARALLELISM, (d) =>
-    d.mode === 'full' ? mirror.count(d.account.id, d.resource) : Promise.resolve(0),
+  // A list whose lease is live is in flight: skipped here, with no conditional write to find out.
+  const held = await leases.getMany(due.map((d) => ({ account: d.account.id, resource: d.resource })));
+  // Fairness: full syncs (backfills) in flight per account, from the leases just read.
+  const bulkInFlight = new Map<string, number>();
+  const free = due.filter((d, i) => {
+    const lease = held[i];
+    const live = lease !== undefined && lease.expiresAtMs > nowMs;
+    if (live) {
+      result.skipped.push({ account: d.account.id, resource: d.resource, reason: 'in-flight' });
+      if (d.mode === 'full') bulkInFlight.set(d.account.id, (bulkInFlight.get(d.account.id) ?? 0) + 1);
+    }
+    return !live;
+  });
+  // A full read's cost is the mirror's size; a list that never ran has nothing mirrored to count.
+  const counts = await mapLimit(free, SCHEDULER_PARALLELISM, (d) =>
+    d.mode === 'full' && cursorOf.get(`${d.account.id}\u0000${d.resource}`)?.lastRunAt != null
+      ? mirror.count(d.account.id, d.resource)
+      : Promise.resolve(0),
   );
 
   // 4. The day's bulk budget, per account, in the configured order of its lists.
   const bulkShare = ledger.config.bulkShare;
+  // Fairness is between accounts: an account alone may use every worker for its backfill.
+  const bulkCap = open.length > 1 ? bulkJobsPerAccount(config) : Number.POSITIVE_INFINITY;
   const bulkLeftOf = new Map<string, number>();
   const candidates: Candidate[] = [];
-  due.forEach((d, i) => {
+  free.forEach((d, i) => {
     const snap = snaps.get(d.account.tenant);
     let bulkLeft =
       bulkLeftOf.get(d.account.id) ??
@@ -144,7 +165,11 @@ export async function runScheduler(
       d.mode === 'full'
         ? Math.max(1, Math.ceil((counts[i] ?? 0) / 1000)) + config.scheduler.reserveCallsForIncremental
         : 1;
-    if (bulkLeft < needed) {
+    const bulkRunning = bulkInFlight.get(d.account.id) ?? 0;
+    if (d.mode === 'full' && bulkRunning >= bulkCap) {
+      result.skipped.push({ account: d.account.id, resource: d.resource, reason: 'bulk-cap' });
+      metrics.add('JobsSkipped', 1, { account: d.account.id, resource: d.resource, reason: 'bulk-cap' });
+    } else if (bulkLeft < needed) {
       log.warn('Not enqueued: the day quota left for bulk work cannot serve this sync', {
         account: d.account.id,
         resource: d.resource,
@@ -156,18 +181,20 @@ export async function runScheduler(
       result.skipped.push({ account: d.account.id, resource: d.resource, reason: 'quota' });
     } else {
       bulkLeft -= d.mode === 'full' ? needed - config.scheduler.reserveCallsForIncremental : 1;
+      if (d.mode === 'full') bulkInFlight.set(d.account.id, bulkRunning + 1);
       candidates.push({ ...d, needed, runId: randomUUID() });
     }
     bulkLeftOf.set(d.account.id, bulkLeft);
   });
 
   // 5. Leases (conditional writes, bounded parallelism), then the jobs in batches of 10.
-  const held = await mapLimit(candidates, SCHEDULER_PARALLELISM, (c) =>
+  const acquired = await mapLimit(candidates, SCHEDULER_PARALLELISM, (c) =>
     leases.acquire(c.account.id, c.resource, c.runId, config.worker.leaseTtlMs, nowMs),
   );
   const toSend = candidates.filter((c, i) => {
-    if (!held[i]) result.skipped.push({ account: c.account.id, resource: c.resource, reason: 'in-flight' });
-    return held[i];
+    if (!acquired[i])
+      result.skipped.push({ account: c.account.id, resource: c.resource, reason: 'in-flight' });
+    return acquired[i];
   });
   const jobs: JobInput[] = toSend.map((c) => ({
     kind: 'sync',

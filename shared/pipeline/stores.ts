@@ -48,6 +48,8 @@ export interface LeaseStore {
   claim(account: string, resource: string, owner: string, ttlMs: number): Promise<boolean>;
   release(account: string, resource: string, owner: string): Promise<boolean>;
   get(account: string, resource: string): Promise<Lease | undefined>;
+  /** Many leases in batched reads (the scheduler skips lists whose lease is live without a write). */
+  getMany(pairs: ReadonlyArray<{ account: string; resource: string }>): Promise<Array<Lease | undefined>>;
 }
 
 /** Each account's key status (read and changed only through the account gate). */

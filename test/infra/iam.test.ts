@@ -87,7 +87,7 @@ describe('permissions', () => {
     }
   });
 
-  it('grants read access to the secrets under secrets.prefix only, in the stack\'s account and region', () => {
+  it("grants read access to the secrets under secrets.prefix only, in the stack's account and region", () => {
     s.app.hasResourceProperties('AWS::IAM::Policy', {
       PolicyDocument: {
         Statement: Match.arrayWith([
@@ -121,7 +121,9 @@ describe('permissions', () => {
 
   it('follows another secrets.prefix, and refuses an account secret outside it', () => {
     const config = { ...testConfig(), secrets: { prefix: 'agency/keap-' } };
-    expect(() => synth({ config })).toThrow(/accounts\.0\.secretId: "keap-sync\/acme" is not named under the secrets prefix "agency\/keap-"/);
+    expect(() => synth({ config })).toThrow(
+      /accounts\.0\.secretId: "keap-sync\/acme" is not named under the secrets prefix "agency\/keap-"/,
+    );
     const t = synth({ config: { ...config, accounts: [] } });
     expect(grants(roleStatements(t.app, 'WorkerRole'))).toContainEqual({
       actions: READ_SECRET,

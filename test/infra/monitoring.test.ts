@@ -85,9 +85,7 @@ describe('alarms', () => {
   it('alarms when less than 10% of the day budget is left, by default', () => {
     // Keap's day limit is 30,000 calls per tenant.
     s.app.hasResourceProperties('AWS::CloudWatch::Alarm', {
-      Metrics: [
-        Match.objectLike({ Expression: 'SELECT MIN(QuotaDayLeft) FROM KeapSync' }),
-      ],
+      Metrics: [Match.objectLike({ Expression: 'SELECT MIN(QuotaDayLeft) FROM KeapSync' })],
       ComparisonOperator: 'LessThanThreshold',
       Threshold: 3000,
       TreatMissingData: 'ignore',
@@ -97,28 +95,24 @@ describe('alarms', () => {
   it('follows the configured day limit, and takes the threshold from context', () => {
     const config = { ...testConfig(), limits: { dayLimit: 12_000 } };
     const t = synth({ config });
-    expect(
-      Object.values(alarmOn(t, 'SELECT MIN(QuotaDayLeft) FROM KeapSync')),
-    ).toEqual([expect.objectContaining({ Properties: expect.objectContaining({ Threshold: 1200 }) })]);
+    expect(Object.values(alarmOn(t, 'SELECT MIN(QuotaDayLeft) FROM KeapSync'))).toEqual([
+      expect.objectContaining({ Properties: expect.objectContaining({ Threshold: 1200 }) }),
+    ]);
     const u = synth({ context: { quotaDayLeftAlarmBelow: 500 } });
-    expect(
-      Object.values(alarmOn(u, 'SELECT MIN(QuotaDayLeft) FROM KeapSync')),
-    ).toEqual([expect.objectContaining({ Properties: expect.objectContaining({ Threshold: 500 }) })]);
+    expect(Object.values(alarmOn(u, 'SELECT MIN(QuotaDayLeft) FROM KeapSync'))).toEqual([
+      expect.objectContaining({ Properties: expect.objectContaining({ Threshold: 500 }) }),
+    ]);
   });
 
   it('alarms when a sync finishes more than syncLagAlarmMinutes behind (default one day)', () => {
     s.app.hasResourceProperties('AWS::CloudWatch::Alarm', {
-      Metrics: [
-        Match.objectLike({ Expression: 'SELECT MAX(SyncLagMs) FROM KeapSync' }),
-      ],
+      Metrics: [Match.objectLike({ Expression: 'SELECT MAX(SyncLagMs) FROM KeapSync' })],
       ComparisonOperator: 'GreaterThanThreshold',
       Threshold: 86_400_000,
     });
     const t = synth({ context: { syncLagAlarmMinutes: '90' } });
     t.app.hasResourceProperties('AWS::CloudWatch::Alarm', {
-      Metrics: [
-        Match.objectLike({ Expression: 'SELECT MAX(SyncLagMs) FROM KeapSync' }),
-      ],
+      Metrics: [Match.objectLike({ Expression: 'SELECT MAX(SyncLagMs) FROM KeapSync' })],
       Threshold: 5_400_000,
     });
   });
