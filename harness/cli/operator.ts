@@ -10,7 +10,13 @@ import {
   SQSClient,
 } from '@aws-sdk/client-sqs';
 import type { AppConfig } from '#shared/config/app-config.ts';
-import { type Job, type JobInput, PoisonMessageError, parseJob } from '#shared/jobs/schema.ts';
+import {
+  type Job,
+  type JobInput,
+  PoisonMessageError,
+  parseJob,
+  SYNC_RESOURCES,
+} from '#shared/jobs/schema.ts';
 import { REGISTRY, type SyncResource } from '#shared/keap/registry.ts';
 import {
   composePipeline,
@@ -249,13 +255,21 @@ export interface Estimate {
 }
 
 /** Calls and time a full (or incremental) sync needs under the quota, from the dataset's size. */
-export function estimateSync(config: AppConfig, contacts: number, changedPerResource: number) {
+export function estimateSync(
+  config: AppConfig,
+  contacts: number,
+  changedPerResource: number,
+  /** How long Keap takes to build a page (0: the quota alone bounds the time). */
+  pageMs = 0,
+) {
   const limits = { minute: config.limits.minuteLimit ?? 240, bulkShare: config.limits.bulkShare ?? 0.8 };
   const spacingMs = (config.limits.spikeIntervalMs ?? 100) + (config.limits.marginMs ?? 90);
   const windowMs = (config.limits.minuteWindowMs ?? 60_000) + (config.limits.marginMs ?? 90);
   const perMinute = Math.floor(limits.minute * limits.bulkShare);
   const rows: Array<Estimate & { incrementalCalls: number }> = [];
-  const resources = [...new Set(config.accounts.flatMap((a) => Object.keys(a.resources) as SyncResource[]))];
+  // The file's lists, or (accounts live in the registry) every synced list.
+  const fromFile = [...new Set(config.accounts.flatMap((a) => Object.keys(a.resources) as SyncResource[]))];
+  const resources = fromFile.length > 0 ? fromFile : SYNC_RESOURCES;
   for (const r of resources) {
     const { sync, maxPageSize: page } = REGISTRY[r];
     const records = Math.round(contacts * sync.estimateShare);
@@ -273,10 +287,26 @@ export function estimateSync(config: AppConfig, contacts: number, changedPerReso
   };
   const full = rows.reduce((n, r) => n + r.calls, 0);
   const incremental = rows.reduce((n, r) => n + r.incrementalCalls, 0);
+  // Latency: a list is read one page after another (no partitions yet), an account alone reads its
+  // lists worker.concurrency at a time (scheduler.bulkJobsPerAccount while others are active); the
+  // slower of the two bounds wins.
+  const parallel = Math.min(rows.length, Math.max(1, config.worker.concurrency));
+  const latencyMs =
+    pageMs <= 0
+      ? 0
+      : Math.max(Math.max(0, ...rows.map((r) => r.calls * pageMs)), (full * pageMs) / Math.max(1, parallel));
+  const quotaMs = time(full);
   const result = {
     contacts,
     perMinuteForBulk: perMinute,
-    fullSync: { calls: full, seconds: Math.round(time(full) / 100) / 10 },
+    fullSync: {
+      calls: full,
+      seconds: Math.round(Math.max(quotaMs, latencyMs) / 100) / 10,
+      quotaSeconds: Math.round(quotaMs / 100) / 10,
+      latencySeconds: Math.round(latencyMs / 100) / 10,
+      boundBy: latencyMs > quotaMs ? 'latency' : 'quota',
+      pageMs,
+    },
     incrementalSync: {
       changedPerResource,
       calls: incremental,
@@ -295,8 +325,9 @@ export function estimateCommand(
   contacts: number,
   changedPerResource: number,
   json: boolean,
+  pageMs = 0,
 ): string {
-  const e = estimateSync(config, contacts, changedPerResource);
+  const e = estimateSync(config, contacts, changedPerResource, pageMs);
   if (json) return JSON.stringify(e, null, 2);
   const lines = [
     `Estimate for ${contacts} contacts (other lists scaled like the sandbox's dataset), ${e.perMinuteForBulk} bulk calls per minute:`,
@@ -305,7 +336,11 @@ export function estimateCommand(
       e.perResource.map((r) => [r.resource, String(r.records), String(r.calls), String(r.incrementalCalls)]),
       { indent: '  ' },
     ),
-    `full sync:        ${e.fullSync.calls} calls, about ${e.fullSync.seconds} s under the quota (${(e.dayBudgetShareOfFullSync * 100).toFixed(1)}% of the day's bulk budget)`,
+    e.fullSync.pageMs > 0
+      ? `full sync:        ${e.fullSync.calls} calls, about ${e.fullSync.seconds} s, bound by ${e.fullSync.boundBy} ` +
+        `(the quota alone: ${e.fullSync.quotaSeconds} s; each list one page after another at ${e.fullSync.pageMs} ms ` +
+        `a page: ${e.fullSync.latencySeconds} s; ${(e.dayBudgetShareOfFullSync * 100).toFixed(1)}% of the day's bulk budget)`
+      : `full sync:        ${e.fullSync.calls} calls, about ${e.fullSync.seconds} s under the quota (${(e.dayBudgetShareOfFullSync * 100).toFixed(1)}% of the day's bulk budget; --page-ms adds Keap's page latency)`,
     `incremental sync: ${e.incrementalSync.calls} calls (${changedPerResource} changes per list), about ${e.incrementalSync.seconds} s`,
   ];
   return lines.join('\n');

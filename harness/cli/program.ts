@@ -236,15 +236,30 @@ export function buildProgram(io: CliIo = defaultIo, result = { code: 0 }) {
         'changed records per list for the incremental estimate (default 100)',
       ).argParser(positiveInt('changes')),
     )
+    .addOption(
+      new Option(
+        '--page-ms <ms>',
+        "how long Keap takes to build a page of a list (e.g. 2000 for 1,000 contacts with every field; default 0: the quota's bound alone)",
+      ).argParser(positiveInt('page-ms')),
+    )
     .addOption(jsonOption())
     .addOption(configOption())
     .addOption(dataDirOption())
     .action((opts) => {
       const { config } = setup(opts);
-      io.out(estimateCommand(config, opts.contacts ?? 5000, opts.changes ?? 100, opts.json ?? false));
+      io.out(
+        estimateCommand(
+          config,
+          opts.contacts ?? 5000,
+          opts.changes ?? 100,
+          opts.json ?? false,
+          opts.pageMs ?? 0,
+        ),
+      );
     });
   withExamples(estimateCmd, [
     'keap-sync estimate --contacts 250000',
+    'keap-sync estimate --contacts 1000000 --page-ms 2000',
     'keap-sync estimate --contacts 20000 --changes 500 --json',
   ]);
 
