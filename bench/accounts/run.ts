@@ -41,7 +41,7 @@ Options
   --concurrency <n>   worker invocations in parallel (default 16)
   --verbose           also the commonest log lines
   --tick-only         the scheduler alone: the first tick (every list due, full) and a second one at
-                      once (every list still in flight), no worker
+                      once (every list in flight or over the bulk cap), no worker
   --help              this text
 
 Example
@@ -204,7 +204,7 @@ async function main(): Promise<void> {
 
     await tick('1: first sync (every list due, full)', Date.now());
     if (values['tick-only']) {
-      await tick('2: at once again (every list in flight)', Date.now());
+      await tick('2: at once again (in flight or bulk-cap)', Date.now());
       process.stdout.write(
         `bench:accounts --tick-only: ${n} accounts x ${SYNC_RESOURCES.length} lists, scheduler alone\n\n` +
           `${formatTable(
