@@ -7,7 +7,13 @@ import path from 'node:path';
 import { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { Node } from 'constructs';
 import { z } from 'zod';
-import { type AppConfig, ConfigError, parseAppConfigJson } from '../shared/config/app-config.ts';
+import {
+  type AppConfig,
+  ConfigError,
+  globalSettingsJson,
+  parseAppConfigJson,
+  secretOutsidePrefix,
+} from '../shared/config/app-config.ts';
 import { parseLedgerSettings } from '../shared/quota/config.ts';
 
 /** Lambda allows 4 KB of environment variables per function (names and values together). */
@@ -20,7 +26,10 @@ export const MAX_CONFIG_BYTES = LAMBDA_ENVIRONMENT_BYTES - OTHER_VARIABLES_BYTES
 /** The validated app configuration plus the exact text the Lambdas receive. */
 export interface LoadedConfig {
   config: AppConfig;
-  /** The file's JSON, minified: the value of KEAP_SYNC_CONFIG. */
+  /**
+   * The file's global settings, minified, without its accounts: the value of KEAP_SYNC_CONFIG. The
+   * accounts live in the registry (`keap-sync accounts add <file> --aws` seeds it from the file).
+   */
   json: string;
   /** Where it came from, for messages. */
   source: string;
@@ -41,18 +50,22 @@ export type SecretReference =
  */
 export function parseConfigText(text: string, source: string): LoadedConfig {
   const config = parseAppConfigJson(text, source);
+  checkSecretsPrefix(config.secrets.prefix);
   config.accounts.forEach((account, i) => {
     secretReference(account.secretId, source, `accounts.${i}.secretId`);
+    const outside = secretOutsidePrefix(account.secretId, config.secrets.prefix);
+    if (outside)
+      throw new ConfigError(`accounts.${i}.secretId`, [`${source}: accounts.${i}.secretId: ${outside}`]);
   });
-  // The input is passed on (not the parsed output), so the Lambdas apply the same defaults themselves.
-  const json = JSON.stringify(JSON.parse(text));
+  // The input is passed on (not the parsed output), so the Lambdas apply the same defaults themselves;
+  // without the accounts, which no Lambda environment carries.
+  const json = globalSettingsJson(text);
   const bytes = Buffer.byteLength(json, 'utf8');
   if (bytes > MAX_CONFIG_BYTES) {
     throw new ConfigError('(file)', [
-      `${source} is ${bytes} bytes minified; the Lambdas receive it in the environment variable ` +
-        `KEAP_SYNC_CONFIG, and Lambda allows 4 KB of variables in all, so it may be at most ` +
-        `${MAX_CONFIG_BYTES} bytes (leave out settings that keep their defaults, or split the accounts ` +
-        'over two deployments with different stackPrefix values)',
+      `${source}'s settings are ${bytes} bytes minified; the Lambdas receive it in the environment variable ` +
+        `KEAP_SYNC_CONFIG without its accounts, and Lambda allows 4 KB of variables in all, so its ` +
+        `settings may take at most ${MAX_CONFIG_BYTES} bytes (leave out settings that keep their defaults)`,
     ]);
   }
   return { config, json, source };
@@ -72,6 +85,19 @@ export function loadConfigFile(file: string, cwd: string = process.cwd()): Loade
     ]);
   }
   return parseConfigText(text, file);
+}
+
+/**
+ * The secrets prefix the functions' one grant is written for (`<prefix>*`, which also matches the
+ * `-??????` suffix Secrets Manager appends): a name prefix ending with / or -, no wildcards.
+ */
+export function checkSecretsPrefix(prefix: string): string {
+  if (!SECRET_NAME.test(prefix) || !/[/-]$/.test(prefix)) {
+    throw new ConfigError('secrets.prefix', [
+      `secrets.prefix: "${prefix}" must be a secret name prefix ending with / or - (no wildcards)`,
+    ]);
+  }
+  return prefix;
 }
 
 /** How an account's secretId is imported: by name, by complete ARN, or by partial ARN. */

@@ -11,7 +11,13 @@ import {
   SQSClient,
 } from '@aws-sdk/client-sqs';
 import { type AppConfig, findAccount } from '#shared/config/app-config.ts';
-import { type Job, type JobInput, PoisonMessageError, parseJob } from '#shared/jobs/schema.ts';
+import {
+  type Job,
+  type JobInput,
+  PoisonMessageError,
+  parseJob,
+  SYNC_RESOURCES,
+} from '#shared/jobs/schema.ts';
 import { REGISTRY, type SyncResource } from '#shared/keap/registry.ts';
 import {
   composePipeline,
@@ -195,7 +201,12 @@ export async function statusCommand(config: AppConfig, target: Target, json: boo
 }
 
 /** Validates every job in the input (one job or an array) before sending any. */
-export function validateJobs(text: string, config: AppConfig): Job[] {
+export function validateJobs(
+  text: string,
+  config: AppConfig,
+  /** The registered account ids (default: the configuration file's). */
+  registered: readonly string[] = config.accounts.map((a) => a.id),
+): Job[] {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -211,10 +222,10 @@ export function validateJobs(text: string, config: AppConfig): Job[] {
   list.forEach((item, i) => {
     try {
       const job = parseJob(JSON.stringify(item));
-      if (!findAccount(config, job.account)) {
+      if (!registered.includes(job.account)) {
         throw new PoisonMessageError(
           'unknown-account',
-          `The account "${job.account}" is not configured (configured: ${config.accounts.map((a) => a.id).join(', ')}).`,
+          `The account "${job.account}" is not registered (registered: ${registered.join(', ') || 'none'}).`,
         );
       }
       jobs.push(job);
@@ -228,11 +239,13 @@ export function validateJobs(text: string, config: AppConfig): Job[] {
 }
 
 export async function enqueueCommand(config: AppConfig, target: Target, text: string): Promise<string> {
-  const jobs = validateJobs(text, config);
   const c = await connect(config, target, true);
   try {
-    const queue = c.deps?.queue;
-    if (!queue) throw new UsageError('The job queue is not reachable.');
+    const deps = c.deps;
+    if (!deps) throw new UsageError('The job queue is not reachable.');
+    const queue = deps.queue;
+    const registered = (await deps.directory.list()).map((e) => e.account.id);
+    const jobs = validateJobs(text, config, registered);
     for (const job of jobs) await queue.send(job as JobInput);
     return `Sent ${jobs.length} job(s): ${jobs.map((j) => (j.kind === 'sync' ? `sync ${j.account}/${j.resource}` : j.kind === 'hookEvent' ? `hookEvent ${j.account}/${j.resource} ${j.event}` : 'idempotencyKey' in j ? `${j.kind} ${j.account} ${j.idempotencyKey}` : `${j.kind} ${j.account}`)).join(', ')}`;
   } finally {
@@ -302,13 +315,21 @@ export interface Estimate {
 }
 
 /** Calls and time a full (or incremental) sync needs under the quota, from the dataset's size. */
-export function estimateSync(config: AppConfig, contacts: number, changedPerResource: number) {
+export function estimateSync(
+  config: AppConfig,
+  contacts: number,
+  changedPerResource: number,
+  /** How long Keap takes to build a page (0: the quota alone bounds the time). */
+  pageMs = 0,
+) {
   const limits = { minute: config.limits.minuteLimit ?? 240, bulkShare: config.limits.bulkShare ?? 0.8 };
   const spacingMs = (config.limits.spikeIntervalMs ?? 100) + (config.limits.marginMs ?? 90);
   const windowMs = (config.limits.minuteWindowMs ?? 60_000) + (config.limits.marginMs ?? 90);
   const perMinute = Math.floor(limits.minute * limits.bulkShare);
   const rows: Array<Estimate & { incrementalCalls: number; sweepCalls: number }> = [];
-  const resources = [...new Set(config.accounts.flatMap((a) => Object.keys(a.resources) as SyncResource[]))];
+  // The file's lists, or (accounts live in the registry) every synced list.
+  const fromFile = [...new Set(config.accounts.flatMap((a) => Object.keys(a.resources) as SyncResource[]))];
+  const resources = fromFile.length > 0 ? fromFile : SYNC_RESOURCES;
   for (const r of resources) {
     const { sync, maxPageSize: page } = REGISTRY[r];
     const records = Math.round(contacts * sync.estimateShare);
@@ -331,10 +352,26 @@ export function estimateSync(config: AppConfig, contacts: number, changedPerReso
   const sweepTotal = rows.reduce((n, r) => n + r.sweepCalls, 0);
   const sweepPerDay =
     config.sweep.everyHours === 0 ? 0 : Math.ceil((sweepTotal * 24) / config.sweep.everyHours);
+  // Latency: a list is read one page after another (no partitions yet), an account alone reads its
+  // lists worker.concurrency at a time (scheduler.bulkJobsPerAccount while others are active); the
+  // slower of the two bounds wins.
+  const parallel = Math.min(rows.length, Math.max(1, config.worker.concurrency));
+  const latencyMs =
+    pageMs <= 0
+      ? 0
+      : Math.max(Math.max(0, ...rows.map((r) => r.calls * pageMs)), (full * pageMs) / Math.max(1, parallel));
+  const quotaMs = time(full);
   const result = {
     contacts,
     perMinuteForBulk: perMinute,
-    fullSync: { calls: full, seconds: Math.round(time(full) / 100) / 10 },
+    fullSync: {
+      calls: full,
+      seconds: Math.round(Math.max(quotaMs, latencyMs) / 100) / 10,
+      quotaSeconds: Math.round(quotaMs / 100) / 10,
+      latencySeconds: Math.round(latencyMs / 100) / 10,
+      boundBy: latencyMs > quotaMs ? 'latency' : 'quota',
+      pageMs,
+    },
     incrementalSync: {
       changedPerResource,
       calls: incremental,
@@ -360,8 +397,9 @@ export function estimateCommand(
   contacts: number,
   changedPerResource: number,
   json: boolean,
+  pageMs = 0,
 ): string {
-  const e = estimateSync(config, contacts, changedPerResource);
+  const e = estimateSync(config, contacts, changedPerResource, pageMs);
   if (json) return JSON.stringify(e, null, 2);
   const lines = [
     `Estimate for ${contacts} contacts (other lists scaled like the sandbox's dataset), ${e.perMinuteForBulk} bulk calls per minute:`,
@@ -376,7 +414,11 @@ export function estimateCommand(
       ]),
       { indent: '  ' },
     ),
-    `full sync:        ${e.fullSync.calls} calls, about ${e.fullSync.seconds} s under the quota (${(e.dayBudgetShareOfFullSync * 100).toFixed(1)}% of the day's bulk budget)`,
+    e.fullSync.pageMs > 0
+      ? `full sync:        ${e.fullSync.calls} calls, about ${e.fullSync.seconds} s, bound by ${e.fullSync.boundBy} ` +
+        `(the quota alone: ${e.fullSync.quotaSeconds} s; each list one page after another at ${e.fullSync.pageMs} ms ` +
+        `a page: ${e.fullSync.latencySeconds} s; ${(e.dayBudgetShareOfFullSync * 100).toFixed(1)}% of the day's bulk budget)`
+      : `full sync:        ${e.fullSync.calls} calls, about ${e.fullSync.seconds} s under the quota (${(e.dayBudgetShareOfFullSync * 100).toFixed(1)}% of the day's bulk budget; --page-ms adds Keap's page latency)`,
     `incremental sync: ${e.incrementalSync.calls} calls (${changedPerResource} changes per list), about ${e.incrementalSync.seconds} s`,
     e.sweep.everyHours === 0
       ? 'sweep:            off (sweep.everyHours 0): deletions are found by hooks only'

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { Argument, Command, Option } from '@commander-js/extra-typings';
 import { ConfigError } from '#shared/config/app-config.ts';
 import { SYNC_RESOURCES } from '#shared/jobs/schema.ts';
+import { accountsAdd, accountsChange, accountsList, accountsShow } from './accounts.ts';
 import { isoTime, positiveInt, runProgram, UsageError, withExamples } from './commander.ts';
 import { loadConfig } from './config.ts';
 import { hooksCommand } from './hooks.ts';
@@ -137,6 +138,7 @@ export function buildProgram(io: CliIo = defaultIo, result = { code: 0 }) {
         realKey,
         out: io.out,
         view: liveView(io),
+        configSource: opts.config ?? process.env.KEAP_SYNC_CONFIG_FILE ?? 'keap-sync.config.json',
         ...(opts.eventsUrl ? { eventsUrl: opts.eventsUrl } : {}),
       });
     });
@@ -353,17 +355,139 @@ export function buildProgram(io: CliIo = defaultIo, result = { code: 0 }) {
         'changed records per list for the incremental estimate (default 100)',
       ).argParser(positiveInt('changes')),
     )
+    .addOption(
+      new Option(
+        '--page-ms <ms>',
+        "how long Keap takes to build a page of a list (e.g. 2000 for 1,000 contacts with every field; default 0: the quota's bound alone)",
+      ).argParser(positiveInt('page-ms')),
+    )
     .addOption(jsonOption())
     .addOption(configOption())
     .addOption(dataDirOption())
     .action((opts) => {
       const { config } = setup(opts);
-      io.out(estimateCommand(config, opts.contacts ?? 5000, opts.changes ?? 100, opts.json ?? false));
+      io.out(
+        estimateCommand(
+          config,
+          opts.contacts ?? 5000,
+          opts.changes ?? 100,
+          opts.json ?? false,
+          opts.pageMs ?? 0,
+        ),
+      );
     });
   withExamples(estimateCmd, [
     'keap-sync estimate --contacts 250000',
+    'keap-sync estimate --contacts 1000000 --page-ms 2000',
     'keap-sync estimate --contacts 20000 --changes 500 --json',
   ]);
+
+  const accountsCmd = program
+    .command('accounts')
+    .summary('the account registry: add, list, show, pause, resume, remove accounts (no deploy needed)')
+    .description(
+      'Accounts live in the state table (the registry), not in the configuration or the stack: an account ' +
+        "added here is synced from the scheduler's next run. Each is validated like the configuration file's " +
+        'accounts, and its secret must be named under secrets.prefix (one IAM grant covers them all). The ' +
+        "configuration file's accounts seed the registry when keap-sync run starts (or with accounts add <file>).",
+    )
+    .helpCommand('help [command]', 'the help of an accounts command');
+  const registryTarget = (opts: { config?: string; dataDir?: string; aws?: true }) => setup(opts);
+  const addCmd = accountsCmd
+    .command('add')
+    .description(
+      'Registers an account given by flags, or the accounts of a JSON file (one account object, an array, ' +
+        'or a configuration file\'s "accounts"; - for standard input). --key-file stores its key: in AWS as ' +
+        'the secret (created under the prefix), locally in the Secrets Manager stand-in; on the local ' +
+        'sandbox without --key-file a sandbox key is issued for the tenant.',
+    )
+    .argument('[file]', 'a JSON account or array of accounts, or - for standard input')
+    .option('--id <id>', 'the account id: 1-40 lower-case letters, digits and dashes')
+    .option('--tenant <tenant>', 'the Keap tenant (application) id')
+    .option('--resources <lists>', 'lists and minutes between syncs: contacts=5,tags=60,products=60:full')
+    .option('--secret-id <name>', 'the secret holding the key (default <secrets.prefix><id>)')
+    .option('--key-file <file>', "store this file's content as the account's key (never printed)")
+    .option('--replace', 'overwrite a registered account of the same id (keeps its paused state)')
+    .addOption(awsOption())
+    .addOption(configOption())
+    .addOption(dataDirOption())
+    .action(async (file, opts) => {
+      const { config, target } = registryTarget(opts);
+      const fromFile = file === undefined ? undefined : readInput(file);
+      const json =
+        fromFile === undefined
+          ? undefined
+          : (() => {
+              try {
+                const parsed = JSON.parse(fromFile) as unknown;
+                const list = (parsed as { accounts?: unknown }).accounts;
+                return Array.isArray(list) ? JSON.stringify(list) : fromFile;
+              } catch {
+                return fromFile;
+              }
+            })();
+      const apiKey = opts.keyFile ? readFileSync(opts.keyFile, 'utf8').trim() : undefined;
+      io.out(
+        await accountsAdd(config, target, {
+          ...(json === undefined ? {} : { json }),
+          ...(opts.id ? { id: opts.id } : {}),
+          ...(opts.tenant ? { tenant: opts.tenant } : {}),
+          ...(opts.resources ? { resources: opts.resources } : {}),
+          ...(opts.secretId ? { secretId: opts.secretId } : {}),
+          ...(apiKey === undefined ? {} : { apiKey }),
+          replace: opts.replace ?? false,
+        }),
+      );
+    });
+  withExamples(addCmd, [
+    'keap-sync accounts add --id acme --tenant ab103 --resources contacts=5,companies=15,tags=60',
+    'keap-sync accounts add --id acme --tenant ab103 --resources contacts=5 --key-file acme.key --aws',
+    'keap-sync accounts add agency-accounts.json --aws',
+    'keap-sync accounts add keap-sync.config.json --aws      (seed a deployment from the file)',
+  ]);
+  const listCmd = accountsCmd
+    .command('list')
+    .description('every registered account: tenant, paused or active, lists and intervals, secret')
+    .addOption(jsonOption())
+    .addOption(awsOption())
+    .addOption(configOption())
+    .addOption(dataDirOption())
+    .action(async (opts) => {
+      const { target } = registryTarget(opts);
+      io.out(await accountsList(target, opts.json ?? false));
+    });
+  withExamples(listCmd, ['keap-sync accounts list', 'keap-sync accounts list --aws --json']);
+  const showCmd = accountsCmd
+    .command('show')
+    .description('one registered account as stored (status and sync state: keap-sync status)')
+    .argument('<id>', 'the account id')
+    .addOption(jsonOption())
+    .addOption(awsOption())
+    .addOption(configOption())
+    .addOption(dataDirOption())
+    .action(async (id, opts) => {
+      const { target } = registryTarget(opts);
+      io.out(await accountsShow(target, id, opts.json ?? false));
+    });
+  withExamples(showCmd, ['keap-sync accounts show acme', 'keap-sync accounts show acme --aws --json']);
+  for (const [action, text] of [
+    ['pause', 'stop scheduling an account (its state, mirror and key are kept)'],
+    ['resume', 'schedule a paused account again'],
+    ['remove', 'remove an account from the registry (its mirror, cursors and secret are kept)'],
+  ] as const) {
+    const cmd = accountsCmd
+      .command(action)
+      .description(text)
+      .argument('<id>', 'the account id')
+      .addOption(awsOption())
+      .addOption(configOption())
+      .addOption(dataDirOption())
+      .action(async (id, opts) => {
+        const { target } = registryTarget(opts);
+        io.out(await accountsChange(target, id, action));
+      });
+    withExamples(cmd, [`keap-sync accounts ${action} acme`, `keap-sync accounts ${action} acme --aws`]);
+  }
 
   // A worker process of `run --processes P` (started by run itself, not by an operator).
   program.command('worker-process', { hidden: true }).action(async () => {

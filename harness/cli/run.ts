@@ -12,6 +12,7 @@ import { DEFAULT_HOOK_MAX_BODY_BYTES } from '#shared/hooks/lambda.ts';
 import type { SyncResource } from '#shared/jobs/schema.ts';
 import { ClientCache } from '#shared/pipeline/deps.ts';
 import { jsonLog, MemoryMetrics } from '#shared/pipeline/index.ts';
+import { provisionLocalAccount } from '../local/accounts.ts';
 import { type LocalHookServer, startLocalHookServer } from '../local/hook-server.ts';
 import { type LocalEndpoints, startLocalStack } from '../local/stack.ts';
 import { defaultKeys, type RunningSandbox, startSandbox } from '../sandbox/index.ts';
@@ -35,6 +36,8 @@ export interface RunOptions {
   view: LiveView;
   /** POST every change event here too (they always go to <dataDir>/events.jsonl). */
   eventsUrl?: string;
+  /** The configuration file's name, recorded as the source of the accounts it seeds. */
+  configSource?: string;
 }
 
 export const ENDPOINTS_FILE = 'endpoints.json';
@@ -90,9 +93,23 @@ export async function run(o: RunOptions): Promise<number> {
     secretsEndpoint: process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER,
   });
   const { deps } = stack;
+  // The configuration file seeds the account registry (an account registered already keeps its
+  // registered version); accounts registered with `keap-sync accounts add` get a sandbox key here.
+  const seeded = await deps.registry.seed(config.accounts, o.configSource ?? 'config file');
+  if (seeded.length > 0) log.info('Accounts of the configuration file registered', { accounts: seeded });
+  const registered = (await deps.directory.list()).map((e) => e.account);
+  const inFile = new Set(config.accounts.map((a) => a.id));
+  for (const a of registered) {
+    if (inFile.has(a.id)) continue;
+    await provisionLocalAccount(a, {
+      keapBaseUrl: config.keap.baseUrl,
+      secrets: stack.secrets.client,
+      ...(o.realKey ? { apiKey: o.realKey } : {}),
+    });
+  }
   // This is a fresh start: no worker of an earlier run is alive, and the queue (in memory) is new.
   // Leases of the dead run are released so resources are enqueued again; checkpoints resume.
-  for (const a of config.accounts) {
+  for (const a of registered) {
     for (const r of Object.keys(a.resources)) {
       const lease = await deps.leases.get(a.id, r);
       if (lease) await deps.leases.release(a.id, r, lease.owner);
@@ -160,7 +177,7 @@ export async function run(o: RunOptions): Promise<number> {
   // counted since start-up over the configured tenants: every process's calls go through it, while the
   // worker processes' metrics arrive once a second and not at all once they are stopped. A new UTC day
   // restarts the ledger's count.
-  const tenants = [...new Set(config.accounts.map((a) => a.tenant))];
+  const tenants = [...new Set(registered.map((a) => a.tenant))];
   const ledgerDayUsed = async () => {
     let n = 0;
     for (const t of tenants) n += (await deps.ledger.snapshot(t)).day.used;
@@ -256,7 +273,7 @@ export async function run(o: RunOptions): Promise<number> {
   // The backfill's total: the sandbox's own dataset, or the estimate for --contacts (keap-sync estimate).
   const expected: Record<string, number> = sandbox
     ? Object.fromEntries(
-        config.accounts
+        registered
           .flatMap((a) => Object.keys(a.resources) as SyncResource[])
           .map((r) => [r, sandbox.dataset.table(r).size]),
       )

@@ -3,6 +3,7 @@
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { SyncResource } from '#shared/jobs/schema.ts';
 import type { PipelineDeps } from '#shared/pipeline/index.ts';
+import { mapLimit } from '#shared/pipeline/parallel.ts';
 import { queueDepth } from '../local/sqs.ts';
 import { formatTable } from './table.ts';
 
@@ -24,6 +25,8 @@ export interface StatusReport {
   accounts: Array<{
     id: string;
     tenant: string;
+    /** Paused with `keap-sync accounts pause`: not scheduled, and not counted by `inSync`. */
+    paused?: boolean;
     key: 'active' | 'key-rejected';
     keyRejectedReason: string | null;
     resources: ResourceStatus[];
@@ -51,7 +54,10 @@ export interface StatusReport {
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 /** What a status report reads: the state and mirror tables, the ledger, and (when running) the queues. */
-export type StatusSources = Pick<PipelineDeps, 'config' | 'runs' | 'accounts' | 'mirror' | 'ledger'> & {
+export type StatusSources = Pick<
+  PipelineDeps,
+  'config' | 'runs' | 'accounts' | 'mirror' | 'ledger' | 'directory'
+> & {
   queues?: { client: SQSClient; queueUrl: string; dlqUrl: string };
 };
 
@@ -67,17 +73,35 @@ export async function collectStatus(
   const countRecords = options.countRecords ?? true;
   const accounts: StatusReport['accounts'] = [];
   let inSync = true;
-  for (const account of deps.config.accounts) {
-    const status = await deps.accounts.getStatus(account.id);
+  // Batched reads, as the scheduler's: the registry, every key status, every cursor, every quota item.
+  const registered = await deps.directory.list();
+  const ids = registered.map((e) => e.account.id);
+  const statuses = await deps.accounts.getStatuses(ids);
+  const pairs = registered.flatMap((e) =>
+    (Object.keys(e.account.resources) as SyncResource[]).map((resource) => ({
+      account: e.account.id,
+      resource,
+    })),
+  );
+  const cursors = await deps.runs.getCursors(pairs);
+  const counts = countRecords
+    ? await mapLimit(pairs, 16, (p) => deps.mirror.count(p.account, p.resource))
+    : pairs.map(() => 0);
+  const snaps = await deps.ledger.snapshots(registered.map((e) => e.account.tenant));
+  let next = 0;
+  for (const { account, paused } of registered) {
+    const status = statuses.get(account.id) ?? { state: 'active' as const, since: null };
     const resources: ResourceStatus[] = [];
     for (const resource of Object.keys(account.resources) as SyncResource[]) {
-      const cursor = await deps.runs.getCursor(account.id, resource);
+      const i = next++;
+      const cursor = cursors[i];
+      if (!cursor) continue;
       const state = cursor.checkpoint ? 'syncing' : cursor.lastRunAt ? 'in-sync' : 'never-synced';
-      if (state !== 'in-sync') inSync = false;
+      if (state !== 'in-sync' && !paused) inSync = false;
       resources.push({
         resource,
         state,
-        records: countRecords ? await deps.mirror.count(account.id, resource) : 0,
+        records: counts[i] ?? 0,
         highWater: iso(cursor.highWaterMs),
         lagMs: cursor.lastRunAt === null ? null : Math.max(0, now - Date.parse(cursor.lastRunAt)),
         lastRunAt: cursor.lastRunAt,
@@ -86,10 +110,11 @@ export async function collectStatus(
         pagesThisRun: cursor.checkpoint?.pages ?? null,
       });
     }
-    const snap = await deps.ledger.snapshot(account.tenant);
+    const snap = snaps.get(account.tenant) ?? (await deps.ledger.snapshot(account.tenant));
     accounts.push({
       id: account.id,
       tenant: account.tenant,
+      paused,
       key: status.state,
       keyRejectedReason: status.state === 'key-rejected' ? status.reason : null,
       resources,
@@ -131,7 +156,7 @@ export function formatStatus(r: StatusReport, extra: { deferrals?: number } = {}
   for (const a of r.accounts) {
     const q = a.quota;
     lines.push(
-      `account ${a.id} (tenant ${a.tenant})  key: ${a.key}${a.keyRejectedReason ? ` (${a.keyRejectedReason.slice(0, 80)})` : ''}`,
+      `account ${a.id} (tenant ${a.tenant})${a.paused ? '  PAUSED' : ''}  key: ${a.key}${a.keyRejectedReason ? ` (${a.keyRejectedReason.slice(0, 80)})` : ''}`,
     );
     lines.push(
       `  quota  minute: ${q.minute.used} used, ${q.minute.left} left of ${q.minute.limit}` +

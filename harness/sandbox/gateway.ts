@@ -103,6 +103,13 @@ export class SandboxGateway {
     return this.rules.limits;
   }
 
+  /** Accepts one more key (a tenant added while the sandbox runs); false when it is known already. */
+  addKey(key: SandboxKey): boolean {
+    if (this.keys.has(key.key)) return false;
+    this.keys.set(key.key, key);
+    return true;
+  }
+
   /** Turns a clock reading into this call's arrival time (non-decreasing, as GatewayRules requires). */
   stamp(clockNow: number): number {
     this.lastArrival = Math.max(this.lastArrival, clockNow);

@@ -68,6 +68,8 @@ export interface RunningSandbox {
   dataset: SandboxDataset;
   /** REST hook subscriptions and their deliveries (also at GET /__admin/hooks). */
   hooks: SandboxHooks;
+  /** Accepts another key, for its tenant (also at POST /__admin/keys {key, tenant}). */
+  addKey(key: SandboxKey): void;
   /** In lazy mode, the virtual contacts. */
   lazyContacts: LazyContacts | undefined;
   mutate(type: ResourceType, change: { update?: number; create?: number; delete?: number }): MutationResult;
@@ -131,6 +133,8 @@ export function defaultKeys(seed: number, count = 2, tenant = DEFAULT_TENANT): S
     tenant,
   }));
 }
+
+const sandboxKeySchema = z.object({ key: z.string().min(1), tenant: z.string().min(1) }).strict();
 
 function validate(options: SandboxOptions): void {
   const r = optionsSchema.safeParse(options);
@@ -209,13 +213,16 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Runnin
   validate(options);
   const seed = options.seed ?? 1;
   const clock = options.clock ?? Date.now;
-  const keys = options.keys ?? defaultKeys(seed);
+  const keys = [...(options.keys ?? defaultKeys(seed))];
   const contacts = options.contacts ?? 5000;
   const dataEnd = options.dataEnd ?? SANDBOX_DATA_END;
   const dataset = new SandboxDataset({ seed, contacts: options.lazy ? 0 : contacts, dataEnd });
   const lazyContacts = options.lazy ? new LazyContacts(dataset, seed, contacts, dataEnd) : undefined;
   const pageLatency = options.pageLatency ? new PageLatencyModel(options.pageLatency, seed) : undefined;
   const gateway = new SandboxGateway(options.limits ?? {}, keys);
+  const addKey = (key: SandboxKey) => {
+    if (gateway.addKey(key)) keys.push(key);
+  };
   const faults = new FaultInjector(seed, options.faults ? parseFaults(options.faults) : {});
   const log = new ArrivalLog(options.arrivalLogPath);
   const hooks = new SandboxHooks({ settings: options.hooks, seed, clock, baseUrl: () => baseUrl });
@@ -252,6 +259,18 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Runnin
       return json(200, { status: 'ok', baseUrl, seed, counts, arrivals: log.records.length });
     }
     if (path === '/__admin/hooks' && req.method === 'GET') return json(200, hooks.snapshot());
+    if (path === '/__admin/keys' && req.method === 'POST') {
+      let body: unknown;
+      try {
+        body = JSON.parse((await readBody(req)) ?? '');
+      } catch {
+        return json(400, { message: 'The request body must be JSON.' });
+      }
+      const r = sandboxKeySchema.safeParse(body);
+      if (!r.success) return json(400, { message: 'Send {"key": "<key>", "tenant": "<tenant>"}.' });
+      addKey(r.data);
+      return json(200, { tenant: r.data.tenant, keys: keys.length });
+    }
     if ((path === '/__admin/mutate' || path === '/__admin/faults') && req.method === 'POST') {
       const raw = await readBody(req);
       let body: unknown;
@@ -442,6 +461,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Runnin
   return {
     baseUrl,
     keys,
+    addKey,
     arrivals: log.records,
     dataset,
     hooks,

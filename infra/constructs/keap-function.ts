@@ -5,15 +5,16 @@
 
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Duration } from 'aws-cdk-lib';
+import { ArnFormat, type Duration, Stack } from 'aws-cdk-lib';
 import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
 import type { IEventBus } from 'aws-cdk-lib/aws-events';
-import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
+import { PolicyStatement, Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { Architecture, RecursiveLoop, Runtime } from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
+import { NagSuppressions } from 'cdk-nag';
 import { Construct } from 'constructs';
 import type { PublisherEnvironment } from '#shared/events/lambda.ts';
 import type { LambdaEnvironment } from '#shared/lambda/runtime.ts';
@@ -38,7 +39,7 @@ export type QueueVariable =
   | Extract<keyof PublisherEnvironment, 'EVENTS_DEAD_LETTER_QUEUE_URL'>;
 export type BusVariable = Extract<keyof PublisherEnvironment, 'EVENT_BUS_NAME'>;
 /** DynamoDB item actions the pipeline uses; nothing that changes a table itself. */
-export type TableAction = 'GetItem' | 'PutItem' | 'UpdateItem' | 'DeleteItem' | 'Query';
+export type TableAction = 'GetItem' | 'BatchGetItem' | 'PutItem' | 'UpdateItem' | 'DeleteItem' | 'Query';
 
 export interface KeapFunctionProps {
   /** The entry file, relative to the repository root (e.g. `functions/worker.ts`). */
@@ -132,6 +133,41 @@ export class KeapFunction extends Construct {
   /** Grants reading (GetSecretValue, DescribeSecret) the secrets named in the configuration, nothing else. */
   readSecrets(secrets: readonly ISecret[]): this {
     for (const secret of secrets) secret.grantRead(this.function);
+    return this;
+  }
+
+  /**
+   * Read access to every secret named under `prefix` in this stack's account and region: one grant
+   * for every account of the registry, present and future (no deploy when one is added).
+   */
+  readSecretsUnder(prefix: string): this {
+    this.function.addToRolePolicy(
+      new PolicyStatement({
+        actions: ['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret'],
+        resources: [
+          Stack.of(this).formatArn({
+            service: 'secretsmanager',
+            resource: 'secret',
+            resourceName: `${prefix}*`,
+            arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+          }),
+        ],
+      }),
+    );
+    NagSuppressions.addResourceSuppressions(this.role.node.findChild('DefaultPolicy'), [
+      {
+        id: 'AwsSolutions-IAM5',
+        reason:
+          `Read-only access to the secrets named under the accounts' secrets prefix "${prefix}" in this ` +
+          "account and region: the registry's accounts are data, so one grant covers every account's key " +
+          'without a deploy per account. Only GetSecretValue and DescribeSecret.',
+        appliesTo: [
+          {
+            regex: `/^Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:${prefix.replace(/[.+/]/g, '\\$&')}\\*$/`,
+          },
+        ],
+      },
+    ]);
     return this;
   }
 }

@@ -10,7 +10,6 @@ import {
   ComparisonOperator,
   Dashboard,
   GraphWidget,
-  type HorizontalAnnotation,
   type IMetric,
   MathExpression,
   TextWidget,
@@ -44,7 +43,7 @@ export function metricsQuery(
   aggregate: Aggregate,
   metric: MetricName,
   account?: string,
-  groupBy?: 'resource' | 'reason',
+  groupBy?: 'resource' | 'reason' | 'account',
 ): string {
   const where = account === undefined ? '' : ` WHERE account = '${account}'`;
   const group = groupBy === undefined ? '' : ` GROUP BY ${groupBy}`;
@@ -54,7 +53,12 @@ export function metricsQuery(
 function query(
   aggregate: Aggregate,
   metric: MetricName,
-  options: { account?: string; groupBy?: 'resource' | 'reason'; label?: string; period?: Duration } = {},
+  options: {
+    account?: string;
+    groupBy?: 'resource' | 'reason' | 'account';
+    label?: string;
+    period?: Duration;
+  } = {},
 ): MathExpression {
   return new MathExpression({
     expression: metricsQuery(aggregate, metric, options.account, options.groupBy),
@@ -162,41 +166,40 @@ export class Monitoring extends Construct {
       });
     }
 
-    if (props.hookReceiver) this.hookAlarms(props.hookReceiver, config, settings);
+    if (props.hookReceiver) this.hookAlarms(props.hookReceiver, settings);
 
-    // Alarms per account.
-    for (const account of config.accounts) {
-      const a = account.id;
-      this.alarm(`Keap429sAlarm-${a}`, {
-        description: `Keap answered 429 (too many requests) to account "${a}": something else shares its quota.`,
-        metric: query('SUM', 'Keap429s', { account: a }),
-        threshold: 0,
-        comparison: ComparisonOperator.GREATER_THAN_THRESHOLD,
-        missing: TreatMissingData.NOT_BREACHING,
-      });
-      this.alarm(`KeyRejectedAlarm-${a}`, {
-        description: `Keap rejected the key of account "${a}"; its syncs stop until a new key is stored.`,
-        metric: query('SUM', 'KeyRejected', { account: a }),
-        threshold: 0,
-        comparison: ComparisonOperator.GREATER_THAN_THRESHOLD,
-        missing: TreatMissingData.NOT_BREACHING,
-      });
-      this.alarm(`QuotaDayLeftAlarm-${a}`, {
-        description: `Fewer than ${settings.quotaDayLeftAlarmBelow} Keap calls are left today for account "${a}".`,
-        metric: query('MIN', 'QuotaDayLeft', { account: a }),
-        threshold: settings.quotaDayLeftAlarmBelow,
-        comparison: ComparisonOperator.LESS_THAN_THRESHOLD,
-        // Published once per scheduler run: between runs the alarm keeps its state.
-        missing: TreatMissingData.IGNORE,
-      });
-      this.alarm(`SyncLagAlarm-${a}`, {
-        description: `A sync of account "${a}" finished more than ${settings.syncLagAlarmMinutes} minutes behind Keap.`,
-        metric: query('MAX', 'SyncLagMs', { account: a }),
-        threshold: settings.syncLagAlarmMinutes * 60_000,
-        comparison: ComparisonOperator.GREATER_THAN_THRESHOLD,
-        missing: TreatMissingData.IGNORE,
-      });
-    }
+    // Alarms over every account: accounts are data (the registry), so one alarm per kind watches all
+    // of them, present and future; the dashboard's per-account lines (GROUP BY account) say which.
+    this.alarm('Keap429sAlarm', {
+      description: 'Keap answered 429 (too many requests) to an account: something else shares its quota.',
+      metric: query('SUM', 'Keap429s'),
+      threshold: 0,
+      comparison: ComparisonOperator.GREATER_THAN_THRESHOLD,
+      missing: TreatMissingData.NOT_BREACHING,
+    });
+    this.alarm('KeyRejectedAlarm', {
+      description:
+        "Keap rejected an account's key; its syncs stop until a new key is stored (keap-sync status).",
+      metric: query('SUM', 'KeyRejected'),
+      threshold: 0,
+      comparison: ComparisonOperator.GREATER_THAN_THRESHOLD,
+      missing: TreatMissingData.NOT_BREACHING,
+    });
+    this.alarm('QuotaDayLeftAlarm', {
+      description: `An account has fewer than ${settings.quotaDayLeftAlarmBelow} Keap calls left today.`,
+      metric: query('MIN', 'QuotaDayLeft'),
+      threshold: settings.quotaDayLeftAlarmBelow,
+      comparison: ComparisonOperator.LESS_THAN_THRESHOLD,
+      // Published once per scheduler run: between runs the alarm keeps its state.
+      missing: TreatMissingData.IGNORE,
+    });
+    this.alarm('SyncLagAlarm', {
+      description: `A sync finished more than ${settings.syncLagAlarmMinutes} minutes behind Keap.`,
+      metric: query('MAX', 'SyncLagMs'),
+      threshold: settings.syncLagAlarmMinutes * 60_000,
+      comparison: ComparisonOperator.GREATER_THAN_THRESHOLD,
+      missing: TreatMissingData.IGNORE,
+    });
 
     this.dashboard = this.createDashboard(props);
   }
@@ -206,7 +209,7 @@ export class Monitoring extends Construct {
    * many requests (a stale token, unregistered keys, or someone probing the URL); and, per account, a
    * hook Keap turned Inactive (found by the scheduler's hook check, which re-verifies it).
    */
-  private hookAlarms(receiver: KeapFunction, config: AppConfig, settings: DeploySettings): void {
+  private hookAlarms(receiver: KeapFunction, settings: DeploySettings): void {
     this.alarm('HookDeliveriesFailingAlarm', {
       description:
         'The hook receiver answered Keap with 5xx (a delivery not queued, or the function failed): Keap ' +
@@ -233,17 +236,16 @@ export class Monitoring extends Construct {
       comparison: ComparisonOperator.GREATER_THAN_THRESHOLD,
       missing: TreatMissingData.NOT_BREACHING,
     });
-    for (const account of config.accounts) {
-      this.alarm(`HookInactiveAlarm-${account.id}`, {
-        description:
-          `Keap turned a REST hook of account "${account.id}" Inactive (deliveries stopped); the scheduler ` +
-          're-verifies it and runs a catch-up sync, and polling covers the gap meanwhile.',
-        metric: query('MAX', 'HooksInactive', { account: account.id }),
-        threshold: 0,
-        comparison: ComparisonOperator.GREATER_THAN_THRESHOLD,
-        missing: TreatMissingData.NOT_BREACHING,
-      });
-    }
+    // One alarm over every account (accounts are data): the dashboard's per-account lines say which.
+    this.alarm('HookInactiveAlarm', {
+      description:
+        "Keap turned an account's REST hook Inactive (deliveries stopped); the scheduler re-verifies it " +
+        'and runs a catch-up sync, and polling covers the gap meanwhile.',
+      metric: query('MAX', 'HooksInactive'),
+      threshold: 0,
+      comparison: ComparisonOperator.GREATER_THAN_THRESHOLD,
+      missing: TreatMissingData.NOT_BREACHING,
+    });
   }
 
   private alarm(
@@ -327,7 +329,7 @@ export class Monitoring extends Construct {
       new TextWidget({
         markdown:
           '# keap-sync\n' +
-          `Accounts: ${config.accounts.map((a) => `**${a.id}** (${Object.keys(a.resources).length} lists)`).join(', ')}. ` +
+          'Accounts are data: `keap-sync accounts list --aws` shows the registry; every graph has a line per account. ' +
           'Quota "used" is the ledger limit minus what is left (Keap may lower the limit for a while after a 429).',
         width: 24,
         height: 2,
@@ -353,67 +355,67 @@ export class Monitoring extends Construct {
         width: 12,
       }),
     );
-    for (const account of config.accounts) {
-      const a = account.id;
-      const search = (metric: MetricName) =>
-        `SEARCH('Namespace="${METRICS_NAMESPACE}" MetricName="${metric}" account="${a}"', 'Minimum', ${quotaPeriod.toSeconds()})`;
-      const window = (title: string, metric: MetricName, limit: number, extra: HorizontalAnnotation[] = []) =>
-        new GraphWidget({
-          title: `${a}: Keap quota, ${title} (calls)`,
-          left: [
-            query('MIN', metric, { account: a, label: 'left', period: quotaPeriod }),
-            new MathExpression({
-              expression: `${limit} - ${search(metric)}`,
-              label: 'used',
-              period: quotaPeriod,
-            }),
-          ],
-          leftAnnotations: [{ value: limit, label: 'limit' }, ...extra],
-          leftYAxis: { min: 0 },
-          period: quotaPeriod,
-          width: 12,
-        });
-      dashboard.addWidgets(
-        window('minute window', 'QuotaMinuteLeft', limits.minute),
-        window('day window', 'QuotaDayLeft', limits.day, [
+    // One line per account (GROUP BY account): the registry's accounts appear as they publish.
+    const perAccount = { groupBy: 'account' as const, period: quotaPeriod };
+    dashboard.addWidgets(
+      new GraphWidget({
+        title: 'Keap quota left, minute window (calls, lowest per account)',
+        left: [query('MIN', 'QuotaMinuteLeft', perAccount)],
+        leftAnnotations: [{ value: limits.minute, label: 'limit' }],
+        leftYAxis: { min: 0 },
+        period: quotaPeriod,
+        width: 12,
+      }),
+      new GraphWidget({
+        title: 'Keap quota left, day window (calls, lowest per account)',
+        left: [query('MIN', 'QuotaDayLeft', perAccount)],
+        leftAnnotations: [
+          { value: limits.day, label: 'limit' },
           { value: settings.quotaDayLeftAlarmBelow, label: 'alarm: left below' },
-        ]),
-      );
-      dashboard.addWidgets(
-        new GraphWidget({
-          title: `${a}: Keap calls and 429s`,
-          left: [query('SUM', 'KeapCalls', { account: a, label: 'calls' })],
-          right: [query('SUM', 'Keap429s', { account: a, label: '429s' })],
-          width: 8,
-        }),
-        new GraphWidget({
-          title: `${a}: deferrals by reason`,
-          left: [query('SUM', 'Deferrals', { account: a, groupBy: 'reason' })],
-          width: 8,
-        }),
-        new GraphWidget({
-          title: `${a}: jobs enqueued and skipped`,
-          left: [
-            query('SUM', 'JobsEnqueued', { account: a, label: 'enqueued' }),
-            query('SUM', 'JobsSkipped', { account: a, label: 'skipped' }),
-          ],
-          width: 8,
-        }),
-      );
-      dashboard.addWidgets(
-        new GraphWidget({
-          title: `${a}: records synced per resource`,
-          left: [query('SUM', 'RecordsWritten', { account: a, groupBy: 'resource' })],
-          width: 12,
-        }),
-        new GraphWidget({
-          title: `${a}: sync lag per resource (ms)`,
-          left: [query('MAX', 'SyncLagMs', { account: a, groupBy: 'resource' })],
-          leftAnnotations: [{ value: settings.syncLagAlarmMinutes * 60_000, label: 'alarm' }],
-          width: 12,
-        }),
-      );
-    }
+        ],
+        leftYAxis: { min: 0 },
+        period: quotaPeriod,
+        width: 12,
+      }),
+    );
+    dashboard.addWidgets(
+      new GraphWidget({
+        title: 'Keap calls per account',
+        left: [query('SUM', 'KeapCalls', { groupBy: 'account' })],
+        width: 8,
+      }),
+      new GraphWidget({
+        title: 'Keap 429s per account',
+        left: [query('SUM', 'Keap429s', { groupBy: 'account' })],
+        width: 8,
+      }),
+      new GraphWidget({
+        title: 'Deferrals by reason',
+        left: [query('SUM', 'Deferrals', { groupBy: 'reason' })],
+        width: 8,
+      }),
+    );
+    dashboard.addWidgets(
+      new GraphWidget({
+        title: 'Jobs enqueued and skipped',
+        left: [
+          query('SUM', 'JobsEnqueued', { label: 'enqueued' }),
+          query('SUM', 'JobsSkipped', { label: 'skipped' }),
+        ],
+        width: 8,
+      }),
+      new GraphWidget({
+        title: 'Records synced per resource',
+        left: [query('SUM', 'RecordsWritten', { groupBy: 'resource' })],
+        width: 8,
+      }),
+      new GraphWidget({
+        title: 'Sync lag per account (ms)',
+        left: [query('MAX', 'SyncLagMs', { groupBy: 'account' })],
+        leftAnnotations: [{ value: settings.syncLagAlarmMinutes * 60_000, label: 'alarm' }],
+        width: 8,
+      }),
+    );
     const fiveMinutes = { period: ALARM_PERIOD };
     dashboard.addWidgets(
       new GraphWidget({

@@ -1,18 +1,17 @@
 // Infrastructure (stateless stack): the code and what watches it. The worker (fed by the job queue),
-// the scheduler (started by EventBridge Scheduler), the publisher (fed by the mirror's stream), read-only references to the accounts' key
-// secrets, alarms and the dashboard. Holds no data: destroy and redeploy it freely.
+// the scheduler (started by EventBridge Scheduler), the publisher (fed by the mirror's stream), one read-only grant on the accounts' key
+// secrets (a name prefix), alarms and the dashboard. Holds no data: destroy and redeploy it freely.
 import { Aws, CfnOutput, Duration, Stack, type StackProps } from 'aws-cdk-lib';
 import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { FunctionUrlAuthType, InvokeMode, RecursiveLoop, StartingPosition } from 'aws-cdk-lib/aws-lambda';
 import { DynamoEventSource, SqsDlq, SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import { Schedule, ScheduleExpression } from 'aws-cdk-lib/aws-scheduler';
 import { LambdaInvoke } from 'aws-cdk-lib/aws-scheduler-targets';
-import { type ISecret, Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { NagSuppressions } from 'cdk-nag';
 import type { Construct } from 'constructs';
 import { KeapFunction } from '../constructs/keap-function.ts';
 import { METRICS_NAMESPACE, Monitoring } from '../constructs/monitoring.ts';
-import { type DeploySettings, type LoadedConfig, secretReference } from '../settings.ts';
+import type { DeploySettings, LoadedConfig } from '../settings.ts';
 import type { KeapSyncDataStack } from './data-stack.ts';
 
 export interface AppStackProps extends StackProps {
@@ -30,14 +29,14 @@ export class KeapSyncAppStack extends Stack {
   readonly hookReceiver: KeapFunction;
   readonly schedule: Schedule;
   readonly monitoring: Monitoring;
-  /** One per distinct secretId in the configuration. */
-  readonly secrets: ISecret[];
+  /** The one secret name prefix the worker and the scheduler may read (`<prefix>*`). */
+  readonly secretsPrefix: string;
 
   constructor(scope: Construct, id: string, props: AppStackProps) {
     super(scope, id, props);
     const { loaded, settings, data } = props;
     const { config } = loaded;
-    this.secrets = importSecrets(this, loaded);
+    this.secretsPrefix = config.secrets.prefix;
     const environment = {
       KEAP_SYNC_CONFIG: loaded.json,
       LOG_LEVEL: settings.logLevel,
@@ -61,7 +60,8 @@ export class KeapSyncAppStack extends Stack {
     })
       // Ledger: read, conditional put, key registration (UpdateItem ADD).
       .useTable('LEDGER_TABLE', data.ledgerTable, ['GetItem', 'PutItem', 'UpdateItem'])
-      // State: cursors, checkpoints, leases (released with DeleteItem), account status, write records.
+      // State: cursors, checkpoints, leases (released with DeleteItem), account status, write records,
+      // and the registry entry of a job's account (GetItem).
       .useTable('STATE_TABLE', data.stateTable, ['GetItem', 'PutItem', 'UpdateItem', 'DeleteItem'])
       // Mirror: newer-wins conditional puts, one record at a time; the reconciliation sweep reads a
       // list's partition (Query) to compare it with Keap's ids.
@@ -69,7 +69,7 @@ export class KeapSyncAppStack extends Stack {
       // Continuations and deferrals go back to the job queue; poison goes to the DLQ with its reason.
       .useQueue('JOB_QUEUE_URL', data.jobQueue, 'send')
       .useQueue('DEAD_LETTER_QUEUE_URL', data.deadLetterQueue, 'send')
-      .readSecrets(this.secrets);
+      .readSecretsUnder(this.secretsPrefix);
     this.worker.function.addEventSource(
       new SqsEventSource(data.jobQueue, {
         batchSize: config.worker.batchSize,
@@ -81,7 +81,8 @@ export class KeapSyncAppStack extends Stack {
       }),
     );
 
-    // The scheduler: reads quota snapshots, takes leases, counts the mirror, enqueues sync jobs, and
+    // The scheduler: reads the registry (Query) and every account's quota, key status and cursors
+    // (BatchGetItem), takes leases, counts the mirror, enqueues sync jobs (SendMessageBatch), and
     // re-reads a rejected account's key to see whether a new one was stored.
     const interval = Duration.minutes(config.scheduler.everyMinutes);
     // A run that cannot start before the next one is due is dropped: the next one does its work.
@@ -96,13 +97,20 @@ export class KeapSyncAppStack extends Stack {
       retryAttempts: 0,
       maxEventAge,
     })
-      .useTable('LEDGER_TABLE', data.ledgerTable, ['GetItem'])
-      .useTable('STATE_TABLE', data.stateTable, ['GetItem', 'PutItem', 'UpdateItem', 'DeleteItem'])
+      .useTable('LEDGER_TABLE', data.ledgerTable, ['GetItem', 'BatchGetItem'])
+      .useTable('STATE_TABLE', data.stateTable, [
+        'GetItem',
+        'BatchGetItem',
+        'Query',
+        'PutItem',
+        'UpdateItem',
+        'DeleteItem',
+      ])
       .useTable('MIRROR_TABLE', data.mirrorTable, ['Query'])
       .useQueue('JOB_QUEUE_URL', data.jobQueue, 'send')
       // Required at cold start by the shared runtime; the scheduler never sends to it.
       .useQueue('DEAD_LETTER_QUEUE_URL', data.deadLetterQueue, 'none')
-      .readSecrets(this.secrets);
+      .readSecretsUnder(this.secretsPrefix);
 
     // EventBridge Scheduler's role, only for schedules of this account's default group.
     const scheduleRole = new Role(this, 'ScheduleRole', {
@@ -231,22 +239,4 @@ export class KeapSyncAppStack extends Stack {
       new CfnOutput(this, 'AlarmTopicArn', { value: this.monitoring.topic.topicArn });
     }
   }
-}
-
-/** References (never values) to the secrets named in the configuration, one per distinct secretId. */
-function importSecrets(scope: Construct, loaded: LoadedConfig): ISecret[] {
-  const bySecretId = new Map<string, ISecret>();
-  loaded.config.accounts.forEach((account, i) => {
-    if (bySecretId.has(account.secretId)) return;
-    const ref = secretReference(account.secretId, loaded.source, `accounts.${i}.secretId`);
-    const id = `KeySecret-${account.id}`;
-    const secret =
-      ref.kind === 'name'
-        ? Secret.fromSecretNameV2(scope, id, ref.name)
-        : ref.kind === 'completeArn'
-          ? Secret.fromSecretCompleteArn(scope, id, ref.secretId)
-          : Secret.fromSecretPartialArn(scope, id, ref.secretId);
-    bySecretId.set(account.secretId, secret);
-  });
-  return [...bySecretId.values()];
 }

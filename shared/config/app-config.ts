@@ -33,7 +33,27 @@ export const accountSchema = z
 
 export const appConfigSchema = z
   .object({
-    accounts: z.array(accountSchema).min(1, 'configure at least one account'),
+    /**
+     * Accounts to seed the account registry with (optional: the registry is the source of truth; see
+     * `keap-sync accounts`). Never passed to a Lambda: the stack strips them from KEAP_SYNC_CONFIG.
+     */
+    accounts: z.array(accountSchema).default([]),
+    secrets: z
+      .object({
+        /**
+         * Every account's secret is named under this prefix (one IAM grant on `<prefix>*` covers every
+         * account, present and future). Letters, digits and / _ + = . @ -, ending with / or -.
+         */
+        prefix: z
+          .string()
+          .regex(
+            /^[A-Za-z0-9/_+=.@-]{1,200}[/-]$/,
+            'use letters, digits and / _ + = . @ -, ending with / or -',
+          )
+          .default('keap-sync/'),
+      })
+      .strict()
+      .prefault({}),
     /** Quota ledger settings (every limit defaults to Keap's documented value). */
     limits: ledgerSettingsSchema.omit({ tableName: true }).partial().default({}),
     keap: z
@@ -123,12 +143,29 @@ export const appConfigSchema = z
         everyMinutes: z.number().int().min(1).max(1_440).default(5),
         /** Keep at least this many calls of the day's bulk budget for incremental syncs. */
         reserveCallsForIncremental: z.number().int().min(0).default(200),
+        /**
+         * Full syncs (backfills) of one account queued or running at once; more wait for a later run.
+         * Below worker.concurrency, so one account's backfill never holds every worker. Default: half
+         * of worker.concurrency (at least 1); see bulkJobsPerAccount(). Applies when more than one
+         * account is active (an account alone may use every worker).
+         */
+        bulkJobsPerAccount: z.number().int().min(1).max(100).optional(),
       })
       .strict()
       .prefault({}),
   })
   .strict()
   .superRefine((c, ctx) => {
+    if (
+      c.scheduler.bulkJobsPerAccount !== undefined &&
+      c.scheduler.bulkJobsPerAccount >= c.worker.concurrency
+    ) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['scheduler', 'bulkJobsPerAccount'],
+        message: `must be below worker.concurrency (${c.worker.concurrency}), or one account's backfill can hold every worker`,
+      });
+    }
     const seen = new Set<string>();
     c.accounts.forEach((a, i) => {
       if (seen.has(a.id)) {
@@ -201,6 +238,48 @@ export function parseAppConfigJson(text: string, source: string): AppConfig {
   return parseAppConfig(raw, source);
 }
 
+/** Full syncs of one account the scheduler keeps queued or running at once (fairness between accounts). */
+export function bulkJobsPerAccount(config: AppConfig): number {
+  return config.scheduler.bulkJobsPerAccount ?? Math.max(1, Math.floor(config.worker.concurrency / 2));
+}
+
 export function findAccount(config: AppConfig, id: string): AccountConfig | undefined {
   return config.accounts.find((a) => a.id === id);
+}
+
+/** The name part of a secret id (a name, or the name inside a Secrets Manager ARN). */
+export function secretName(secretId: string): string {
+  return secretId.startsWith('arn:') ? secretId.split(':').slice(6).join(':') : secretId;
+}
+
+/** Why `secretId` is not under `prefix` (the one IAM grant would not cover it), or undefined. */
+export function secretOutsidePrefix(secretId: string, prefix: string): string | undefined {
+  if (secretName(secretId).startsWith(prefix)) return undefined;
+  return (
+    `"${secretId}" is not named under the secrets prefix "${prefix}" (secrets.prefix): the deployment ` +
+    `grants read access to "${prefix}*" only; store the key as a secret named ${prefix}<account>`
+  );
+}
+
+/** One account, validated with the configuration file's schema (the registry's own check). */
+export function parseAccountConfig(input: unknown, prefix: string, source = 'account'): AccountConfig {
+  const parsed = accountSchema.safeParse(input);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.slice(0, 8).map((i) => {
+      const path = i.path.map(String).join('.');
+      const extra = i.code === 'unrecognized_keys' ? `unknown setting(s) ${i.keys?.join(', ')}` : i.message;
+      return `${source}: ${path || '(account)'}: ${extra}`;
+    });
+    const first = parsed.error.issues[0];
+    throw new ConfigError(first ? first.path.map(String).join('.') || '(account)' : '(account)', problems);
+  }
+  const problem = secretOutsidePrefix(parsed.data.secretId, prefix);
+  if (problem) throw new ConfigError('secretId', [`${source}: secretId: ${problem}`]);
+  return parsed.data;
+}
+
+/** The configuration without its accounts: what the Lambdas receive (the registry holds the accounts). */
+export function globalSettingsJson(text: string): string {
+  const { accounts: _accounts, ...rest } = JSON.parse(text) as Record<string, unknown>;
+  return JSON.stringify(rest);
 }

@@ -34,8 +34,10 @@ export async function openAccount(
   account: AccountConfig,
   deps: GateDeps,
   key?: AccountKey,
+  /** The status the caller already read (the scheduler's batched read); otherwise it is read here. */
+  known?: AccountStatus,
 ): Promise<AccountGate> {
-  const status = await deps.accounts.getStatus(account.id);
+  const status = known ?? (await deps.accounts.getStatus(account.id));
   if (status.state !== 'key-rejected') return { open: true, key: undefined };
   let current = key;
   if (current === undefined || isKeyRejected(status, current.versionId)) {

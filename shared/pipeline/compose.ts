@@ -8,12 +8,15 @@ import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { AppConfig } from '../config/app-config.ts';
 import { DynamoHookEndpointStore } from '../hooks/endpoints.ts';
 import { DynamoLedgerStore, QuotaLedger } from '../quota/index.ts';
-import { MirrorStore, type MirrorStoreOptions, openStateStores } from '../store/index.ts';
+import { AccountDirectory, MirrorStore, type MirrorStoreOptions, openStateStores } from '../store/index.ts';
 import { StateTable } from '../store/table.ts';
 import type { PipelineDeps } from './deps.ts';
 import { KeyProvider } from './keys.ts';
 import type { Log, Metrics } from './ports.ts';
 import { JobQueue } from './queue.ts';
+
+/** How long a worker trusts a registry entry it read (an edit reaches running workers within this). */
+export const ACCOUNT_CACHE_MS = 30_000;
 
 /** Where a deployment keeps its data and jobs (the CDK stack's names, or the local runtime's). */
 export interface PipelineTarget {
@@ -54,6 +57,11 @@ export function composeStores(
     runs: state.runs,
     leases: state.leases,
     accounts: state.accounts,
+    registry: state.registry,
+    directory: new AccountDirectory(state.registry, config.accounts, {
+      cacheMs: ACCOUNT_CACHE_MS,
+      now: clock ?? Date.now,
+    }),
     writes: state.writes,
     hookEndpoints: new DynamoHookEndpointStore(new StateTable(dynamo, target.stateTable), clock),
     models: state.models,

@@ -6,7 +6,16 @@ import type { QuotaLedger } from '../quota/index.ts';
 import type { ModelStore } from './custom-fields.ts';
 import type { AccountKey } from './keys.ts';
 import { type Log, type Metrics, withFields } from './ports.ts';
-import type { AccountStore, KeySource, LeaseStore, Mirror, Queue, RunStore, WriteStore } from './stores.ts';
+import type {
+  AccountDirectoryPort,
+  AccountStore,
+  KeySource,
+  LeaseStore,
+  Mirror,
+  Queue,
+  RunStore,
+  WriteStore,
+} from './stores.ts';
 
 /** The ports the use cases take; compose.ts wires them (Lambda and local runtime alike). */
 export interface PipelineDeps {
@@ -15,6 +24,8 @@ export interface PipelineDeps {
   runs: RunStore;
   leases: LeaseStore;
   accounts: AccountStore;
+  /** The accounts to sync (the registry); `config.accounts` only seeds it. */
+  directory: AccountDirectoryPort;
   writes: WriteStore;
   /** Each list's custom-field model (the state table). */
   models: ModelStore;

@@ -1,6 +1,7 @@
 // Adapter: the job queue and its dead-letter queue.
-import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { SendMessageBatchCommand, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { Job, JobInput } from '../jobs/schema.ts';
+import { mapLimit } from './parallel.ts';
 import type { Queue } from './stores.ts';
 
 /** SQS's longest message delay. Waits longer than this are re-sent again when they come back. */
@@ -29,6 +30,30 @@ export class JobQueue implements Queue {
     this.sqs = sqs;
     this.queueUrl = queueUrl;
     this.dlqUrl = dlqUrl;
+  }
+
+  /**
+   * Sends many new jobs in SendMessageBatch calls of 10 (SQS's limit), `parallel` calls at a time.
+   * Returns the jobs SQS refused (the caller releases what it held for them); a call that fails as a
+   * whole rejects.
+   */
+  async sendMany(jobs: readonly JobInput[], parallel = 8): Promise<JobInput[]> {
+    const batches: JobInput[][] = [];
+    for (let i = 0; i < jobs.length; i += 10) batches.push(jobs.slice(i, i + 10));
+    const refused = await mapLimit(batches, parallel, async (batch) => {
+      const out = await this.sqs.send(
+        new SendMessageBatchCommand({
+          QueueUrl: this.queueUrl,
+          Entries: batch.map((job, i) => ({
+            Id: String(i),
+            MessageBody: JSON.stringify(job),
+            MessageAttributes: { kind: { DataType: 'String', StringValue: job.kind } },
+          })),
+        }),
+      );
+      return (out.Failed ?? []).map((f) => batch[Number(f.Id)]).filter((j): j is JobInput => j !== undefined);
+    });
+    return refused.flat();
   }
 
   /** Sends a job, optionally not visible until `delayMs` from now (capped at SQS's 15 minutes). */

@@ -13,6 +13,7 @@ import type {
   MirrorItem,
   MirrorRecord,
   MirrorTombstone,
+  RegisteredAccount,
   StartRunResult,
   TombstoneResult,
   UpsertResult,
@@ -26,6 +27,8 @@ import type { AccountKey } from './keys.ts';
 /** Cursors and the checkpoint of the run in progress, per (account, resource). */
 export interface RunStore {
   getCursor(account: string, resource: string): Promise<Cursor>;
+  /** Many cursors in batched reads (the scheduler's one read of every list's position). */
+  getCursors(pairs: ReadonlyArray<{ account: string; resource: string }>): Promise<Cursor[]>;
   /** `runId` is the lease owner too: another run's checkpoint is taken over only once it lost its lease. */
   start(account: string, resource: string, runId: string, mode: string): Promise<StartRunResult>;
   /** Throws StaleRunError when `runId` no longer owns the checkpoint. */
@@ -46,13 +49,24 @@ export interface LeaseStore {
   claim(account: string, resource: string, owner: string, ttlMs: number): Promise<boolean>;
   release(account: string, resource: string, owner: string): Promise<boolean>;
   get(account: string, resource: string): Promise<Lease | undefined>;
+  /** Many leases in batched reads (the scheduler skips lists whose lease is live without a write). */
+  getMany(pairs: ReadonlyArray<{ account: string; resource: string }>): Promise<Array<Lease | undefined>>;
 }
 
 /** Each account's key status (read and changed only through the account gate). */
 export interface AccountStore {
   getStatus(account: string): Promise<AccountStatus>;
+  /** Many accounts' status in batched reads (the scheduler's). */
+  getStatuses(accounts: readonly string[]): Promise<Map<string, AccountStatus>>;
   markKeyRejected(account: string, secretVersionId: string, reason: string): Promise<AccountStatus>;
   markActive(account: string): Promise<AccountStatus>;
+}
+
+/** The accounts to sync: the registry (plus, locally, the configuration file's unseeded accounts). */
+export interface AccountDirectoryPort {
+  list(): Promise<RegisteredAccount[]>;
+  /** The account a job names, or undefined when it is not registered. */
+  find(id: string): Promise<RegisteredAccount | undefined>;
 }
 
 /** Write idempotency records and their outcomes. */
@@ -81,6 +95,8 @@ export interface Mirror {
 export interface Queue {
   /** A new job (the scheduler, other systems). */
   send(job: JobInput, delayMs?: number): Promise<void>;
+  /** Many new jobs in batches (SendMessageBatch); resolves to the jobs that were refused. */
+  sendMany(jobs: readonly JobInput[]): Promise<JobInput[]>;
   /** The same job again as its next attempt: a continuation, a deferral, a job waiting for a new key. */
   requeue<J extends Job>(job: J, delayMs?: number): Promise<void>;
   deadLetter(body: string, reason: string, detail: string, messageId: string): Promise<void>;

@@ -3,7 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { type AccountConfig, findAccount } from '../config/app-config.ts';
+import type { AccountConfig } from '../config/app-config.ts';
 import { type Job, PoisonMessageError, parseJob } from '../jobs/schema.ts';
 import { KeyRejectedError } from '../keap/index.ts';
 import { IdempotencyConflictError } from '../store/index.ts';
@@ -84,11 +84,11 @@ async function handleRecord(
     job = parseJob(record.body);
     // A sync names its run before any work, so a retry after a transient failure resumes that run.
     if (job.kind === 'sync' && job.runId === undefined) job = { ...job, runId: randomUUID() };
-    account = findAccount(deps.config, job.account);
+    account = (await deps.directory.find(job.account))?.account;
     if (!account) {
       throw new PoisonMessageError(
         'unknown-account',
-        `The account "${job.account}" is not in the configuration; add it or fix the message.`,
+        `The account "${job.account}" is not registered; add it with "keap-sync accounts add" or fix the message.`,
       );
     }
   } catch (err) {

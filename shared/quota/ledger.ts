@@ -611,9 +611,37 @@ export class QuotaLedger {
   }
 
   /** Used and left per window for one tenant (and key, in key scope), read fresh from DynamoDB. */
-  async snapshot(tenant: string, key = ''): Promise<QuotaSnapshot> {
+  /**
+   * Snapshots of many tenants' items (key ''), read in batches where the store can (BatchGetItem):
+   * the scheduler's one read of every account's quota.
+   */
+  async snapshots(tenants: readonly string[]): Promise<Map<string, QuotaSnapshot>> {
+    const unique = [...new Set(tenants)];
+    const pks = unique.map((t) => this.itemFor(t, ''));
+    const read = this.store.readMany;
+    let items: Map<string, StoredItem> | undefined;
+    if (read) {
+      try {
+        items = await read.call(this.store, pks);
+      } catch (err) {
+        if (err instanceof MalformedItemError) throw new LedgerStateError(pks.join(', '), err.message);
+        throw new LedgerUnavailableError(pks[0] ?? '', err);
+      }
+    }
+    const out = new Map<string, QuotaSnapshot>();
+    for (const tenant of unique) {
+      const pk = this.itemFor(tenant, '');
+      const item = items?.get(pk);
+      const prefetched = items === undefined ? undefined : item ? this.adopt(pk, item) : this.empty(pk);
+      out.set(tenant, await this.snapshot(tenant, '', prefetched));
+    }
+    return out;
+  }
+
+  /** `prefetched`: the item as a batched read just found it (snapshots); otherwise it is read. */
+  async snapshot(tenant: string, key = '', prefetched?: Cached): Promise<QuotaSnapshot> {
     const pk = this.itemFor(tenant, key);
-    const cached = await this.fetch(pk);
+    const cached = prefetched ?? (await this.fetch(pk));
     const c = this.config;
     const now = this.now();
     const s = cloneState(cached.state);
@@ -920,18 +948,20 @@ export class QuotaLedger {
       if (err instanceof MalformedItemError) throw new LedgerStateError(pk, err.message);
       throw new LedgerUnavailableError(pk, err);
     }
-    if (!item) {
-      const empty: Cached = {
-        at: performance.now(),
-        exists: false,
-        version: 0,
-        writer: '',
-        state: emptyState(),
-      };
-      this.cache.set(pk, empty);
-      return empty;
-    }
+    if (!item) return this.empty(pk);
     return this.adopt(pk, item);
+  }
+
+  private empty(pk: string): Cached {
+    const empty: Cached = {
+      at: performance.now(),
+      exists: false,
+      version: 0,
+      writer: '',
+      state: emptyState(),
+    };
+    this.cache.set(pk, empty);
+    return empty;
   }
 
   private adopt(pk: string, item: StoredItem): Cached {

@@ -2,6 +2,7 @@
 // runs unchanged on DynamoDB, DynamoDB Local and dynalite (no transactions, no server-side extras).
 
 import {
+  BatchGetItemCommand,
   ConditionalCheckFailedException,
   type DynamoDBClient,
   GetItemCommand,
@@ -25,6 +26,8 @@ export type ServerDateListener = (dateMs: number, sentPerf: number, receivedPerf
 /** The ledger's storage port. */
 export interface LedgerStore {
   read(pk: string): Promise<StoredItem | undefined>;
+  /** Optional: many items in batched reads (the scheduler's snapshots of every account's scope). */
+  readMany?(pks: readonly string[]): Promise<Map<string, StoredItem>>;
   /** Writes `next` only if the stored version is `expected` (undefined: only if absent). */
   put(pk: string, next: StoredItem, expected: number | undefined): Promise<PutOutcome>;
   /** Optional: the ledger sets it to check its clock against the server's (the `Date` header). */
@@ -56,6 +59,32 @@ export class DynamoLedgerStore implements LedgerStore, KeyRegistry {
       ),
     );
     return out.Item ? toStored(out.Item) : undefined;
+  }
+
+  /** BatchGetItem in calls of 100 keys (consistent reads); unprocessed keys are asked again. */
+  async readMany(pks: readonly string[]): Promise<Map<string, StoredItem>> {
+    const found = new Map<string, StoredItem>();
+    const unique = [...new Set(pks)];
+    for (let i = 0; i < unique.length; i += 100) {
+      let pending = unique.slice(i, i + 100).map((pk) => ({ pk: { S: pk } }));
+      for (let round = 1; pending.length > 0; round++) {
+        if (round > 8)
+          throw new Error(`${pending.length} ledger items stayed unprocessed after 8 BatchGetItem calls`);
+        if (round > 1) await new Promise((r) => setTimeout(r, Math.min(1_000, 25 * 2 ** round)));
+        this.stats.reads++;
+        const out = await this.client.send(
+          new BatchGetItemCommand({
+            RequestItems: { [this.tableName]: { Keys: pending, ConsistentRead: true } },
+          }),
+        );
+        for (const item of out.Responses?.[this.tableName] ?? []) {
+          const pk = item.pk?.S;
+          if (pk !== undefined) found.set(pk, toStored(item as Record<string, Attr>));
+        }
+        pending = (out.UnprocessedKeys?.[this.tableName]?.Keys ?? []) as typeof pending;
+      }
+    }
+    return found;
   }
 
   async put(pk: string, next: StoredItem, expected: number | undefined): Promise<PutOutcome> {

@@ -3,7 +3,7 @@
 // (shared/pipeline/account-gate.ts); this module only stores it.
 import { z } from 'zod';
 import { checkInput, epochMsField, idField, iso, MAX_TEXT } from './fields.ts';
-import type { StateTable } from './table.ts';
+import { itemId, type StateTable } from './table.ts';
 import { stateKey } from './tables.ts';
 
 export type AccountStatus =
@@ -33,6 +33,14 @@ export class DynamoAccountStore {
   async getStatus(account: string): Promise<AccountStatus> {
     return (
       (await this.table.get(stateKey.account(account), accountItemSchema)) ?? { state: 'active', since: null }
+    );
+  }
+
+  /** The key status of many accounts in BatchGetItem calls of 100 (the scheduler's read). */
+  async getStatuses(accounts: readonly string[]): Promise<Map<string, AccountStatus>> {
+    const items = await this.table.getMany(accounts.map(stateKey.account), accountItemSchema);
+    return new Map(
+      accounts.map((a) => [a, items.get(itemId(stateKey.account(a))) ?? { state: 'active', since: null }]),
     );
   }
 

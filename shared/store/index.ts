@@ -29,6 +29,14 @@ export {
   type StoredModel,
 } from './models.ts';
 export {
+  AccountDirectory,
+  AccountExistsError,
+  DynamoAccountRegistry,
+  REGISTRY_PARTITION,
+  type RegisteredAccount,
+  UnknownAccountError,
+} from './registry.ts';
+export {
   type Checkpoint,
   type CheckpointProgress,
   type Cursor,

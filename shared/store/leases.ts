@@ -4,7 +4,7 @@
 // checkpoint of a run is taken over only once the run no longer holds a live lease (runs.ts).
 import { z } from 'zod';
 import { checkInput, durationMsField, epochMsField, epochSeconds, idField, iso } from './fields.ts';
-import type { StateTable } from './table.ts';
+import { itemId, type StateTable } from './table.ts';
 import { STATE_TABLE, stateKey } from './tables.ts';
 
 export interface Lease {
@@ -123,6 +123,17 @@ export class DynamoLeaseStore {
   /** The stored lease (live or expired; compare expiresAtMs with the clock), or undefined. */
   async get(account: string, resource: string): Promise<Lease | undefined> {
     return this.table.get(stateKey.lease(account, resource), leaseItemSchema);
+  }
+
+  /** The leases of many (account, resource) pairs, in BatchGetItem calls of 100 (the scheduler's read). */
+  async getMany(
+    pairs: ReadonlyArray<{ account: string; resource: string }>,
+  ): Promise<Array<Lease | undefined>> {
+    const items = await this.table.getMany(
+      pairs.map((p) => stateKey.lease(p.account, p.resource)),
+      leaseItemSchema,
+    );
+    return pairs.map((p) => items.get(itemId(stateKey.lease(p.account, p.resource))));
   }
 
   /** Whether `owner` holds a live lease of (account, resource) at nowMs. */

@@ -15,7 +15,7 @@ import {
   pageTokenField,
 } from './fields.ts';
 import type { DynamoLeaseStore } from './leases.ts';
-import type { StateTable } from './table.ts';
+import { itemId, type StateTable } from './table.ts';
 import { stateKey } from './tables.ts';
 
 /** Progress of the run in progress for one (account, resource); lives on the cursor item. */
@@ -121,6 +121,17 @@ export class DynamoRunStore {
   /** The cursor of (account, resource); a never-synced pair has highWaterMs null and no checkpoint. */
   async getCursor(account: string, resource: string): Promise<Cursor> {
     return toCursor(account, resource, await this.read(account, resource));
+  }
+
+  /** The cursors of many (account, resource) pairs in BatchGetItem calls of 100 (the scheduler's read). */
+  async getCursors(pairs: ReadonlyArray<{ account: string; resource: string }>): Promise<Cursor[]> {
+    const items = await this.table.getMany(
+      pairs.map((p) => stateKey.cursor(p.account, p.resource)),
+      cursorItemSchema,
+    );
+    return pairs.map((p) =>
+      toCursor(p.account, p.resource, items.get(itemId(stateKey.cursor(p.account, p.resource)))),
+    );
   }
 
   /**

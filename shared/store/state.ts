@@ -1,12 +1,14 @@
 // Adapter: the sync state table, one record kind per module over one table helper (table.ts):
-// runs and checkpoints (runs.ts), leases (leases.ts), account status (accounts.ts), write
-// idempotency (writes.ts) and custom-field models (models.ts). Every change is a single-item conditional write (no transactions), so it
+// runs and checkpoints (runs.ts), leases (leases.ts), account status (accounts.ts), the account
+// registry (registry.ts), write idempotency (writes.ts) and custom-field models (models.ts). Every
+// change is a single-item conditional write (no transactions), so it
 // runs unchanged on DynamoDB, DynamoDB Local and dynalite, and a stale or duplicated worker can never
 // overwrite what the current one wrote.
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoAccountStore } from './accounts.ts';
 import { DynamoLeaseStore } from './leases.ts';
 import { DynamoModelStore } from './models.ts';
+import { DynamoAccountRegistry } from './registry.ts';
 import { DynamoRunStore } from './runs.ts';
 import { parseStateSettings, type StateSettings, type StateSettingsInput } from './settings.ts';
 import { StateTable } from './table.ts';
@@ -27,6 +29,7 @@ export interface StateStores {
   accounts: DynamoAccountStore;
   writes: DynamoWriteStore;
   models: DynamoModelStore;
+  registry: DynamoAccountRegistry;
 }
 
 export function openStateStores(
@@ -46,5 +49,6 @@ export function openStateStores(
     accounts: new DynamoAccountStore(table, now),
     writes: new DynamoWriteStore(table, settings, now),
     models: new DynamoModelStore(table),
+    registry: new DynamoAccountRegistry(table, now),
   };
 }

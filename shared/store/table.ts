@@ -4,18 +4,22 @@
 // `remove`, which answer `false` for a failed condition instead of throwing; every read-decide-write
 // loop through `rounds` (StoreContentionError when it keeps losing); every stored item is read back
 // through a zod schema (MalformedStoreItemError when it does not fit).
+
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import {
+  BatchGetCommand,
   DeleteCommand,
   type DynamoDBDocumentClient,
   GetCommand,
   PutCommand,
+  QueryCommand,
   UpdateCommand,
   type UpdateCommandInput,
 } from '@aws-sdk/lib-dynamodb';
 import type { z } from 'zod';
 import { callDynamo, documentClient, isConditionFailure } from './dynamo.ts';
-import { MalformedStoreItemError, StoreContentionError } from './errors.ts';
+import { MalformedStoreItemError, StoreContentionError, StoreUnavailableError } from './errors.ts';
 
 export type Key = { pk: string; sk: string };
 
@@ -34,8 +38,18 @@ export type Update = Pick<
 /** Read-decide-write loops give up after this many lost races (StoreContentionError). */
 export const MAX_ROUNDS = 8;
 
+/** Keys per BatchGetItem (DynamoDB's limit). */
+export const BATCH_GET_KEYS = 100;
+/** BatchGetItem rounds for keys DynamoDB left unprocessed (throttling) before StoreContentionError. */
+const MAX_UNPROCESSED_ROUNDS = 8;
+
 export function describeKey(key: Key): string {
   return `${key.pk} / ${key.sk}`;
+}
+
+/** A key as one string (`pk \u0000 sk`): the index of getMany's answer. */
+export function itemId(key: Key): string {
+  return `${key.pk}\u0000${key.sk}`;
 }
 
 export class StateTable {
@@ -54,6 +68,71 @@ export class StateTable {
       this.doc.send(new GetCommand({ TableName: this.tableName, Key: key, ConsistentRead: true })),
     );
     return out.Item === undefined ? undefined : this.parse(schema, out.Item, key);
+  }
+
+  /**
+   * The items at `keys` read through `schema` (consistent reads), in BatchGetItem calls of 100 keys
+   * each; keys DynamoDB leaves unprocessed are asked again after a short backoff. Missing items are
+   * absent from the map, keyed by `pk \u0000 sk`.
+   */
+  async getMany<S extends z.ZodType>(keys: readonly Key[], schema: S): Promise<Map<string, z.output<S>>> {
+    const found = new Map<string, z.output<S>>();
+    const unique = [...new Map(keys.map((k) => [itemId(k), k])).values()];
+    for (let i = 0; i < unique.length; i += BATCH_GET_KEYS) {
+      let pending: Key[] = unique.slice(i, i + BATCH_GET_KEYS);
+      for (let round = 1; pending.length > 0; round++) {
+        if (round > MAX_UNPROCESSED_ROUNDS) {
+          throw new StoreUnavailableError(
+            this.tableName,
+            'BatchGetItem',
+            MAX_UNPROCESSED_ROUNDS,
+            true,
+            new Error(`${pending.length} keys were left unprocessed`),
+          );
+        }
+        if (round > 1) await sleep(Math.min(1_000, 25 * 2 ** round));
+        const batch = pending;
+        const out = await this.send('BatchGetItem', () =>
+          this.doc.send(
+            new BatchGetCommand({
+              RequestItems: { [this.tableName]: { Keys: batch, ConsistentRead: true } },
+            }),
+          ),
+        );
+        for (const item of out.Responses?.[this.tableName] ?? []) {
+          const key = { pk: String(item.pk), sk: String(item.sk) };
+          found.set(itemId(key), this.parse(schema, item, key));
+        }
+        pending = (out.UnprocessedKeys?.[this.tableName]?.Keys ?? []) as Key[];
+      }
+    }
+    return found;
+  }
+
+  /** Every item of partition `pk` read through `schema` (a paginated, consistent Query). */
+  async queryPartition<S extends z.ZodType>(pk: string, schema: S): Promise<Array<z.output<S>>> {
+    const items: Array<z.output<S>> = [];
+    let start: Record<string, unknown> | undefined;
+    do {
+      const from = start;
+      const out = await this.send('Query', () =>
+        this.doc.send(
+          new QueryCommand({
+            TableName: this.tableName,
+            KeyConditionExpression: '#pk = :pk',
+            ExpressionAttributeNames: { '#pk': 'pk' },
+            ExpressionAttributeValues: { ':pk': pk },
+            ConsistentRead: true,
+            ...(from ? { ExclusiveStartKey: from } : {}),
+          }),
+        ),
+      );
+      for (const item of out.Items ?? []) {
+        items.push(this.parse(schema, item, { pk, sk: String(item.sk) }));
+      }
+      start = out.LastEvaluatedKey;
+    } while (start);
+    return items;
   }
 
   /** Writes `item` at `key` if `condition` holds. False when it did not (nothing was written). */

@@ -57,6 +57,8 @@ export const STATE_TABLE = {
     cursor: { pk: `<account>${KEY_SEPARATOR}<resource>`, sk: 'cursor' },
     lease: { pk: `<account>${KEY_SEPARATOR}<resource>`, sk: 'lease' },
     account: { pk: '<account>', sk: 'account' },
+    /** The account registry: one item per account in one partition (registry.ts). */
+    registeredAccount: { pk: '#accounts', sk: '<account>' },
     write: { pk: `write${KEY_SEPARATOR}<idempotencyKey>`, sk: 'write' },
     /** The account's REST hook endpoint: its URL token and the event keys registered with Keap. */
     hooks: { pk: '<account>', sk: 'hooks' },

@@ -69,7 +69,7 @@ describe('enqueue against a running system', () => {
     [
       'an unknown account',
       { kind: 'sync', account: 'acme', resource: 'contacts' },
-      /job 1: The account "acme" is not configured \(configured: demo\)/,
+      /job 1: The account "acme" is not registered \(registered: demo\)/,
     ],
     [
       'an unknown resource',
@@ -92,7 +92,7 @@ describe('enqueue against a running system', () => {
     [
       'a good job then one for an unknown account',
       [UPSERT, { ...UPSERT, account: 'other' }],
-      /job 2: The account "other" is not configured/,
+      /job 2: The account "other" is not registered/,
     ],
   ];
 
@@ -199,8 +199,10 @@ describe('enqueue against a running system', () => {
     const r = await running.exited;
     expect(r.signal).toBeNull();
     expect(r.code, r.stderr).toBe(0);
+    // Deferrals may be above 0: the scheduler sends a tick's jobs in one SendMessageBatch, so the first
+    // sync's lists start together and some wait past worker.waitBudgetMs for the key's spacing.
     expect(r.stdout).toMatch(
-      /keap-sync stopped \(signal\) after [\d.]+s {3}Keap calls: \d+ {3}deferrals: 0 {3}dead letters: 0/,
+      /keap-sync stopped \(signal\) after [\d.]+s {3}Keap calls: \d+ {3}deferrals: \d+ {3}dead letters: 0/,
     );
     expect(r.stdout).toContain(`Keap at ${sandbox.baseUrl}`);
     expect(existsSync(join(dataDir, 'endpoints.json'))).toBe(false);

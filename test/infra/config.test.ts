@@ -56,17 +56,27 @@ describe('configuration checked at synth', () => {
     );
   });
 
-  it('rejects a configuration too large for Lambda environment variables', () => {
-    const resources = { contacts: { everyMinutes: 5 } };
-    const accounts = Array.from({ length: 40 }, (_, i) => ({
+  it('synthesizes a file of 1,000 accounts: none of them goes into the environment', () => {
+    const resources = { contacts: { everyMinutes: 5 }, tags: { everyMinutes: 60 } };
+    const accounts = Array.from({ length: 1_000 }, (_, i) => ({
       id: `account-${i}`,
       tenant: `tenant${i}.infusionsoft.com`,
       secretId: `keap-sync/account-${i}`,
       resources,
     }));
-    expect(() => build({ config: { accounts } })).toThrow(
-      new RegExp(`may be at most ${MAX_CONFIG_BYTES} bytes`),
+    const { deployment } = build({ config: { accounts } });
+    expect(deployment.loaded.json).toBe('{}');
+  });
+
+  it('rejects an account secret outside secrets.prefix, which the one grant would not cover', () => {
+    expect(() => build({ config: withAccount({ secretId: 'keap/acme' }) })).toThrow(
+      /accounts\.0\.secretId: "keap\/acme" is not named under the secrets prefix "keap-sync\/"/,
     );
+  });
+
+  it('rejects global settings too large for Lambda environment variables', () => {
+    const config = { ...testConfig(), keap: { baseUrl: `https://example.com/${'x'.repeat(4_000)}` } };
+    expect(() => build({ config })).toThrow(new RegExp(`may take at most ${MAX_CONFIG_BYTES} bytes`));
   });
 
   it('rejects an invalid context setting, naming it and how to set it', () => {

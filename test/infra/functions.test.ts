@@ -128,10 +128,13 @@ describe('functions', () => {
     });
   });
 
-  it('passes the configuration file, minified, to both functions', () => {
-    const expected = JSON.stringify(testConfig());
+  it('passes the configuration file minified and without its accounts to both functions', () => {
+    const { accounts: _accounts, ...settings } = testConfig();
+    const expected = JSON.stringify(settings);
     for (const prefix of ['WorkerFunction', 'SchedulerFunction'] as const) {
       expect(variables(s, prefix).KEAP_SYNC_CONFIG).toBe(expected);
+      // Accounts are data (the registry): no account id, tenant or secret in any environment.
+      expect(JSON.stringify(variables(s, prefix))).not.toMatch(/acme|globex|ab103|xy987/);
     }
   });
 
@@ -163,7 +166,11 @@ describe('functions', () => {
     const { deployment } = build();
     expect(deployment.loaded.source).toBe('keap-sync.config.json');
     Template.fromStack(deployment.app).hasResourceProperties('AWS::Lambda::Function', {
-      Environment: { Variables: Match.objectLike({ KEAP_SYNC_CONFIG: JSON.stringify(JSON.parse(shipped)) }) },
+      Environment: {
+        Variables: Match.objectLike({
+          KEAP_SYNC_CONFIG: JSON.stringify({ ...JSON.parse(shipped), accounts: undefined }),
+        }),
+      },
     });
   });
 });

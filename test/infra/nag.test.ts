@@ -11,11 +11,11 @@ describe('cdk-nag AwsSolutions', () => {
   let deployment: KeapSyncDeployment;
   beforeAll(() => {
     const config = testConfig();
-    // Every way of naming a secret: by name, by complete ARN, by partial ARN.
+    // Every way of naming a secret under the prefix: by name, by complete ARN, by partial ARN.
     config.accounts.push({
       id: 'initech',
       tenant: 'in123',
-      secretId: 'arn:aws:secretsmanager:us-east-1:111122223333:secret:keap/initech',
+      secretId: 'arn:aws:secretsmanager:us-east-1:111122223333:secret:keap-sync/initech',
       resources: { contacts: { everyMinutes: 5 } },
     });
     const built = build({ config, context: { alarmEmail: 'ops@example.com' } });
@@ -45,6 +45,13 @@ describe('cdk-nag AwsSolutions', () => {
         return (nag?.rules_to_suppress ?? []).map((rule) => ({ id, rule }));
       }),
     );
+    const secretsPrefix = (role: string) => ({
+      id: expect.stringMatching(new RegExp(`^${role}RoleDefaultPolicy`)),
+      rule: expect.objectContaining({
+        id: 'AwsSolutions-IAM5',
+        reason: expect.stringMatching(/the accounts' secrets prefix "keap-sync\/"/),
+      }),
+    });
     expect(suppressions).toEqual([
       {
         id: expect.stringMatching(/^EventDeadLetterQueue/),
@@ -53,6 +60,8 @@ describe('cdk-nag AwsSolutions', () => {
           reason: expect.stringMatching(/It is a dead-letter queue/),
         }),
       },
+      secretsPrefix('Worker'),
+      secretsPrefix('Scheduler'),
       {
         id: expect.stringMatching(/^ScheduleRoleDefaultPolicy/),
         rule: expect.objectContaining({

@@ -17,7 +17,7 @@ export const CDK_JSON_CONTEXT = (
 ).context;
 
 /** Two accounts: one secret by name, one by complete ARN; settings away from their defaults. */
-export function testConfig(): AppConfigInput {
+export function testConfig(): AppConfigInput & { accounts: NonNullable<AppConfigInput['accounts']> } {
   return {
     accounts: [
       {
@@ -29,7 +29,7 @@ export function testConfig(): AppConfigInput {
       {
         id: 'globex',
         tenant: 'xy987',
-        secretId: 'arn:aws:secretsmanager:eu-west-1:111122223333:secret:keap/globex-AbC123',
+        secretId: 'arn:aws:secretsmanager:eu-west-1:111122223333:secret:keap-sync/globex-AbC123',
         resources: { orders: { everyMinutes: 15 } },
       },
     ],

@@ -32,7 +32,8 @@ describe('configuration', () => {
   });
 
   it.each([
-    [{ accounts: [] }, 'accounts'],
+    [{ accounts: [account], secrets: { prefix: 'keap*' } }, 'secrets.prefix'],
+    [{ accounts: [account], scheduler: { bulkJobsPerAccount: 4 } }, 'scheduler.bulkJobsPerAccount'],
     [{ accounts: [{ ...account, id: 'Not OK' }] }, 'accounts.0.id'],
     [{ accounts: [{ ...account, resources: {} }] }, 'accounts.0.resources'],
     [{ accounts: [{ ...account, resources: { leads: { everyMinutes: 5 } } }] }, 'accounts.0.resources'],

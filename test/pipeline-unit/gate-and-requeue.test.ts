@@ -21,6 +21,7 @@ function accountsWith(status: AccountStatus): AccountStore & { activations: numb
   const store = {
     activations: 0,
     getStatus: async () => current,
+    getStatuses: async (ids: readonly string[]) => new Map(ids.map((id) => [id, current])),
     markKeyRejected: async () => current,
     markActive: async () => {
       store.activations += 1;

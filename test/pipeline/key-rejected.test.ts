@@ -34,7 +34,11 @@ describe('a revoked key', () => {
         { id: 'acme', tenant: TENANT_A, key: A_REVOKED.key, resources: RESOURCES },
         { id: 'beta', tenant: TENANT_B, key: B_KEY.key, resources: RESOURCES },
       ],
-      worker: { concurrency: WORKERS, batchSize: 5, leaseTtlMs: LEASE_TTL_MS },
+      // Every list of both accounts at the first tick (this suite is about the key, not fairness):
+      // the cap on backfills per account above the lists (it must stay below worker.concurrency,
+      // which here only sizes the cap; the suite's pollers run WORKERS invocations).
+      worker: { concurrency: RESOURCES.length + 1, batchSize: 5, leaseTtlMs: LEASE_TTL_MS },
+      scheduler: { bulkJobsPerAccount: RESOURCES.length },
     });
     w.sandbox.setFaults({ revokedKeys: [{ key: A_REVOKED.key, from: 0 }] });
   });

@@ -60,6 +60,7 @@ describe('key design', () => {
       'cursor',
       'lease',
       'account',
+      '<account>',
       'write',
       'hooks',
       'model',
