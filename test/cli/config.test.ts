@@ -139,7 +139,7 @@ describe('a bad configuration: a clear message, exit 2, nothing written', () => 
     [
       ['run', '--json'],
       '--json',
-      /it is an option of "keap-sync status", "keap-sync dlq", "keap-sync estimate"/,
+      /it is an option of "keap-sync status", "keap-sync dlq", "keap-sync hooks", "keap-sync estimate"/,
     ],
     [
       ['dlq', 'list', '--contacts', '5'],
