@@ -49,7 +49,7 @@ for (const n of names) {
     kills: o.kills,
     contacts: o.contacts,
     seed: o.seed,
-    progress: (line) => process.stderr.write(`[${n}] ${line}\n`),
+    progress: (line) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} [${n}] ${line}\n`),
   });
   process.stdout.write(`${formatDrill(r)}\n`);
   if (o.json) process.stdout.write(`${JSON.stringify(r)}\n`);

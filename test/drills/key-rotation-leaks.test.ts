@@ -12,7 +12,7 @@ describe('a planted key, revoked then replaced mid-run with faults on', () => {
   test('the account stops, resumes on the new key, and the keys appear nowhere', async () => {
     const r = await keyRotation({
       outageMs: 3_000,
-      contacts: 1500,
+      contacts: 300,
       faults: { serverErrorRate: 0.05, htmlErrorRate: 0.03, malformedJsonRate: 0.03 },
     });
     expect(failedChecks(r)).toEqual([]);

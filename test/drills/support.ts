@@ -6,4 +6,4 @@ export function failedChecks(r: DrillReport): string[] {
 }
 
 /** Short outages for `npm test` (the drill script runs 60 s ones). */
-export const TEST_OUTAGES = [{ outageMs: 5_000 }] as const;
+export const TEST_OUTAGES = [{ outageMs: 8_000 }] as const;

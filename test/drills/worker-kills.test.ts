@@ -7,7 +7,7 @@ import { failedChecks } from './support.ts';
 
 describe.each([{ kills: 5, outageMs: 5_000 }])('$kills worker processes SIGKILLed', ({ kills, outageMs }) => {
   test('the mirror equals Keap record for record and no create is made twice', async () => {
-    const r = await workerKills({ kills, outageMs, contacts: 2000 });
+    const r = await workerKills({ kills, outageMs, contacts: 300 });
     expect(failedChecks(r)).toEqual([]);
     expect(r.figures.SIGKILLs).toBe(kills);
   }, 150_000);
