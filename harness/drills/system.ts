@@ -143,7 +143,13 @@ export async function startDrillSystem(o: DrillSystemOptions): Promise<DrillSyst
     (line) => {
       logLines.push(line);
       // A line logged while the system closes (a request that ends late) must not throw.
-      if (!closed) appendFileSync(logFile, `${line}\n`);
+      if (!closed) {
+        try {
+          appendFileSync(logFile, `${line}\n`);
+        } catch {
+          // the data folder is gone (removed from outside): the line stays in memory
+        }
+      }
     },
     { process: 'main' },
   );

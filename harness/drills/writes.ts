@@ -81,6 +81,11 @@ export interface WriteTally {
   createdTwice: number;
   /** Writes that never reached Keap. */
   notCreated: number;
+  /**
+   * Of those, writes whose claim is still in progress: a worker died holding it. A create is never
+   * repeated blindly: after worker writeTakeoverAfterMs the sender reads outcome-unknown.
+   */
+  claimedNotCreated: number;
 }
 
 /** Counts how each sent write ended, in the state table and in Keap. */
@@ -101,14 +106,17 @@ export async function tallyWrites(
     createdOnce: 0,
     createdTwice: 0,
     notCreated: 0,
+    claimedNotCreated: 0,
   };
   for (const w of sent) {
     const outcome = await sys.stack.deps.writes.getOutcome(w.idempotencyKey);
     if (outcome?.state === 'done') t.done++;
     else t.unresolved++;
     const c = count.get(w.mark) ?? 0;
-    if (c === 0) t.notCreated++;
-    else if (c === 1) t.createdOnce++;
+    if (c === 0) {
+      t.notCreated++;
+      if (outcome?.state === 'in-progress') t.claimedNotCreated++;
+    } else if (c === 1) t.createdOnce++;
     else t.createdTwice++;
   }
   return t;
