@@ -111,7 +111,11 @@ async function settle(
   // Every write made in Keap (its outcome may stay in-progress: see the check below).
   const accounted = (w: Awaited<ReturnType<typeof tallyWrites>>) =>
     w.createdOnce + (o.killedClaimsAllowed ? w.claimedNotCreated : 0) === w.sent;
-  const settled = await until(async () => accounted(await tallyWrites(sys, o.tag, o.sent)), 60_000, 500);
+  const settled = await until(
+    async () => accounted(await tallyWrites(sys, o.tag, o.sent)),
+    o.inSyncTimeoutMs,
+    500,
+  );
   o.progress?.(`writes settled: ${settled} after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   // The writes created records: ask for each list at once (as `keap-sync enqueue` does) instead of
   // waiting for the schedule, and again every 10 s while the mirror still differs.
