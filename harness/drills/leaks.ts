@@ -56,9 +56,10 @@ async function peekQueue(sys: DrillSystem, queueUrl: string): Promise<string[]> 
     }
   }
   for (const ReceiptHandle of handles)
-    await sys.stack.sqs.client.send(
-      new ChangeMessageVisibilityCommand({ QueueUrl: queueUrl, ReceiptHandle, VisibilityTimeout: 0 }),
-    );
+    await sys.stack.sqs.client
+      .send(new ChangeMessageVisibilityCommand({ QueueUrl: queueUrl, ReceiptHandle, VisibilityTimeout: 0 }))
+      // A worker received and deleted it meanwhile: nothing to put back.
+      .catch(() => undefined);
   return bodies;
 }
 
