@@ -219,8 +219,10 @@ export async function dynamoOutage(o: DrillOptions): Promise<DrillReport> {
     limits: 'relaxed',
     pageLatency: SLOW_PAGES,
     faults: o.faults,
-    worker: { timeoutSeconds: 10 },
-    visibilityTimeoutSec: 12,
+    // Lambda kills a timed-out invocation; the local poller cannot, and an abandoned one that goes on
+    // would queue a second copy of its job. A 30 s timeout keeps a busy 2-core machine clear of that.
+    worker: { timeoutSeconds: 30 },
+    visibilityTimeoutSec: 36,
   });
   const checks = new Checks();
   try {
@@ -285,8 +287,10 @@ export async function sqsOutage(o: DrillOptions): Promise<DrillReport> {
     limits: 'relaxed',
     pageLatency: SLOW_PAGES,
     faults: o.faults,
-    worker: { timeoutSeconds: 10 },
-    visibilityTimeoutSec: 12,
+    // Lambda kills a timed-out invocation; the local poller cannot, and an abandoned one that goes on
+    // would queue a second copy of its job. A 30 s timeout keeps a busy 2-core machine clear of that.
+    worker: { timeoutSeconds: 30 },
+    visibilityTimeoutSec: 36,
   });
   const checks = new Checks();
   try {
@@ -428,8 +432,10 @@ export async function keyRotation(o: DrillOptions): Promise<DrillReport> {
     limits: 'relaxed',
     pageLatency: SLOW_PAGES,
     faults: o.faults,
-    worker: { timeoutSeconds: 10 },
-    visibilityTimeoutSec: 12,
+    // Lambda kills a timed-out invocation; the local poller cannot, and an abandoned one that goes on
+    // would queue a second copy of its job. A 30 s timeout keeps a busy 2-core machine clear of that.
+    worker: { timeoutSeconds: 30 },
+    visibilityTimeoutSec: 36,
   });
   const checks = new Checks();
   const workers = 4;
