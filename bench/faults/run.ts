@@ -167,7 +167,8 @@ process.stdout.write(
     formatTable(
       [
         'faults',
-        's to in-sync',
+        'backfill s to in-sync',
+        'changes s to in-sync',
         'Keap calls',
         '5xx/hung',
         'requests retried',
