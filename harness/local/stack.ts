@@ -20,6 +20,7 @@ import { createLedgerTable } from '#shared/quota/index.ts';
 import { createMirrorTable, createStateTable, type MirrorStoreOptions } from '#shared/store/index.ts';
 import { localDynamoClient, type RunningDynamo, startDynalite } from '../emulators/dynamo.ts';
 import { LocalEventSink } from './events.ts';
+import { CuttableLink } from './link.ts';
 import { SqsLambdaPoller } from './poller.ts';
 import { localSecretsClient, type RunningSecrets, startSecretsStub } from './secrets.ts';
 import { createQueuePair, localSqsClient, type QueuePair, type RunningSqs, startSqs } from './sqs.ts';
@@ -71,6 +72,11 @@ export interface LocalStackOptions {
    * carry (the events benchmark feeds it to the publisher Lambda's handler).
    */
   onMirrorWritten?: MirrorStoreOptions['onWritten'];
+  /**
+   * Put a cuttable TCP link in front of the embedded DynamoDB and SQS (drills): every client, here and
+   * in worker processes, reaches them through `links`, which can make either unreachable for a while.
+   */
+  cuttableLinks?: boolean;
 }
 
 /** Where the local runtime delivers change events (passed on to worker processes as is). */
@@ -88,6 +94,8 @@ export interface LocalStack {
   sqs: { endpoint: string; client: SQSClient; queue: QueuePair };
   secrets: RunningSecrets;
   metrics: Metrics;
+  /** The links in front of the embedded DynamoDB and SQS, when `cuttableLinks` was set. */
+  links: { dynamo: CuttableLink; sqs: CuttableLink } | undefined;
   /** One scheduler run; `tickMs` is how often the caller runs it (default the configured interval). */
   scheduler: (tickMs?: number) => ReturnType<typeof runScheduler>;
   /** A poller driving `handler` (or another handler) from the job queue, Lambda-style. */
@@ -126,7 +134,10 @@ export function connectLocalStack(o: {
   log: Log;
   metrics?: Metrics;
   events?: LocalEventsSetting;
-}): Omit<LocalStack, 'secrets' | 'dynamo' | 'sqs'> & { sqsClient: SQSClient; dynamoClient: DynamoDBClient } {
+}): Omit<LocalStack, 'secrets' | 'dynamo' | 'sqs' | 'links'> & {
+  sqsClient: SQSClient;
+  dynamoClient: DynamoDBClient;
+} {
   const dynamoClient = localDynamoClient(o.endpoints.dynamo);
   const sqsClient = localSqsClient(o.endpoints.sqs);
   const secretsClient = localSecretsClient(o.endpoints.secrets);
@@ -194,6 +205,7 @@ function bothWritten(
 
 export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack> {
   const closers: Array<() => Promise<void>> = [];
+  const links: { dynamo?: CuttableLink; sqs?: CuttableLink } = {};
   try {
     let dynamo: { endpoint: string; client: DynamoDBClient };
     if (o.dynamoEndpoint) {
@@ -201,9 +213,21 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
       dynamo = { endpoint: o.dynamoEndpoint, client };
       closers.push(async () => client.destroy());
     } else {
-      const running: RunningDynamo = await startDynalite({ path: o.dataPath, port: o.dynamoPort });
-      dynamo = running;
+      const running: RunningDynamo = await startDynalite({
+        path: o.dataPath,
+        port: o.cuttableLinks ? undefined : o.dynamoPort,
+      });
       closers.push(() => running.close());
+      if (o.cuttableLinks) {
+        const link = await CuttableLink.start(running.endpoint, o.dynamoPort);
+        closers.push(() => link.close());
+        links.dynamo = link;
+        const client = localDynamoClient(link.endpoint);
+        closers.push(async () => client.destroy());
+        dynamo = { endpoint: link.endpoint, client };
+      } else {
+        dynamo = running;
+      }
     }
     await createLedgerTable(dynamo.client, LOCAL_TABLES.ledger);
     await createStateTable(dynamo.client, LOCAL_TABLES.state);
@@ -216,14 +240,28 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
       closers.push(async () => client.destroy());
     } else {
       const running = await startSqs();
-      sqs = running;
       closers.push(() => running.close());
+      if (o.cuttableLinks) {
+        const link = await CuttableLink.start(running.endpoint);
+        closers.push(() => link.close());
+        links.sqs = link;
+        const client = localSqsClient(link.endpoint);
+        closers.push(async () => client.destroy());
+        sqs = { endpoint: link.endpoint, client };
+      } else {
+        sqs = running;
+      }
     }
     const visibility = o.visibilityTimeoutSec ?? Math.min(43_200, 6 * o.config.worker.timeoutSeconds);
-    const queue = await createQueuePair(sqs.client, LOCAL_QUEUE, {
+    const created = await createQueuePair(sqs.client, LOCAL_QUEUE, {
       visibilityTimeoutSec: visibility,
       maxReceiveCount: o.config.worker.maxReceiveCount,
     });
+    // The SDK sends to a queue URL's own host: point the URLs at the link too, or they would bypass it.
+    const sqsLink = links.sqs;
+    const queue: QueuePair = sqsLink
+      ? { ...created, queueUrl: sqsLink.rewrite(created.queueUrl), dlqUrl: sqsLink.rewrite(created.dlqUrl) }
+      : created;
 
     let secrets: RunningSecrets;
     if (o.secretsEndpoint) {
@@ -266,6 +304,7 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
       sqs: { endpoint: sqs.endpoint, client: sqs.client, queue },
       secrets,
       metrics,
+      links: links.dynamo && links.sqs ? { dynamo: links.dynamo, sqs: links.sqs } : undefined,
       scheduler: (tickMs?: number) => runScheduler(deps, o.clock?.() ?? Date.now(), tickMs),
       poller: (p = {}) => {
         const poller = new SqsLambdaPoller({

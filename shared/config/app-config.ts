@@ -86,9 +86,11 @@ export const appConfigSchema = z
         /**
          * Transient failures in a row (Keap timeout, network, 5xx, unreadable body, ledger or store
          * unavailable) after which a job is dead-lettered (`retries-exhausted`); each one before that
-         * comes back after an exponential backoff of seconds.
+         * comes back after an exponential backoff of seconds. 8 spans 1.5 to 3 minutes of backoff (1, 2,
+         * 4 ... s, capped at 60 s, with jitter), so a dependency down for a minute is ridden out; 5 spanned
+         * only 15-31 s, and the 60 s DynamoDB drill dead-lettered jobs with it.
          */
-        maxRetries: z.number().int().min(0).max(50).default(5),
+        maxRetries: z.number().int().min(0).max(50).default(8),
       })
       .strict()
       .prefault({}),

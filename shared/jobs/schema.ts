@@ -61,6 +61,11 @@ const writeBase = {
   attempt: z.number().int().nonnegative().default(0),
   /** Transient failures in a row (set by the worker's retry). */
   failures: z.number().int().nonnegative().optional(),
+  /**
+   * Set by the worker's retry: the claim of this attempt number never reached Keap and its failure
+   * could not be recorded (the state table was down), so the next delivery may take it over.
+   */
+  unsentAttempt: z.number().int().positive().optional(),
 };
 
 export const upsertContactJobSchema = z

@@ -8,6 +8,7 @@ import { LedgerContentionError, LedgerUnavailableError } from '../quota/index.ts
 import { StoreContentionError, StoreUnavailableError } from '../store/index.ts';
 import type { PipelineDeps } from './deps.ts';
 import type { Log } from './ports.ts';
+import { WriteClaimNotReleasedError } from './writes.ts';
 
 /** First retry delay; doubles per failure in a row. */
 export const RETRY_BASE_MS = 1_000;
@@ -24,6 +25,7 @@ export function isTransient(err: unknown): err is Error {
   if (err instanceof RetryableError) return !err.outcomeUnknown;
   if (err instanceof UnexpectedResponseError) return true;
   if (err instanceof LedgerContentionError || err instanceof LedgerUnavailableError) return true;
+  if (err instanceof WriteClaimNotReleasedError) return true;
   if (err instanceof StoreUnavailableError) return err.retryable;
   return err instanceof StoreContentionError;
 }
@@ -81,7 +83,12 @@ export async function retryLater(
     return;
   }
   const delayMs = retryDelayMs(failures);
-  await queue.requeue({ ...job, failures }, delayMs);
+  // A write whose claim never reached Keap tells its retry so (the claim is taken over at once).
+  const unsent =
+    err instanceof WriteClaimNotReleasedError && job.kind !== 'sync' && job.kind !== 'hookEvent'
+      ? { unsentAttempt: err.attempt }
+      : {};
+  await queue.requeue({ ...job, failures, ...unsent }, delayMs);
   if (lease) {
     await leases.renew(account.id, lease.resource, lease.runId, leaseTtlMs + delayMs).catch((e: unknown) => {
       // The retry is queued; a lease that lapses only lets the scheduler start the list sooner.

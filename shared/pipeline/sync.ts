@@ -99,7 +99,9 @@ export async function runSync(
         if (invocation.remainingMs() < reserveMs()) {
           // Progress made clears the transient-failure count; a job that did nothing keeps it.
           await queue.requeue({ ...job, runId, ...(pages > 0 ? { failures: undefined } : {}) });
-          await leases.renew(account.id, resource, runId, ttl);
+          // The continuation is queued: from here nothing may fail the job, or its retry would be a
+          // second copy of the run (two chains paging the same list until one finishes).
+          await renewAfterRequeue(leases, account.id, resource, runId, ttl, log);
           log.info('Out of invocation time: continuing in a new message', {
             runId,
             pages,
@@ -147,7 +149,7 @@ export async function runSync(
     if (!(err instanceof QuotaDeferredError)) throw err;
     const waitMs = deferralDelayMs(err.retryAt, ledger.now());
     await queue.requeue({ ...job, runId }, waitMs);
-    await leases.renew(account.id, resource, runId, ttl + waitMs);
+    await renewAfterRequeue(leases, account.id, resource, runId, ttl + waitMs, log);
     metrics.add('Deferrals', 1, { ...dims, reason: err.reason });
     log.info('The quota ledger deferred the job; it comes back through the queue', {
       runId,
@@ -167,4 +169,25 @@ export async function runSync(
     highWater: highWaterMs === null ? null : new Date(highWaterMs).toISOString(),
   });
   return { status: 'finished', pages, records, highWaterMs };
+}
+
+/**
+ * Renews the lease of a run whose next message is already queued. A failure (the state table
+ * unreachable) is logged, not thrown: the message carries the run on, and a lease that lapses only
+ * lets the scheduler start the list sooner (the checkpoint is taken over then).
+ */
+async function renewAfterRequeue(
+  leases: PipelineDeps['leases'],
+  account: string,
+  resource: string,
+  runId: string,
+  ttlMs: number,
+  log: Log,
+): Promise<void> {
+  await leases.renew(account, resource, runId, ttlMs).catch((e: unknown) => {
+    log.warn('Could not renew the lease of a sync continued in a new message', {
+      runId,
+      error: e instanceof Error ? e.name : String(e),
+    });
+  });
 }

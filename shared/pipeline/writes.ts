@@ -13,6 +13,7 @@ import {
   QuotaDeferredError,
   RetryableError,
 } from '../keap/index.ts';
+import { LedgerContentionError, LedgerUnavailableError } from '../quota/index.ts';
 import type { PipelineDeps } from './deps.ts';
 import type { Log } from './ports.ts';
 import { deferralDelayMs } from './queue.ts';
@@ -33,7 +34,7 @@ export class WriteInProgressError extends Error {
 }
 
 function requestHash(job: WriteJob): string {
-  const { heldSlots: _h, attempt: _a, failures: _f, ...request } = job;
+  const { heldSlots: _h, attempt: _a, failures: _f, unsentAttempt: _u, ...request } = job;
   return createHash('sha256').update(stableJson(request)).digest('hex').slice(0, 32);
 }
 
@@ -92,6 +93,7 @@ export async function runWrite(
     account: account.id,
     requestHash: requestHash(job),
     operation: job.kind,
+    ...(job.unsentAttempt === undefined ? {} : { unsentAttempt: job.unsentAttempt }),
   });
   if (begin.state === 'done' || begin.state === 'failed') {
     metrics.add('WritesDuplicate', 1, dims);
@@ -109,12 +111,10 @@ export async function runWrite(
     }
     throw new WriteInProgressError(job.idempotencyKey);
   }
+  const claimed = begin.attempt;
+  let outcome: Record<string, unknown>;
   try {
-    const outcome = await perform(job, client);
-    await writes.complete(job.idempotencyKey, outcome);
-    metrics.add('WritesDone', 1, dims);
-    log.info('Write performed', { outcome });
-    return { status: 'done', outcome };
+    outcome = await perform(job, client);
   } catch (err) {
     if (err instanceof QuotaDeferredError) {
       // Nothing was sent: give the write up for the next delivery, then defer through the queue.
@@ -141,7 +141,42 @@ export async function runWrite(
       });
       return { status: 'failed', error: err.name };
     }
-    await writes.fail(job.idempotencyKey, err instanceof Error ? err : new Error(String(err)), true);
+    const error = err instanceof Error ? err : new Error(String(err));
+    // The ledger allowed no call, so Keap never saw this attempt. If even its release cannot be
+    // recorded (the state table is down too), the retry carries the attempt number and takes the
+    // claim over, instead of finding it in progress for writeTakeoverAfterMs (16 minutes), which for a
+    // create would end as outcome-unknown: a write lost though it never reached Keap.
+    const unsent = err instanceof LedgerUnavailableError || err instanceof LedgerContentionError;
+    try {
+      await writes.fail(job.idempotencyKey, error, true);
+    } catch (recordErr) {
+      if (unsent) throw new WriteClaimNotReleasedError(claimed, error);
+      throw recordErr;
+    }
     throw err;
+  }
+  // Keap took the write. Recording it may fail (the state table down): the job is then retried and
+  // finds its claim in progress, never a claim marked retryable, so the write is not repeated.
+  await writes.complete(job.idempotencyKey, outcome);
+  metrics.add('WritesDone', 1, dims);
+  log.info('Write performed', { outcome });
+  return { status: 'done', outcome };
+}
+
+/**
+ * A write attempt that never reached Keap (the ledger allowed no call) could not record its own
+ * release. Transient: the retry names `attempt` as unsent so its claim is taken over at once.
+ */
+export class WriteClaimNotReleasedError extends Error {
+  readonly attempt: number;
+  constructor(attempt: number, cause: Error) {
+    super(
+      `Write attempt ${attempt} never reached Keap and its release could not be recorded: ${cause.message}`,
+      {
+        cause,
+      },
+    );
+    this.name = 'WriteClaimNotReleasedError';
+    this.attempt = attempt;
   }
 }

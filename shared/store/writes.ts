@@ -27,6 +27,11 @@ export interface WriteRequest {
   requestHash: string;
   /** Free text for operators, e.g. `POST /v2/contacts`. */
   operation?: string;
+  /**
+   * The attempt whose claim certainly never reached Keap (its release could not be recorded): an
+   * in-progress claim of exactly that attempt is taken over at once instead of waiting it out.
+   */
+  unsentAttempt?: number;
 }
 
 /** What a completed write produced (e.g. the Keap id); a small plain object. */
@@ -170,7 +175,8 @@ export class DynamoWriteStore {
           failedAt: current.updatedAt,
         };
       }
-      if (current.state === 'in-progress') {
+      const released = request.unsentAttempt !== undefined && current.attempt === request.unsentAttempt;
+      if (current.state === 'in-progress' && !released) {
         const stale = nowMs - current.startedAtMs >= this.settings.writeTakeoverAfterMs;
         if (!stale) return { state: 'in-progress', since, unknown: false };
         if (current.kind === 'create') return { state: 'in-progress', since, unknown: true };

@@ -78,9 +78,9 @@ describe('the batch deadline', () => {
 });
 
 describe('retry settings', () => {
-  it('defaults to 5 retries and a 10 s Keap timeout', () => {
+  it('defaults to 8 retries (a minute-long outage ridden out) and a 10 s Keap timeout', () => {
     const c = parseAppConfig({ accounts: [account] });
-    expect(c.worker.maxRetries).toBe(5);
+    expect(c.worker.maxRetries).toBe(8);
     expect(c.keap.timeoutMs).toBe(10_000);
   });
 

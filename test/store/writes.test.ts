@@ -58,6 +58,26 @@ describe.each(emulatorCases)('sync state: writes on $name', (emu) => {
       expect(stored).toMatchObject({ state: 'done', outcome: { keapId: '42' }, attempt: 1, kind: 'create' });
     });
 
+    it('takes over at once a create claim its retry names as unsent, and only that attempt', async () => {
+      const store = state();
+      const key = unique('key');
+      await store.writes.begin(key, request({ kind: 'create' }), T0);
+
+      const otherAttempt = await store.writes.begin(
+        key,
+        { ...request({ kind: 'create' }), unsentAttempt: 2 },
+        T0 + 100,
+      );
+      const named = await store.writes.begin(
+        key,
+        { ...request({ kind: 'create' }), unsentAttempt: 1 },
+        T0 + 200,
+      );
+
+      expect(otherAttempt).toEqual({ state: 'in-progress', since: expect.any(String), unknown: false });
+      expect(named).toMatchObject({ state: 'new', takeover: true, attempt: 2 });
+    });
+
     it('keeps the first outcome when a write is completed twice', async () => {
       const store = state();
       const key = unique('key');
