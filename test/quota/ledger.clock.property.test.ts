@@ -6,8 +6,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { GatewayRules } from '#harness/gateway/rules.ts';
 import { ClockSkewError, QuotaLedger } from '#shared/quota/index.ts';
-import type { PutOutcome, ServerDateListener, StoredItem } from '#shared/quota/store.ts';
-import { MemoryLedgerStore } from '../support/sim.ts';
+import { DatedStore } from '../support/sim.ts';
 
 const settings = {
   tableName: 'mem',
@@ -16,29 +15,6 @@ const settings = {
   dayLimit: 30_000,
   bulkShare: 1,
 };
-
-class DatedStore extends MemoryLedgerStore {
-  onServerDate: ServerDateListener | undefined;
-  private readonly serverNow: () => number;
-  constructor(serverNow: () => number) {
-    super();
-    this.serverNow = serverNow;
-  }
-  private date(): void {
-    const perf = performance.now();
-    this.onServerDate?.(Math.floor(this.serverNow() / 1000) * 1000, perf, perf);
-  }
-  override async read(pk: string): Promise<StoredItem | undefined> {
-    const out = await super.read(pk);
-    this.date();
-    return out;
-  }
-  override async put(pk: string, next: StoredItem, expected: number | undefined): Promise<PutOutcome> {
-    const out = await super.put(pk, next, expected);
-    this.date();
-    return out;
-  }
-}
 
 // Beyond maxClockSkewMs (1 s) plus the Date header's one-second resolution, one answer tells; a clock
 // off by 1-2 s is told as answers at different sub-second phases accumulate.

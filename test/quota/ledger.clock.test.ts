@@ -2,8 +2,7 @@
 // operators: an in-memory store whose answers carry a `Date` header from the true clock, as DynamoDB's do.
 import { describe, expect, it } from 'vitest';
 import { ClockSkewError, QuotaLedger } from '#shared/quota/index.ts';
-import type { PutOutcome, ServerDateListener, StoredItem } from '#shared/quota/store.ts';
-import { MemoryLedgerStore } from '../support/sim.ts';
+import { DatedStore } from '../support/sim.ts';
 
 const settings = {
   tableName: 'mem',
@@ -12,30 +11,6 @@ const settings = {
   dayLimit: 30_000,
   bulkShare: 1,
 };
-
-/** The store's answers carry the server's Date (whole seconds of the true clock). */
-class DatedStore extends MemoryLedgerStore {
-  onServerDate: ServerDateListener | undefined;
-  private readonly serverNow: () => number;
-  constructor(serverNow: () => number) {
-    super();
-    this.serverNow = serverNow;
-  }
-  private date(): void {
-    const perf = performance.now();
-    this.onServerDate?.(Math.floor(this.serverNow() / 1000) * 1000, perf, perf);
-  }
-  override async read(pk: string): Promise<StoredItem | undefined> {
-    const out = await super.read(pk);
-    this.date();
-    return out;
-  }
-  override async put(pk: string, next: StoredItem, expected: number | undefined): Promise<PutOutcome> {
-    const out = await super.put(pk, next, expected);
-    this.date();
-    return out;
-  }
-}
 
 function fleet() {
   let now = Date.UTC(2026, 11, 2, 12, 0, 0, 300);

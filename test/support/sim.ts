@@ -1,5 +1,5 @@
 // Test support: an in-memory ledger store with request counting, and a dynalite/DynamoDB Local host.
-import type { LedgerStore, PutOutcome, StoredItem } from '#shared/quota/store.ts';
+import type { LedgerStore, PutOutcome, ServerDateListener, StoredItem } from '#shared/quota/store.ts';
 
 /** A faithful in-memory LedgerStore (atomic conditional put), optionally returning the winner on conflict. */
 export class MemoryLedgerStore implements LedgerStore {
@@ -46,5 +46,29 @@ export class MemoryLedgerStore implements LedgerStore {
     }
     this.items.set(pk, { ...next });
     return { ok: true };
+  }
+}
+
+/** A MemoryLedgerStore whose answers carry the server's `Date` (whole seconds of `serverNow`), as DynamoDB's do. */
+export class DatedStore extends MemoryLedgerStore {
+  onServerDate: ServerDateListener | undefined;
+  private readonly serverNow: () => number;
+  constructor(serverNow: () => number) {
+    super();
+    this.serverNow = serverNow;
+  }
+  private date(): void {
+    const perf = performance.now();
+    this.onServerDate?.(Math.floor(this.serverNow() / 1000) * 1000, perf, perf);
+  }
+  override async read(pk: string): Promise<StoredItem | undefined> {
+    const out = await super.read(pk);
+    this.date();
+    return out;
+  }
+  override async put(pk: string, next: StoredItem, expected: number | undefined): Promise<PutOutcome> {
+    const out = await super.put(pk, next, expected);
+    this.date();
+    return out;
   }
 }
