@@ -203,6 +203,23 @@ async function settle(
   };
 }
 
+/** The system the outage and key drills share: in-process workers, slow pages, relaxed limits. */
+function startInProcessDrill(o: DrillOptions, key: string, spareKeys: string[] = []): Promise<DrillSystem> {
+  return startDrillSystem({
+    contacts: o.contacts ?? 3000,
+    seed: o.seed,
+    key,
+    ...(spareKeys.length > 0 ? { spareKeys } : {}),
+    limits: 'relaxed',
+    pageLatency: SLOW_PAGES,
+    faults: o.faults,
+    // Lambda kills a timed-out invocation; the local poller cannot, and an abandoned one that goes on
+    // would queue a second copy of its job. A 30 s timeout keeps a busy 2-core machine clear of that.
+    worker: { timeoutSeconds: 30 },
+    visibilityTimeoutSec: 36,
+  });
+}
+
 async function waitMidSync(sys: DrillSystem, calls: number): Promise<boolean> {
   await until(async () => (await sys.keap.arrivals()).length >= calls, 60_000, 50);
   return (await sys.differences()).length > 0;
@@ -212,18 +229,7 @@ async function waitMidSync(sys: DrillSystem, calls: number): Promise<boolean> {
 export async function dynamoOutage(o: DrillOptions): Promise<DrillReport> {
   const started = Date.now();
   const key = plantedKey('dynamo');
-  const sys = await startDrillSystem({
-    contacts: o.contacts ?? 3000,
-    seed: o.seed,
-    key,
-    limits: 'relaxed',
-    pageLatency: SLOW_PAGES,
-    faults: o.faults,
-    // Lambda kills a timed-out invocation; the local poller cannot, and an abandoned one that goes on
-    // would queue a second copy of its job. A 30 s timeout keeps a busy 2-core machine clear of that.
-    worker: { timeoutSeconds: 30 },
-    visibilityTimeoutSec: 36,
-  });
+  const sys = await startInProcessDrill(o, key);
   const checks = new Checks();
   try {
     await sys.startWorkers(2, 2);
@@ -280,18 +286,7 @@ export async function dynamoOutage(o: DrillOptions): Promise<DrillReport> {
 export async function sqsOutage(o: DrillOptions): Promise<DrillReport> {
   const started = Date.now();
   const key = plantedKey('sqs');
-  const sys = await startDrillSystem({
-    contacts: o.contacts ?? 3000,
-    seed: o.seed,
-    key,
-    limits: 'relaxed',
-    pageLatency: SLOW_PAGES,
-    faults: o.faults,
-    // Lambda kills a timed-out invocation; the local poller cannot, and an abandoned one that goes on
-    // would queue a second copy of its job. A 30 s timeout keeps a busy 2-core machine clear of that.
-    worker: { timeoutSeconds: 30 },
-    visibilityTimeoutSec: 36,
-  });
+  const sys = await startInProcessDrill(o, key);
   const checks = new Checks();
   try {
     const pollers: SqsLambdaPoller[] = await sys.startWorkers(2, 2);
@@ -424,19 +419,7 @@ export async function keyRotation(o: DrillOptions): Promise<DrillReport> {
   const started = Date.now();
   const oldKey = plantedKey('old');
   const newKey = plantedKey('new');
-  const sys = await startDrillSystem({
-    contacts: o.contacts ?? 3000,
-    seed: o.seed,
-    key: oldKey,
-    spareKeys: [newKey],
-    limits: 'relaxed',
-    pageLatency: SLOW_PAGES,
-    faults: o.faults,
-    // Lambda kills a timed-out invocation; the local poller cannot, and an abandoned one that goes on
-    // would queue a second copy of its job. A 30 s timeout keeps a busy 2-core machine clear of that.
-    worker: { timeoutSeconds: 30 },
-    visibilityTimeoutSec: 36,
-  });
+  const sys = await startInProcessDrill(o, oldKey, [newKey]);
   const checks = new Checks();
   const workers = 4;
   try {
