@@ -55,6 +55,7 @@ const SCHEDULE: Record<SyncResource, number> = {
   orders: 15,
   opportunities: 30,
   tags: 60,
+  tagApplications: 60,
   notes: 15,
   tasks: 15,
   products: 60,

@@ -54,6 +54,7 @@ const DEFAULT_INTERVALS: Record<SyncResource, number> = {
   orders: 15,
   opportunities: 30,
   tags: 60,
+  tagApplications: 60,
   notes: 15,
   tasks: 15,
   products: 60,

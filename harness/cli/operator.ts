@@ -27,6 +27,7 @@ import {
   type Pipeline,
 } from '#shared/pipeline/index.ts';
 import { sweepCalls } from '#shared/pipeline/sweep.ts';
+import { tagApplicationCalls } from '#shared/pipeline/tag-applications.ts';
 import { startDynalite } from '../emulators/dynamo.ts';
 import { connectLocalStack, LOCAL_TABLES, type LocalEndpoints } from '../local/stack.ts';
 import { UsageError } from './commander.ts';
@@ -333,13 +334,18 @@ export function estimateSync(
   for (const r of resources) {
     const { sync, maxPageSize: page } = REGISTRY[r];
     const records = Math.round(contacts * sync.estimateShare);
+    // Tag applications are read tag by tag: a call per tag at least, however little changed.
+    const tags = Math.round(contacts * REGISTRY.tags.sync.estimateShare);
+    const tagWalk = r === 'tagApplications';
     rows.push({
       resource: r,
       records,
-      calls: Math.max(1, Math.ceil(records / page)),
-      incrementalCalls: Math.max(1, Math.ceil(Math.min(records, changedPerResource) / page)),
+      calls: tagWalk ? tagApplicationCalls(tags, records) : Math.max(1, Math.ceil(records / page)),
+      incrementalCalls: tagWalk
+        ? tagApplicationCalls(tags, records, changedPerResource)
+        : Math.max(1, Math.ceil(Math.min(records, changedPerResource) / page)),
       // A reconciliation sweep reads every id, a page of the list's largest size per call.
-      sweepCalls: sweepCalls(r, records),
+      sweepCalls: sweepCalls(r, records, tags),
     });
   }
   const time = (calls: number) => {
@@ -361,6 +367,22 @@ export function estimateSync(
       ? 0
       : Math.max(Math.max(0, ...rows.map((r) => r.calls * pageMs)), (full * pageMs) / Math.max(1, parallel));
   const quotaMs = time(full);
+  // Polling at the configured intervals (the first account that schedules the list; 60 min else):
+  // each run costs its incremental calls. Tag applications cost a call per tag every run.
+  const everyOf = (r: string) => {
+    for (const a of config.accounts) {
+      const sched = (a.resources as Record<string, { everyMinutes: number } | undefined>)[r];
+      if (sched) return sched.everyMinutes;
+    }
+    return 60;
+  };
+  const dayBulk = (config.limits.dayLimit ?? 30_000) * limits.bulkShare;
+  const pollingRows = rows.map((r) => ({
+    resource: r.resource,
+    callsPerDay: Math.ceil((r.incrementalCalls * 1440) / Math.max(1, everyOf(r.resource))),
+  }));
+  const pollingPerDay = pollingRows.reduce((n, r) => n + r.callsPerDay, 0);
+  const heaviest = [...pollingRows].sort((a, b) => b.callsPerDay - a.callsPerDay)[0];
   const result = {
     contacts,
     perMinuteForBulk: perMinute,
@@ -380,6 +402,11 @@ export function estimateSync(
     perResource: rows,
     dayBudgetShareOfFullSync:
       Math.round((full / ((config.limits.dayLimit ?? 30_000) * limits.bulkShare)) * 1000) / 1000,
+    polling: {
+      callsPerDay: pollingPerDay,
+      dayBudgetShare: Math.round((pollingPerDay / dayBulk) * 1000) / 1000,
+      heaviest: heaviest ? { resource: heaviest.resource, callsPerDay: heaviest.callsPerDay } : null,
+    },
     sweep: {
       everyHours: config.sweep.everyHours,
       callsPerSweep: sweepTotal,
@@ -420,6 +447,16 @@ export function estimateCommand(
         `a page: ${e.fullSync.latencySeconds} s; ${(e.dayBudgetShareOfFullSync * 100).toFixed(1)}% of the day's bulk budget)`
       : `full sync:        ${e.fullSync.calls} calls, about ${e.fullSync.seconds} s under the quota (${(e.dayBudgetShareOfFullSync * 100).toFixed(1)}% of the day's bulk budget; --page-ms adds Keap's page latency)`,
     `incremental sync: ${e.incrementalSync.calls} calls (${changedPerResource} changes per list), about ${e.incrementalSync.seconds} s`,
+    `polling:          ${e.polling.callsPerDay} calls a day at the configured intervals (${(e.polling.dayBudgetShare * 100).toFixed(1)}% of the day's bulk budget` +
+      (e.polling.heaviest
+        ? `; most: ${e.polling.heaviest.resource}, ${e.polling.heaviest.callsPerDay} a day)`
+        : ')'),
+    ...(e.polling.dayBudgetShare > 0.5 && e.polling.heaviest
+      ? [
+          `warning:          polling alone would take over half the day's bulk budget: lengthen ${e.polling.heaviest.resource}'s ` +
+            'everyMinutes, or register hooks and relax polling (hooks.healthyPollMinutes); the scheduler skips runs the budget cannot serve',
+        ]
+      : []),
     e.sweep.everyHours === 0
       ? 'sweep:            off (sweep.everyHours 0): deletions are found by hooks only'
       : `sweep:            ${e.sweep.callsPerSweep} calls per sweep of every list, every ${e.sweep.everyHours} h: ${e.sweep.callsPerDay} calls a day (${(e.sweep.dayBudgetShare * 100).toFixed(1)}% of the day's bulk budget; scheduled only inside it)`,

@@ -242,7 +242,8 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Runnin
     const result = dataset.mutate(type, change, now);
     const created = type === 'tagApplications' ? 'applied' : 'add';
     hooks.emit(type, created, result.created, now);
-    hooks.emit(type, 'edit', result.updated, now);
+    // A tag application changes only by being applied again (a later applied time): Keap says applied.
+    hooks.emit(type, type === 'tagApplications' ? 'applied' : 'edit', result.updated, now);
     for (const t of RESOURCE_TYPES) {
       const table = dataset.table(t);
       const gone = [...(before.get(t) ?? [])].filter((id) => !table.has(id));

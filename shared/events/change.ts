@@ -28,6 +28,7 @@ const LIST_NAMES: Record<SyncResource, string> = {
   orders: 'Order',
   opportunities: 'Opportunity',
   tags: 'Tag',
+  tagApplications: 'TagApplication',
   notes: 'Note',
   tasks: 'Task',
   products: 'Product',

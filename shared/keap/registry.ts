@@ -82,8 +82,8 @@ export interface ListEntry {
   hook?: HookSpec;
   /**
    * Present when the sync pipeline mirrors the list: `estimateShare` is its typical size relative to
-   * the contacts (the estimate and the sandbox's dataset scale by it). Tag applications are read per
-   * tag, by the `tags` job's follow-up, so they have none.
+   * the contacts (the estimate and the sandbox's dataset scale by it). Tag applications are read tag
+   * by tag (shared/pipeline/tag-applications.ts), a few per contact.
    */
   sync?: { estimateShare: number };
 }
@@ -359,6 +359,7 @@ export const REGISTRY = {
       applied_time: time,
     }),
     hook: { object: 'contactGroup', events: ['applied', 'removed'] },
+    sync: { estimateShare: 3 },
   },
   notes: {
     path: '/rest/v2/notes',

@@ -10,6 +10,7 @@ import { CustomFieldNamer } from './custom-fields.ts';
 import type { PipelineDeps } from './deps.ts';
 import type { Log } from './ports.ts';
 import { deferralDelayMs } from './queue.ts';
+import { applicationRecord } from './tag-applications.ts';
 
 /**
  * How far before the delivery's receipt a tag's contacts are read for an `applied` event: Keap sends
@@ -154,10 +155,10 @@ async function tagApplicationChanges(
         for (const rec of page.records) {
           if (!whole && !named.has(rec.id)) continue;
           seen.add(rec.id);
-          const data = { ...(rec as unknown as Record<string, unknown>), tag_id: tagId };
+          const data = applicationRecord(tagId, rec);
           const applied = updateTimeOf(spec, data) ?? 0;
           changes.upserts.push({
-            id: `${tagId}:${rec.id}`,
+            id: data.id,
             updateTimeMs: whole ? applied : Math.max(applied, receivedMs),
             data,
           });
@@ -180,7 +181,7 @@ async function tagApplicationChanges(
       changes.upserts.push({
         id: `${tagId}:${c}`,
         updateTimeMs: receivedMs,
-        data: { id: c, tag_id: tagId },
+        data: applicationRecord(tagId, { id: c }),
       });
     }
   }
@@ -202,7 +203,7 @@ async function vanished(
   if (!mirror?.iterate) return [];
   const out: MirrorTombstone[] = [];
   const prefix = `${tagId}:`;
-  for await (const item of mirror.iterate(account, 'tagApplications')) {
+  for await (const item of mirror.iterate(account, 'tagApplications', { prefix })) {
     if (!item.id.startsWith(prefix) || item.deletedAt !== undefined) continue;
     if (seen.has(item.id.slice(prefix.length)) || Date.parse(item.syncedAt) >= before) continue;
     out.push({ id: item.id, deletedAtMs: at });

@@ -14,6 +14,7 @@ import { openAccount } from './account-gate.ts';
 import type { PipelineDeps } from './deps.ts';
 import { mapLimit } from './parallel.ts';
 import { sweepCalls } from './sweep.ts';
+import { tagApplicationCalls } from './tag-applications.ts';
 
 export type SkipReason =
   | 'not-due'
@@ -152,10 +153,14 @@ export async function runScheduler(
     return !live;
   });
   // A full read's cost is the mirror's size; a list that never ran has nothing mirrored to count.
+  // Tag applications are read tag by tag: every run of them costs a call per tag at least.
   const counts = await mapLimit(free, SCHEDULER_PARALLELISM, (d) =>
     d.mode === 'full' && cursorOf.get(`${d.account.id}\u0000${d.resource}`)?.lastRunAt != null
       ? mirror.count(d.account.id, d.resource)
       : Promise.resolve(0),
+  );
+  const tagCounts = await mapLimit(free, SCHEDULER_PARALLELISM, (d) =>
+    d.resource === 'tagApplications' ? mirror.count(d.account.id, 'tags') : Promise.resolve(0),
   );
 
   // 4. The day's bulk budget, per account, in the configured order of its lists.
@@ -170,10 +175,8 @@ export async function runScheduler(
       bulkLeftOf.get(d.account.id) ??
       (snap ? Math.floor(snap.day.limit * bulkShare) - (snap.day.used + snap.day.heldAhead) : 0);
     // A full read costs a call per 1,000 records; keep a reserve so incremental syncs still run.
-    const needed =
-      d.mode === 'full'
-        ? Math.max(1, Math.ceil((counts[i] ?? 0) / 1000)) + config.scheduler.reserveCallsForIncremental
-        : 1;
+    const reads = runCalls(d.resource, d.mode, counts[i] ?? 0, tagCounts[i] ?? 0);
+    const needed = d.mode === 'full' ? reads + config.scheduler.reserveCallsForIncremental : reads;
     const bulkRunning = bulkInFlight.get(d.account.id) ?? 0;
     if (d.mode === 'full' && bulkRunning >= bulkCap) {
       result.skipped.push({ account: d.account.id, resource: d.resource, reason: 'bulk-cap' });
@@ -189,7 +192,7 @@ export async function runScheduler(
       metrics.add('JobsSkipped', 1, { account: d.account.id, resource: d.resource, reason: 'quota' });
       result.skipped.push({ account: d.account.id, resource: d.resource, reason: 'quota' });
     } else {
-      bulkLeft -= d.mode === 'full' ? needed - config.scheduler.reserveCallsForIncremental : 1;
+      bulkLeft -= reads;
       if (d.mode === 'full') bulkInFlight.set(d.account.id, bulkRunning + 1);
       candidates.push({ ...d, needed, runId: randomUUID() });
     }
@@ -252,6 +255,21 @@ export async function runScheduler(
   });
   if (refused.size > 0) throw new EnqueueFailedError(refused.size);
   return result;
+}
+
+/**
+ * Calls a run of a list is budgeted: a full read a call per 1,000 mirrored records, an incremental
+ * one a call; tag applications a walk over every tag (a call per tag at least, either way).
+ */
+export function runCalls(
+  resource: SyncResource,
+  mode: 'incremental' | 'full',
+  records: number,
+  tags: number,
+): number {
+  if (resource === 'tagApplications')
+    return tagApplicationCalls(tags, records, mode === 'full' ? records : 0);
+  return mode === 'full' ? Math.max(1, Math.ceil(records / 1000)) : 1;
 }
 
 /** The lease name that spaces an account's hook checks (it expires; it is never released). */
@@ -345,7 +363,11 @@ async function scheduleSweeps(
     }
     if (lease.expiresAtMs > nowMs) continue;
     const left = leftOf.get(account) ?? bulkLeftOf(p.account);
-    const calls = sweepCalls(p.resource, await mirror.count(account, p.resource));
+    const calls = sweepCalls(
+      p.resource,
+      await mirror.count(account, p.resource),
+      p.resource === 'tagApplications' ? await mirror.count(account, 'tags') : 0,
+    );
     if (left < calls + config.scheduler.reserveCallsForIncremental) {
       log.warn('Sweep not enqueued: the day quota left for bulk work cannot serve it', {
         account,

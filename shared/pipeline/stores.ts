@@ -88,7 +88,7 @@ export interface Mirror {
   ): Promise<TombstoneResult>;
   count(account: string, resource: string): Promise<number>;
   /** Every mirrored record of the list, tombstones too (the reconciliation sweep compares them). */
-  iterate?(account: string, resource: string): AsyncIterable<MirrorItem>;
+  iterate?(account: string, resource: string, options?: { prefix?: string }): AsyncIterable<MirrorItem>;
 }
 
 /** The job queue and its dead-letter queue. */

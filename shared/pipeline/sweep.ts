@@ -12,14 +12,19 @@ import type { PipelineDeps } from './deps.ts';
 import type { Log } from './ports.ts';
 import { deferralDelayMs } from './queue.ts';
 import type { Invocation } from './sync.ts';
+import { listPages, tagApplicationCalls } from './tag-applications.ts';
 
 export type SweepOutcome =
   | { status: 'done'; listed: number; mirrored: number; tombstoned: number; calls: number }
   | { status: 'deferred'; retryAt: number; reason: string }
   | { status: 'incomplete'; listed: number; calls: number };
 
-/** Calls one sweep of a list of `records` records costs: a page of ids per call (at least one). */
-export function sweepCalls(resource: SweepJob['resource'], records: number): number {
+/**
+ * Calls one sweep of a list of `records` records costs: a page of ids per call (at least one); for
+ * tag applications, the walk over `tags` tags.
+ */
+export function sweepCalls(resource: SweepJob['resource'], records: number, tags = 0): number {
+  if (resource === 'tagApplications') return tagApplicationCalls(tags, records);
   return Math.max(1, Math.ceil(records / RESOURCES[resource].maxPageSize));
 }
 
@@ -47,13 +52,9 @@ export async function runSweep(
   const listed = new Set<string>();
   let calls = 0;
   try {
-    for await (const page of client.pages(resource, {
-      fields: [],
-      pageSize: RESOURCES[resource].maxPageSize,
-      priority: 'bulk',
-    })) {
+    for await (const page of listPages(client, resource, { idsOnly: true, priority: 'bulk' })) {
       calls += page.requests;
-      for (const record of page.records) listed.add(String((record as { id: unknown }).id));
+      for (const record of page.records) listed.add(record.id);
       if (!page.done && invocation.remainingMs() < config.worker.safetyMarginMs) {
         log.warn(
           'Sweep stopped: the invocation has no time left; nothing tombstoned, the next sweep retries',

@@ -10,6 +10,7 @@ import { CustomFieldNamer } from './custom-fields.ts';
 import type { PipelineDeps } from './deps.ts';
 import type { Log } from './ports.ts';
 import { deferralDelayMs } from './queue.ts';
+import { listPages } from './tag-applications.ts';
 
 export interface Invocation {
   /** Milliseconds left in this invocation (Lambda's context.getRemainingTimeInMillis). */
@@ -86,9 +87,9 @@ export async function runSync(
     fromPage: checkpoint.pages,
   });
   try {
-    const iterator = client.pages(resource, {
-      since,
-      pageToken: checkpoint.pageToken ?? undefined,
+    const iterator = listPages(client, resource, {
+      ...(since !== undefined ? { since } : {}),
+      ...(checkpoint.pageToken ? { pageToken: checkpoint.pageToken } : {}),
       priority: 'bulk',
     });
     const reserveMs = () => invocation.reserveMs?.() ?? config.worker.safetyMarginMs;
@@ -118,10 +119,7 @@ export async function runSync(
         const rows = await namer.name(
           account.id,
           resource,
-          page.records.map((rec) => {
-            const data = rec as unknown as Record<string, unknown>;
-            return { id: rec.id, updateTimeMs: updateTimeOf(spec, data) ?? 0, data };
-          }),
+          page.records.map((data) => ({ id: data.id, updateTimeMs: updateTimeOf(spec, data) ?? 0, data })),
           client,
         );
         const written = await mirror.upsertMany(account.id, resource, rows);
@@ -158,7 +156,16 @@ export async function runSync(
     });
     return { status: 'deferred', retryAt: err.retryAt, reason: err.reason };
   }
-  const highWaterMs = runHigh ?? cursor.highWaterMs;
+  // The next cursor is the latest update time read, but never past the run's start: a list is read
+  // in id order (or tag by tag), so a record changed while the run went on may sit on a page already
+  // read, and only a cursor from before the run finds it next time. The cursor never moves back.
+  const capped = runHigh === null ? null : Math.min(runHigh, checkpoint.startedAtMs);
+  const highWaterMs =
+    capped === null
+      ? cursor.highWaterMs
+      : cursor.highWaterMs === null || job.mode === 'full'
+        ? capped
+        : Math.max(capped, cursor.highWaterMs);
   // Sync lag (time since a list's last finished run) is the scheduler's to report, every tick.
   await runs.finish(account.id, resource, runId, highWaterMs);
   await leases.release(account.id, resource, runId);

@@ -259,13 +259,30 @@ export class MirrorStore {
     return total;
   }
 
-  /** Every mirrored record of (account, resource) in id order (string order), a Query page at a time. */
-  async *iterate(account: string, resource: string): AsyncGenerator<MirrorItem, void, undefined> {
+  /**
+   * Every mirrored record of (account, resource) in id order (string order), a Query page at a time;
+   * with `prefix`, only the ids that begin with it (a key condition: the other ids are never read).
+   */
+  async *iterate(
+    account: string,
+    resource: string,
+    options: { prefix?: string } = {},
+  ): AsyncGenerator<MirrorItem, void, undefined> {
     const pk = mirrorPartitionKey(account, resource);
+    const base = this.partitionQuery(pk);
+    const query =
+      options.prefix === undefined || options.prefix === ''
+        ? base
+        : {
+            ...base,
+            KeyConditionExpression: '#pk = :pk AND begins_with(#id, :prefix)',
+            ExpressionAttributeNames: { ...base.ExpressionAttributeNames, '#id': MIRROR_TABLE.sortKey },
+            ExpressionAttributeValues: { ...base.ExpressionAttributeValues, ':prefix': options.prefix },
+          };
     let start: Record<string, unknown> | undefined;
     do {
       const out = await callDynamo(this.tableName, 'Query', () =>
-        this.doc.send(new QueryCommand({ ...this.partitionQuery(pk), ExclusiveStartKey: start })),
+        this.doc.send(new QueryCommand({ ...query, ExclusiveStartKey: start })),
       );
       for (const item of out.Items ?? []) yield this.fromItem(item);
       start = out.LastEvaluatedKey;

@@ -125,7 +125,7 @@ describe('keap-sync accounts on a local data folder', () => {
     const dataDir = join(tempDir(), 'data');
     const add = await runCli(['accounts', 'add', 'keap-sync.config.json', '--data-dir', dataDir]);
     expect(add.code, add.stderr).toBe(0);
-    expect(add.stdout).toMatch(/Registered demo \(tenant sandbox\.infusionsoft\.com, 10 lists\)/);
+    expect(add.stdout).toMatch(/Registered demo \(tenant sandbox\.infusionsoft\.com, 11 lists\)/);
     const again = await runCli(['accounts', 'add', 'keap-sync.config.json', '--data-dir', dataDir]);
     expect(again.code).toBe(2);
     expect(again.stderr).toMatch(/The account "demo" is registered already.*--replace/);

@@ -58,7 +58,7 @@ describe('keap-sync --aws', () => {
       queue: unknown;
     };
     expect(report.accounts.map((a) => a.id)).toEqual(['demo']);
-    expect(report.accounts[0]?.resources).toHaveLength(10);
+    expect(report.accounts[0]?.resources).toHaveLength(11);
     expect(report.queue).toEqual({ visible: 0, inFlight: 0, delayed: 0 });
   });
 

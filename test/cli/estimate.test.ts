@@ -38,4 +38,28 @@ describe('keap-sync estimate', () => {
     const e = estimateSync(parseAppConfig({}), 5_000, 100);
     expect(e.perResource.map((r) => r.resource).sort()).toEqual([...SYNC_RESOURCES].sort());
   });
+
+  it('costs tag applications as the walk over every tag, and flags polling the day budget cannot serve', () => {
+    const tagged = parseAppConfig({
+      accounts: [
+        {
+          id: 'acme',
+          tenant: 'ab103',
+          secretId: 'keap-sync/acme',
+          resources: { contacts: { everyMinutes: 5 }, tagApplications: { everyMinutes: 60 } },
+        },
+      ],
+    });
+    // 100,000 contacts: 2,000 tags (a call for the tag list, two pages), 300,000 applications.
+    const e = estimateSync(tagged, 100_000, 100);
+    const apps = e.perResource.find((r) => r.resource === 'tagApplications');
+    expect(apps).toMatchObject({ records: 300_000, calls: 2 + 2_000 + 300, incrementalCalls: 2 + 2_000 });
+    expect(apps?.sweepCalls).toBe(apps?.calls);
+    // Hourly, the walk alone is 24 x 2,002 calls a day: more than the day's bulk budget (24,000).
+    expect(e.polling.heaviest).toEqual({ resource: 'tagApplications', callsPerDay: 24 * 2_002 });
+    expect(e.polling.callsPerDay).toBe(24 * 2_002 + 288);
+    expect(e.polling.dayBudgetShare).toBeGreaterThan(1);
+    // A small account polls well inside it.
+    expect(estimateSync(tagged, 5_000, 100).polling.dayBudgetShare).toBeLessThan(0.2);
+  });
 });

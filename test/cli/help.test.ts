@@ -88,7 +88,7 @@ describe('--help and unknown commands', () => {
       perResource: unknown[];
     };
     expect(e.contacts).toBe(20000);
-    expect(e.perResource).toHaveLength(10);
+    expect(e.perResource).toHaveLength(11);
     // A full read costs at least one call per 1,000 contacts.
     expect(e.fullSync.calls).toBeGreaterThanOrEqual(20);
     // The reconciliation sweep: a page of ids per call, once a day by default.

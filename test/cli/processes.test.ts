@@ -55,8 +55,8 @@ describe('run --processes 2 --concurrency 2 --until-idle', () => {
     const byProcess = new Map<string, number>();
     for (const l of finished) byProcess.set(String(l.process), (byProcess.get(String(l.process)) ?? 0) + 1);
     expect([...byProcess.keys()].sort()).toEqual(['main', 'worker-1']);
-    expect(finished).toHaveLength(10);
-    expect(new Set(finished.map((l) => l.resource)).size).toBe(10);
+    expect(finished).toHaveLength(11);
+    expect(new Set(finished.map((l) => l.resource)).size).toBe(11);
   });
 
   test('one ledger counted every call of both processes; Keap refused none', async () => {

@@ -58,7 +58,7 @@ describe('npm start -- --until-idle (embedded sandbox)', () => {
     expect(account?.id).toBe('demo');
     expect(account?.key).toBe('active');
     expect(Object.values(statesOf(report)).every((s) => s === 'in-sync')).toBe(true);
-    expect(Object.keys(statesOf(report))).toHaveLength(10);
+    expect(Object.keys(statesOf(report))).toHaveLength(11);
     expect(countsOf(report)).toEqual(expected);
     for (const r of account?.resources ?? []) {
       expect(r.lastRunMode, r.resource).toBe('full');

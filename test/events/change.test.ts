@@ -188,7 +188,7 @@ describe('buildChangeEvent', () => {
   });
 
   it('refuses an item of a list that has no event type, and an item without data, naming them', () => {
-    expect(() => buildChangeEvent(undefined, image({ resource: 'tagApplications' }), OPTIONS)).toThrow(
+    expect(() => buildChangeEvent(undefined, image({ resource: 'widgets' }), OPTIONS)).toThrow(
       expect.objectContaining({ name: 'ChangeEventError', reason: 'unknown-list' }),
     );
     const noData = { ...mirrorItem(), data: undefined };

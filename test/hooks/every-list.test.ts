@@ -32,8 +32,13 @@ describe('every hooked list, hooks alone', () => {
     const problems: string[] = [];
     for (const list of LISTS) {
       const mirror = new Map<string, { t: number; dead: boolean }>();
+      // A tag application from a hook carries its receipt time as its version (so a later removal
+      // wins whichever is handled first): its applied time is in its data.
       for await (const item of w.stack.deps.mirror.iterate(ACCOUNT, list))
-        mirror.set(item.id, { t: item.updateTimeMs, dead: item.deletedAt !== undefined });
+        mirror.set(item.id, {
+          t: list === 'tagApplications' ? timeOf(list, item.data) : item.updateTimeMs,
+          dead: item.deletedAt !== undefined,
+        });
       const table = w.sandbox.dataset.table(list);
       for (const id of table.ids()) {
         const m = mirror.get(String(id));

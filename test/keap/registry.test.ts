@@ -46,7 +46,7 @@ describe('registry', () => {
         resource,
       });
     }
-    expect(SYNC_RESOURCES).not.toContain('tagApplications');
+    expect(SYNC_RESOURCES).toContain('tagApplications');
   });
 
   it("declares each list's fields parameter as Keap's OpenAPI file does: exploded for opportunities only", () => {

@@ -60,9 +60,9 @@ describe('fairness: one account backfilling, another syncing its changes', () =>
 
     const tickedAt = Date.now();
     const tick = await runScheduler(w.stack.deps, tickedAt + INTERVAL_MS + 1_000);
-    // One backfill job of the big account at a time; the other nine lists wait for later runs.
+    // One backfill job of the big account at a time; the other ten lists wait for later runs.
     expect(tick.enqueued.filter((e) => e.account === 'big')).toHaveLength(1);
-    expect(tick.skipped.filter((s) => s.account === 'big' && s.reason === 'bulk-cap')).toHaveLength(9);
+    expect(tick.skipped.filter((s) => s.account === 'big' && s.reason === 'bulk-cap')).toHaveLength(10);
     const small = tick.enqueued.find((e) => e.account === 'small');
     expect(small?.mode).toBe('incremental');
 

@@ -213,9 +213,10 @@ describe('hook events into the mirror', () => {
     for (const id of change.created) {
       const [tagId, contactId] = id.split(':');
       const app = w.sandbox.dataset.tagApplications.get(id);
-      expect(live.get(id)?.data, id).toMatchObject({
-        id: contactId,
+      expect(live.get(id)?.data, id).toEqual({
+        id,
         tag_id: tagId,
+        contact_id: contactId,
         applied_time: app?.applied_time,
       });
     }

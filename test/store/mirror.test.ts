@@ -127,6 +127,25 @@ describe.each(emulatorCases)('mirror on $name', (emu) => {
     expect(await store.count(account, 'contacts')).toBe(130);
   });
 
+  it('iterates only the ids that begin with a prefix (a key condition), page by page', async () => {
+    const store = mirror({ settings: { pageSize: 7 } });
+    const account = unique('acct');
+    const records = ['1', '12', '2', '21'].flatMap((tag) =>
+      Array.from({ length: 15 }, (_, i) => contact(`${tag}:${100 + i}`, 10_000 + i)),
+    );
+    await store.upsertMany(account, 'tagApplications', records);
+
+    const of = async (prefix: string) => {
+      const ids: string[] = [];
+      for await (const item of store.iterate(account, 'tagApplications', { prefix })) ids.push(item.id);
+      return ids;
+    };
+    expect(await of('1:')).toEqual(records.filter((r) => r.id.startsWith('1:')).map((r) => r.id));
+    expect(await of('21:')).toHaveLength(15);
+    expect(await of('3:')).toEqual([]);
+    expect(await of('')).toHaveLength(60);
+  });
+
   it('stores data as a native map and drops undefined values', async () => {
     let clock = 50_000;
     const store = mirror({ now: () => clock });
