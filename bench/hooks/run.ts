@@ -221,8 +221,12 @@ async function mirrorVsSandbox(w: World, lists: SyncResource[]) {
   const problems: string[] = [];
   for (const list of lists) {
     const mirror = new Map<string, { t: number; dead: boolean }>();
+    // A tag application from a hook is versioned by its receipt time; its applied time is its data's.
     for await (const item of w.stack.deps.mirror.iterate(ACCOUNT, list))
-      mirror.set(item.id, { t: item.updateTimeMs, dead: item.deletedAt !== undefined });
+      mirror.set(item.id, {
+        t: list === 'tagApplications' ? timeOf(list, item.data) : item.updateTimeMs,
+        dead: item.deletedAt !== undefined,
+      });
     const table = w.sandbox.dataset.table(list);
     for (const id of table.ids()) {
       records++;
@@ -319,9 +323,10 @@ async function idleCalls(): Promise<string[]> {
     const perCheck = w.sandbox.arrivals.length - from;
     const healthy = (await w.stack.deps.hookEndpoints?.get(ACCOUNT))?.check?.healthy === true;
     from = w.sandbox.arrivals.length;
-    await w.stack.deps.queue.send({ kind: 'sweep', account: ACCOUNT, resource: 'contacts', attempt: 0 });
+    for (const list of lists)
+      await w.stack.deps.queue.send({ kind: 'sweep', account: ACCOUNT, resource: list, attempt: 0 });
     await drain(w);
-    const sweepContacts = w.sandbox.arrivals.length - from;
+    const sweepAll = w.sandbox.arrivals.length - from;
     // Per hour at the schedules: each list every everyMinutes (polling alone), or every
     // max(everyMinutes, hooks.healthyPollMinutes) plus a hook check every hooks.checkEveryMinutes.
     const { healthyPollMinutes, checkEveryMinutes } = w.config.hooks;
@@ -333,11 +338,11 @@ async function idleCalls(): Promise<string[]> {
       hooked += (60 / Math.max(DEFAULT_INTERVALS[list], healthyPollMinutes)) * calls;
     }
     return [
-      '2. Keap calls per hour, idle account (10 lists at keap-sync.config.json intervals, 500 contacts)',
-      `  measured                 ${[...perSync.values()].reduce((a, b) => a + b, 0)} calls for one idle incremental sync of each of the 10 lists; ${perCheck} per hook check (hooks ${healthy ? 'healthy' : 'NOT healthy'}); ${sweepContacts} per sweep of contacts`,
+      `2. Keap calls per hour, idle account (${lists.length} lists at keap-sync.config.json intervals, 500 contacts, ${w.sandbox.dataset.table('tags').size} tags)`,
+      `  measured                 ${[...perSync.values()].reduce((a, b) => a + b, 0)} calls for one idle incremental sync of each of the ${lists.length} lists (tag applications ${perSync.get('tagApplications') ?? 0}: the walk over every tag); ${perCheck} per hook check (hooks ${healthy ? 'healthy' : 'NOT healthy'}); ${sweepAll} per sweep of every list`,
       `  polling alone            ${f1(polling)} calls/hour`,
       `  hooks healthy            ${f1(hooked)} calls/hour (relaxed polling every ${healthyPollMinutes} min, a hook check every ${checkEveryMinutes} min)`,
-      `  the daily sweep adds     ${f1(lists.length / w.config.sweep.everyHours)} calls/hour averaged (a page of ids per list at this size, every ${w.config.sweep.everyHours} h), either way`,
+      `  the daily sweep adds     ${f1(sweepAll / w.config.sweep.everyHours)} calls/hour averaged (${sweepAll} calls every ${w.config.sweep.everyHours} h), either way`,
     ];
   } finally {
     await w.close();
@@ -368,13 +373,14 @@ async function deletions(): Promise<string[]> {
     const poller = w.stack.poller({ concurrency: 4 });
     await poller.start();
     const rows: string[] = [];
-    for (const list of ['contacts', 'tags'] as const) {
+    for (const list of ['contacts', 'tagApplications', 'tags'] as const) {
       const at = Date.now();
       const gone = w.sandbox
         .mutate(list, { delete: 5 })
-        .deleted.map((id) => ({ id, at, gone: true, want: 0 }));
+        .deleted.filter((id) => list !== 'tags' || !id.includes(':'))
+        .map((id) => ({ id, at, gone: true, want: 0 }));
       const xs = await watch(w, list, gone, (list === 'tags' ? 700_000 : 130_000) * SCALE + 20_000);
-      const key = `${REGISTRY[list].hook?.object}.delete`;
+      const key = `${REGISTRY[list].hook?.object}.${list === 'tagApplications' ? 'removed' : 'delete'}`;
       rows.push(
         `  hooks, ${key.padEnd(20)} ${xs.length}/${gone.length} tombstoned, p95 ${f1(pct(xs, 95))} s (Keap time ${f1(pct(xs, 95) / SCALE)} s)`,
       );
@@ -391,7 +397,15 @@ async function deletions(): Promise<string[]> {
 }
 
 async function drill(): Promise<string[]> {
-  const lists: SyncResource[] = ['contacts', 'companies', 'tags', 'notes', 'tasks', 'orders'];
+  const lists: SyncResource[] = [
+    'contacts',
+    'companies',
+    'tags',
+    'tagApplications',
+    'notes',
+    'tasks',
+    'orders',
+  ];
   const w = await startWorld(lists);
   try {
     await w.stack.scheduler();

@@ -116,8 +116,25 @@ export const sweepJobSchema = z
     attempt: z.number().int().nonnegative().default(0),
     failures: z.number().int().nonnegative().optional(),
     enqueuedAt: z.iso.datetime().optional(),
+    /**
+     * Set by the worker on a sweep of tag applications continued in a new message: where the walk
+     * resumes (`tag:<tagId>`) and when the sweep began (only records stored before it are tombstoned).
+     */
+    pageToken: z
+      .string()
+      .regex(/^tag:[0-9]{1,20}$/, 'a sweep continues from "tag:<tagId>"')
+      .optional(),
+    startedAtMs: z.number().int().positive().optional(),
   })
-  .strict();
+  .strict()
+  .refine((j) => j.pageToken === undefined || j.resource === 'tagApplications', {
+    message: 'only a sweep of tagApplications continues from a pageToken',
+    path: ['pageToken'],
+  })
+  .refine((j) => (j.pageToken === undefined) === (j.startedAtMs === undefined), {
+    message: 'a continued sweep carries both pageToken and startedAtMs',
+    path: ['startedAtMs'],
+  });
 
 export type SweepJob = z.output<typeof sweepJobSchema>;
 

@@ -10,7 +10,7 @@ import { CustomFieldNamer } from './custom-fields.ts';
 import type { PipelineDeps } from './deps.ts';
 import type { Log } from './ports.ts';
 import { deferralDelayMs } from './queue.ts';
-import { applicationRecord } from './tag-applications.ts';
+import { applicationRecord, vanishedApplications } from './tag-applications.ts';
 
 /**
  * How far before the delivery's receipt a tag's contacts are read for an `applied` event: Keap sends
@@ -169,13 +169,16 @@ async function tagApplicationChanges(
       // The tag is gone, and every application of it with it.
       const at = now();
       for (const c of named) changes.tombstones.push({ id: `${tagId}:${c}`, deletedAtMs: at });
-      if (whole) changes.tombstones.push(...(await vanished(mirror, job.account, tagId, seen, at, at)));
+      if (whole)
+        changes.tombstones.push(...(await vanishedApplications(mirror, job.account, tagId, seen, at, at)));
       continue;
     }
     // A whole tag was read (Keap's documented payload names the tag only): every application of it the
     // mirror holds and Keap no longer lists was removed, as a sweep of that one tag would find.
     if (whole)
-      changes.tombstones.push(...(await vanished(mirror, job.account, tagId, seen, readStartedAt, now())));
+      changes.tombstones.push(
+        ...(await vanishedApplications(mirror, job.account, tagId, seen, readStartedAt, now())),
+      );
     for (const c of named) {
       if (seen.has(c)) continue;
       changes.upserts.push({
@@ -186,27 +189,4 @@ async function tagApplicationChanges(
     }
   }
   return changes;
-}
-
-/**
- * The live applications of `tagId` the mirror holds, stored before `before`, that are not in `seen`:
- * removed in Keap. Without an iterable mirror, none (a later sweep finds them).
- */
-async function vanished(
-  mirror: PipelineDeps['mirror'] | undefined,
-  account: string,
-  tagId: string,
-  seen: ReadonlySet<string>,
-  before: number,
-  at: number,
-): Promise<MirrorTombstone[]> {
-  if (!mirror?.iterate) return [];
-  const out: MirrorTombstone[] = [];
-  const prefix = `${tagId}:`;
-  for await (const item of mirror.iterate(account, 'tagApplications', { prefix })) {
-    if (!item.id.startsWith(prefix) || item.deletedAt !== undefined) continue;
-    if (seen.has(item.id.slice(prefix.length)) || Date.parse(item.syncedAt) >= before) continue;
-    out.push({ id: item.id, deletedAtMs: at });
-  }
-  return out;
 }

@@ -12,10 +12,11 @@ import type { PipelineDeps } from './deps.ts';
 import type { Log } from './ports.ts';
 import { deferralDelayMs } from './queue.ts';
 import type { Invocation } from './sync.ts';
-import { listPages, tagApplicationCalls } from './tag-applications.ts';
+import { listPages, tagApplicationCalls, vanishedApplications } from './tag-applications.ts';
 
 export type SweepOutcome =
   | { status: 'done'; listed: number; mirrored: number; tombstoned: number; calls: number }
+  | { status: 'continued'; listed: number; tombstoned: number; calls: number }
   | { status: 'deferred'; retryAt: number; reason: string }
   | { status: 'incomplete'; listed: number; calls: number };
 
@@ -46,6 +47,8 @@ export async function runSweep(
 ): Promise<SweepOutcome> {
   const { mirror, metrics, queue, ledger, config } = deps;
   if (!mirror.iterate) throw new SweepUnsupportedError();
+  if (job.resource === 'tagApplications')
+    return sweepTagApplications(job, account, client, deps, invocation, log);
   const { resource } = job;
   const dims = { account: account.id, resource };
   const startedAt = ledger.now();
@@ -90,4 +93,95 @@ export async function runSweep(
   metrics.add('SweepCalls', calls, dims);
   log.info('Sweep finished', { listed: listed.size, mirrored, tombstoned: result.tombstoned, calls });
   return { status: 'done', listed: listed.size, mirrored, tombstoned: result.tombstoned, calls };
+}
+
+/**
+ * The sweep of tag applications, tag by tag: once a tag's contacts are all read, the applications of
+ * it the mirror holds (stored before the sweep began) and Keap no longer lists are tombstoned, so a
+ * sweep out of invocation time keeps what it found and continues in a new message from the next tag
+ * (`pageToken`, with the sweep's start). After the last tag, the applications of tags Keap no longer
+ * has are tombstoned too.
+ */
+async function sweepTagApplications(
+  job: SweepJob,
+  account: AccountConfig,
+  client: KeapClient,
+  deps: PipelineDeps,
+  invocation: Invocation,
+  log: Log,
+): Promise<SweepOutcome> {
+  const { mirror, metrics, queue, ledger, config } = deps;
+  const dims = { account: account.id, resource: job.resource };
+  const startedAt = job.startedAtMs ?? ledger.now();
+  let calls = 0;
+  let listed = 0;
+  let tombstoned = 0;
+  let tagIds: readonly string[] = [];
+  let seen = new Set<string>();
+  let resumeFrom = job.pageToken;
+  const tombstone = async (gone: Array<{ id: string; deletedAtMs: number }>) => {
+    if (gone.length === 0) return;
+    const r = await mirror.tombstoneMany(account.id, job.resource, gone);
+    tombstoned += r.tombstoned;
+  };
+  const report = () => {
+    if (tombstoned) metrics.add('RecordsDeleted', tombstoned, dims);
+    metrics.add('SweepCalls', calls, dims);
+  };
+  try {
+    for await (const page of listPages(client, job.resource, {
+      idsOnly: true,
+      priority: 'bulk',
+      ...(job.pageToken ? { pageToken: job.pageToken } : {}),
+    })) {
+      calls += page.requests;
+      if (page.tags) tagIds = page.tags;
+      for (const r of page.records) seen.add(String(r.contact_id));
+      listed += page.records.length;
+      if (page.tag?.done) {
+        await tombstone(
+          await vanishedApplications(mirror, account.id, page.tag.id, seen, startedAt, ledger.now()),
+        );
+        seen = new Set();
+        if (page.nextPageToken) resumeFrom = page.nextPageToken;
+        // A tag finished and the invocation is short of time: the rest of the walk in a new message.
+        if (!page.done && page.nextPageToken && invocation.remainingMs() < config.worker.safetyMarginMs) {
+          await queue.requeue({ ...job, pageToken: page.nextPageToken, startedAtMs: startedAt });
+          report();
+          log.info('Sweep continued in a new message', {
+            listed,
+            tombstoned,
+            calls,
+            next: page.nextPageToken,
+          });
+          return { status: 'continued', listed, tombstoned, calls };
+        }
+      }
+    }
+  } catch (err) {
+    if (!(err instanceof QuotaDeferredError)) throw err;
+    // Resumes at the tag it was reading (the finished ones are tombstoned already).
+    const next = resumeFrom === undefined ? job : { ...job, pageToken: resumeFrom, startedAtMs: startedAt };
+    await queue.requeue(next, deferralDelayMs(err.retryAt, ledger.now()));
+    report();
+    metrics.add('Deferrals', 1, { ...dims, reason: err.reason });
+    log.info('The quota ledger deferred the sweep; it comes back through the queue', { reason: err.reason });
+    return { status: 'deferred', retryAt: err.retryAt, reason: err.reason };
+  }
+  // The walk is complete: applications of tags Keap no longer lists went with their tag.
+  const known = new Set(tagIds);
+  const at = ledger.now();
+  const orphans: Array<{ id: string; deletedAtMs: number }> = [];
+  let mirrored = 0;
+  for await (const item of mirror.iterate?.(account.id, job.resource) ?? []) {
+    if (item.deletedAt !== undefined) continue;
+    mirrored++;
+    const tagId = item.id.slice(0, item.id.indexOf(':'));
+    if (!known.has(tagId) && Date.parse(item.syncedAt) < startedAt)
+      orphans.push({ id: item.id, deletedAtMs: at });
+  }
+  await tombstone(orphans);
+  report();
+  log.info('Sweep finished', { listed, mirrored, tombstoned, calls, tags: known.size });
+  return { status: 'done', listed, mirrored, tombstoned, calls };
 }

@@ -10,6 +10,8 @@ import { type KeapClient, NotFoundError } from '../keap/index.ts';
 import type { SyncResource } from '../keap/registry.ts';
 import { RESOURCES, updateTimeOf } from '../keap/resources.ts';
 import type { Priority } from '../quota/index.ts';
+import type { MirrorTombstone } from '../store/mirror.ts';
+import type { Mirror } from './stores.ts';
 
 /** One page of a synced list as the sync and the sweep consume it. */
 export interface ListPage {
@@ -19,6 +21,10 @@ export interface ListPage {
   done: boolean;
   /** HTTP requests this page took (the tag list's reads are counted on the first page after them). */
   requests: number;
+  /** Tag applications: the tag this page belongs to, and whether it was the tag's last page. */
+  tag?: { id: string; done: boolean };
+  /** Tag applications, first page of a walk only: every tag id Keap listed. */
+  tags?: readonly string[];
 }
 
 export interface ListPageOptions {
@@ -108,6 +114,7 @@ export async function* tagApplicationPages(
   if (walk[0] === undefined || BigInt(walk[0]) !== fromTag) innerToken = undefined;
   const spec = RESOURCES.tagApplications;
   let ended = false;
+  let first = true;
   for (const [i, tagId] of walk.entries()) {
     const nextTag = walk[i + 1];
     const last = nextTag === undefined;
@@ -126,8 +133,11 @@ export async function* tagApplicationPages(
           nextPageToken: more ? `tag:${tagId}:${page.nextPageToken}` : last ? undefined : `tag:${nextTag}`,
           done: !more && last,
           requests: page.requests + pending,
+          tag: { id: tagId, done: !more },
+          ...(first ? { tags: tags.ids } : {}),
         };
         pending = 0;
+        first = false;
         ended = !more && last;
         if (!more) break;
       }
@@ -136,7 +146,38 @@ export async function* tagApplicationPages(
     }
   }
   // Nothing yielded the end (no tags, or the last one vanished): one empty, final page.
-  if (!ended) yield { records: [], nextPageToken: undefined, done: true, requests: pending };
+  if (!ended)
+    yield {
+      records: [],
+      nextPageToken: undefined,
+      done: true,
+      requests: pending,
+      ...(first ? { tags: tags.ids } : {}),
+    };
+}
+
+/**
+ * The live applications of `tagId` the mirror holds, stored before `before`, that are not in `seen`
+ * (contact ids): removed in Keap, as of `at`. Reads that tag's ids only (a key condition on the
+ * prefix). Without an iterable mirror, none (a later sweep finds them).
+ */
+export async function vanishedApplications(
+  mirror: Mirror | undefined,
+  account: string,
+  tagId: string,
+  seen: ReadonlySet<string>,
+  before: number,
+  at: number,
+): Promise<MirrorTombstone[]> {
+  if (!mirror?.iterate) return [];
+  const out: MirrorTombstone[] = [];
+  const prefix = `${tagId}:`;
+  for await (const item of mirror.iterate(account, 'tagApplications', { prefix })) {
+    if (!item.id.startsWith(prefix) || item.deletedAt !== undefined) continue;
+    if (seen.has(item.id.slice(prefix.length)) || Date.parse(item.syncedAt) >= before) continue;
+    out.push({ id: item.id, deletedAtMs: at });
+  }
+  return out;
 }
 
 /** The pages of any synced list, in the one shape the sync and the sweep read. */

@@ -4,8 +4,11 @@
 // copies); an incremental one finds new and re-applied tags; the sweep tombstones removed ones and
 // the applications of deleted tags; after random changes, mirror == sandbox.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { parseJob } from '#shared/jobs/schema.ts';
 import { KeapClient } from '#shared/keap/index.ts';
+import { ClientCache, type PipelineDeps } from '#shared/pipeline/deps.ts';
 import { runScheduler } from '#shared/pipeline/scheduler.ts';
+import { runSweep } from '#shared/pipeline/sweep.ts';
 import {
   type ListPage,
   tagApplicationCalls,
@@ -138,6 +141,53 @@ describe('tag applications: the walk over every tag', () => {
     const ofGoneTag = [...mirror].filter(([id]) => id.startsWith(`${goneTag}:`));
     for (const [id, item] of ofGoneTag) expect(item.deletedAt, id).toBeDefined();
   }, 90_000);
+
+  test('a sweep out of time after each tag continues tag by tag in new messages, and tombstones what each found', async () => {
+    const removed = w.sandbox.mutate('tagApplications', { delete: 6 }).deleted;
+    expect(removed).toHaveLength(6);
+    const account = w.config.accounts[0];
+    if (!account) throw new Error('no account');
+    const client = new ClientCache(w.stack.deps).for(account, await w.stack.deps.keys.get(account));
+    const requeued: unknown[] = [];
+    const deps: PipelineDeps = {
+      ...w.stack.deps,
+      queue: { requeue: async (j: unknown) => void requeued.push(j) } as unknown as PipelineDeps['queue'],
+    };
+    const tags = w.sandbox.dataset.table('tags').size;
+    let job = parseJob(JSON.stringify({ kind: 'sweep', account: ACCOUNT, resource: 'tagApplications' }));
+    const outcomes: string[] = [];
+    for (let i = 0; i < tags + 2; i++) {
+      if (job.kind !== 'sweep') throw new Error('not a sweep');
+      // No time left once any tag is done: every message sweeps one tag.
+      const out = await runSweep(job, account, client, deps, { remainingMs: () => 0 }, w.log);
+      outcomes.push(out.status);
+      if (out.status !== 'continued') break;
+      // What the worker sent is a valid message of its own.
+      job = parseJob(JSON.stringify(requeued.at(-1)));
+    }
+    expect(outcomes).toEqual([...Array.from({ length: tags - 1 }, () => 'continued'), 'done']);
+    const mirror = await mirrorOf(w.stack, ACCOUNT, 'tagApplications');
+    for (const id of removed) expect(mirror.get(id)?.deletedAt, id).toBeDefined();
+    const live = [...mirror].filter(([, i]) => i.deletedAt === undefined).map(([id]) => id);
+    expect(live.sort()).toEqual([...w.sandbox.dataset.table('tagApplications').ids()].map(String).sort());
+    // A continued sweep message says where it resumes and when the sweep began; nothing else may.
+    expect(() =>
+      parseJob(
+        JSON.stringify({
+          kind: 'sweep',
+          account: ACCOUNT,
+          resource: 'contacts',
+          pageToken: 'tag:1',
+          startedAtMs: 1,
+        }),
+      ),
+    ).toThrow(/pageToken/);
+    expect(() =>
+      parseJob(
+        JSON.stringify({ kind: 'sweep', account: ACCOUNT, resource: 'tagApplications', pageToken: 'tag:1' }),
+      ),
+    ).toThrow(/startedAtMs/);
+  }, 60_000);
 
   test('an on-demand sync of tag applications, delivered again after it finished, calls Keap no more', async () => {
     const body = JSON.stringify({
