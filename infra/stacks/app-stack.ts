@@ -61,8 +61,9 @@ export class KeapSyncAppStack extends Stack {
       // Ledger: read, conditional put, key registration (UpdateItem ADD).
       .useTable('LEDGER_TABLE', data.ledgerTable, ['GetItem', 'PutItem', 'UpdateItem'])
       // State: cursors, checkpoints, leases (released with DeleteItem), account status, write records,
-      // and the registry entry of a job's account (GetItem).
-      .useTable('STATE_TABLE', data.stateTable, ['GetItem', 'PutItem', 'UpdateItem', 'DeleteItem'])
+      // the registry entry of a job's account (GetItem), and the ids a sweep continued across
+      // messages keeps (its own partition, read back with Query).
+      .useTable('STATE_TABLE', data.stateTable, ['GetItem', 'PutItem', 'UpdateItem', 'DeleteItem', 'Query'])
       // Mirror: newer-wins conditional puts, one record at a time; the reconciliation sweep reads a
       // list's partition (Query) to compare it with Keap's ids.
       .useTable('MIRROR_TABLE', data.mirrorTable, ['PutItem', 'Query'])

@@ -117,24 +117,35 @@ export const sweepJobSchema = z
     failures: z.number().int().nonnegative().optional(),
     enqueuedAt: z.iso.datetime().optional(),
     /**
-     * Set by the worker on a sweep of tag applications continued in a new message: where the walk
-     * resumes (`tag:<tagId>`) and when the sweep began (only records stored before it are tombstoned).
+     * Set by the worker on a sweep continued in a new message: where the read resumes (Keap's page
+     * token; `tag:<tagId>` for tag applications), when the sweep began (only records stored before it
+     * are tombstoned) and, but for tag applications (swept tag by tag), how many chunks of ids read so
+     * far the state table holds under the sweep's `runId`.
      */
-    pageToken: z
-      .string()
-      .regex(/^tag:[0-9]{1,20}$/, 'a sweep continues from "tag:<tagId>"')
-      .optional(),
+    pageToken: z.string().min(1).max(4096).optional(),
     startedAtMs: z.number().int().positive().optional(),
+    chunks: z.number().int().nonnegative().max(10_000).optional(),
   })
   .strict()
-  .refine((j) => j.pageToken === undefined || j.resource === 'tagApplications', {
-    message: 'only a sweep of tagApplications continues from a pageToken',
-    path: ['pageToken'],
-  })
+  .refine(
+    (j) =>
+      j.resource !== 'tagApplications' || j.pageToken === undefined || /^tag:[0-9]{1,20}$/.test(j.pageToken),
+    {
+      message: 'a sweep of tagApplications continues from "tag:<tagId>"',
+      path: ['pageToken'],
+    },
+  )
   .refine((j) => (j.pageToken === undefined) === (j.startedAtMs === undefined), {
     message: 'a continued sweep carries both pageToken and startedAtMs',
     path: ['startedAtMs'],
-  });
+  })
+  .refine(
+    (j) =>
+      j.resource === 'tagApplications' ||
+      j.pageToken === undefined ||
+      (j.runId !== undefined && j.chunks !== undefined),
+    { message: 'a continued sweep carries its runId and chunks', path: ['chunks'] },
+  );
 
 export type SweepJob = z.output<typeof sweepJobSchema>;
 

@@ -65,6 +65,7 @@ export function composeStores(
     writes: state.writes,
     hookEndpoints: new DynamoHookEndpointStore(new StateTable(dynamo, target.stateTable), clock),
     models: state.models,
+    sweeps: state.sweeps,
     mirror: new MirrorStore(dynamo, target.mirrorTable, {
       now: clock,
       settings: { tombstoneDays: config.mirror.tombstoneDays },

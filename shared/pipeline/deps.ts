@@ -14,6 +14,7 @@ import type {
   Mirror,
   Queue,
   RunStore,
+  SweepIdStore,
   WriteStore,
 } from './stores.ts';
 
@@ -36,6 +37,8 @@ export interface PipelineDeps {
   metrics: Metrics;
   /** Each account's REST hook endpoint (token, event keys, last check); absent: hooks are not used. */
   hookEndpoints?: HookEndpointPort;
+  /** Where a sweep too long for one invocation keeps the ids it read (absent: such a sweep restarts). */
+  sweeps?: SweepIdStore;
 }
 
 /** One Keap client per account and key version, built on first use. */

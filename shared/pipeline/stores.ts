@@ -106,3 +106,11 @@ export interface Queue {
 export interface KeySource {
   get(account: AccountConfig, options?: { fresh?: boolean }): Promise<AccountKey>;
 }
+
+/** The ids a reconciliation sweep read in earlier messages of its run. */
+export interface SweepIdStore {
+  /** Stores ids as chunks from index `from`; resolves to the next index. */
+  save(runId: string, from: number, ids: readonly string[]): Promise<number>;
+  load(runId: string): Promise<string[]>;
+  clear(runId: string, chunks: number): Promise<void>;
+}

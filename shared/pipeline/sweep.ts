@@ -3,7 +3,10 @@
 // mirror; a live record the mirror holds and Keap no longer lists is tombstoned as of the moment the
 // read finished. Only records stored before the sweep began can be tombstoned, so a record created
 // and mirrored (by a hook) while the ids were being read is never taken for a deleted one. A sweep
-// that cannot finish inside the invocation, or that the ledger defers, tombstones nothing.
+// that cannot finish inside the invocation keeps the ids it read in the state table (deps.sweeps) and
+// continues in a new message from Keap's page token; only the message that reads the last page
+// compares and tombstones. Tag applications are swept tag by tag (sweepTagApplications).
+import { randomUUID } from 'node:crypto';
 import type { AccountConfig } from '../config/app-config.ts';
 import type { SweepJob } from '../jobs/schema.ts';
 import { type KeapClient, QuotaDeferredError } from '../keap/index.ts';
@@ -51,31 +54,58 @@ export async function runSweep(
     return sweepTagApplications(job, account, client, deps, invocation, log);
   const { resource } = job;
   const dims = { account: account.id, resource };
-  const startedAt = ledger.now();
+  const startedAt = job.startedAtMs ?? ledger.now();
+  const runId = job.runId ?? randomUUID();
+  const chunks = job.chunks ?? 0;
   const listed = new Set<string>();
   let calls = 0;
+  const fresh: string[] = [];
   try {
-    for await (const page of listPages(client, resource, { idsOnly: true, priority: 'bulk' })) {
+    for await (const page of listPages(client, resource, {
+      idsOnly: true,
+      priority: 'bulk',
+      ...(job.pageToken ? { pageToken: job.pageToken } : {}),
+    })) {
       calls += page.requests;
-      for (const record of page.records) listed.add(record.id);
+      for (const record of page.records) {
+        listed.add(record.id);
+        fresh.push(record.id);
+      }
       if (!page.done && invocation.remainingMs() < config.worker.safetyMarginMs) {
-        log.warn(
-          'Sweep stopped: the invocation has no time left; nothing tombstoned, the next sweep retries',
-          {
-            listed: listed.size,
-            calls,
-          },
-        );
-        return { status: 'incomplete', listed: listed.size, calls };
+        if (!deps.sweeps || !page.nextPageToken) {
+          log.warn(
+            'Sweep stopped: the invocation has no time left; nothing tombstoned, the next sweep retries',
+            {
+              listed: listed.size,
+              calls,
+            },
+          );
+          return { status: 'incomplete', listed: listed.size, calls };
+        }
+        // Keep what was read, and read the rest in a new message from this page's token.
+        const next = await deps.sweeps.save(runId, chunks, fresh);
+        await queue.requeue({
+          ...job,
+          runId,
+          pageToken: page.nextPageToken,
+          startedAtMs: startedAt,
+          chunks: next,
+        });
+        metrics.add('SweepCalls', calls, dims);
+        log.info('Sweep continued in a new message', { listed: listed.size, calls, chunks: next });
+        return { status: 'continued', listed: listed.size, tombstoned: 0, calls };
       }
     }
   } catch (err) {
     if (!(err instanceof QuotaDeferredError)) throw err;
+    // The same message again: it resumes where the ids saved so far end (its own reads are redone).
     await queue.requeue(job, deferralDelayMs(err.retryAt, ledger.now()));
     metrics.add('Deferrals', 1, { ...dims, reason: err.reason });
     log.info('The quota ledger deferred the sweep; it comes back through the queue', { reason: err.reason });
     return { status: 'deferred', retryAt: err.retryAt, reason: err.reason };
   }
+  // The ids earlier messages of this sweep read.
+  if (chunks > 0 && deps.sweeps) for (const id of await deps.sweeps.load(runId)) listed.add(id);
   const answeredAt = ledger.now();
   const gone: string[] = [];
   let mirrored = 0;
@@ -91,6 +121,12 @@ export async function runSweep(
   );
   if (result.tombstoned) metrics.add('RecordsDeleted', result.tombstoned, dims);
   metrics.add('SweepCalls', calls, dims);
+  if (chunks > 0 && deps.sweeps)
+    await deps.sweeps.clear(runId, chunks).catch((e: unknown) => {
+      log.warn('Could not delete the ids a finished sweep kept; their TTL removes them', {
+        error: e instanceof Error ? e.name : String(e),
+      });
+    });
   log.info('Sweep finished', { listed: listed.size, mirrored, tombstoned: result.tombstoned, calls });
   return { status: 'done', listed: listed.size, mirrored, tombstoned: result.tombstoned, calls };
 }

@@ -11,6 +11,7 @@ import { DynamoModelStore } from './models.ts';
 import { DynamoAccountRegistry } from './registry.ts';
 import { DynamoRunStore } from './runs.ts';
 import { parseStateSettings, type StateSettings, type StateSettingsInput } from './settings.ts';
+import { DynamoSweepStore } from './sweeps.ts';
 import { StateTable } from './table.ts';
 import { DynamoWriteStore } from './writes.ts';
 
@@ -30,6 +31,7 @@ export interface StateStores {
   writes: DynamoWriteStore;
   models: DynamoModelStore;
   registry: DynamoAccountRegistry;
+  sweeps: DynamoSweepStore;
 }
 
 export function openStateStores(
@@ -50,5 +52,6 @@ export function openStateStores(
     writes: new DynamoWriteStore(table, settings, now),
     models: new DynamoModelStore(table),
     registry: new DynamoAccountRegistry(table, now),
+    sweeps: new DynamoSweepStore(table, now),
   };
 }

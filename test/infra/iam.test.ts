@@ -20,7 +20,13 @@ describe('permissions', () => {
       sortGrants([
         { actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'], resource: 'LedgerTable' },
         {
-          actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'],
+          actions: [
+            'dynamodb:GetItem',
+            'dynamodb:PutItem',
+            'dynamodb:UpdateItem',
+            'dynamodb:DeleteItem',
+            'dynamodb:Query',
+          ],
           resource: 'StateTable',
         },
         { actions: ['dynamodb:PutItem', 'dynamodb:Query'], resource: 'MirrorTable' },

@@ -4,10 +4,11 @@
 // the mirror equals the sandbox for every list: every live record present, every deleted one a
 // tombstone. A sweep reads ids only (no `fields`), a page of the list's largest size per call.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { SYNC_RESOURCES, type SyncResource } from '#shared/jobs/schema.ts';
+import { parseJob, SYNC_RESOURCES, type SyncResource } from '#shared/jobs/schema.ts';
 import { RESOURCES } from '#shared/keap/resources.ts';
+import { ClientCache, type PipelineDeps } from '#shared/pipeline/deps.ts';
 import { runScheduler, sweepLease } from '#shared/pipeline/scheduler.ts';
-import { sweepCalls } from '#shared/pipeline/sweep.ts';
+import { runSweep, sweepCalls } from '#shared/pipeline/sweep.ts';
 import { arrivalsSince, mirrorOf, sandboxKey, sendRaw, startWorld, TENANT_A, type World } from './support.ts';
 
 const ACCOUNT = 'acme';
@@ -105,4 +106,50 @@ describe('reconciliation sweep', () => {
     expect(w.metrics.sum('RecordsDeleted', { account: ACCOUNT })).toBe(before);
     expect(await differences()).toEqual({});
   }, 30_000);
+
+  test('a sweep out of time after every page keeps its ids in the state table and finishes in later messages', async () => {
+    const size = w.sandbox.dataset.table('notes').size;
+    const removed = w.sandbox.mutate('notes', { delete: 7 }).deleted;
+    expect(removed).toHaveLength(7);
+    const account = w.config.accounts[0];
+    if (!account) throw new Error('no account');
+    const requeued: unknown[] = [];
+    const deps: PipelineDeps = {
+      ...w.stack.deps,
+      queue: { requeue: async (j: unknown) => void requeued.push(j) } as unknown as PipelineDeps['queue'],
+    };
+    // Pages of 25 ids instead of the sweep's 1,000: a read of every note takes many messages.
+    const client = new ClientCache(w.stack.deps).for(account, await w.stack.deps.keys.get(account));
+    const small = new Proxy(client, {
+      get(target, prop) {
+        if (prop === 'pages')
+          return (resource: 'notes', o: Record<string, unknown> = {}) =>
+            target.pages(resource, { ...o, pageSize: 25 });
+        const v = Reflect.get(target, prop, target) as unknown;
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    const before = w.metrics.sum('RecordsDeleted', { account: ACCOUNT, resource: 'notes' });
+    let job = parseJob(JSON.stringify({ kind: 'sweep', account: ACCOUNT, resource: 'notes' }));
+    const outcomes: string[] = [];
+    for (let i = 0; i < 100; i++) {
+      if (job.kind !== 'sweep') throw new Error('not a sweep');
+      const out = await runSweep(job, account, small, deps, { remainingMs: () => 0 }, w.log);
+      outcomes.push(out.status);
+      // Nothing is tombstoned before the last page is read.
+      if (out.status === 'continued') expect(out.tombstoned).toBe(0);
+      if (out.status !== 'continued') break;
+      job = parseJob(JSON.stringify(requeued.at(-1)));
+    }
+    expect(outcomes.at(-1)).toBe('done');
+    expect(outcomes.length).toBeGreaterThan(2);
+    expect(outcomes.length).toBeLessThanOrEqual(Math.ceil(size / 25) + 1);
+    const mirror = await mirrorOf(w.stack, ACCOUNT, 'notes');
+    for (const id of removed) expect(mirror.get(id)?.deletedAt, id).toBeDefined();
+    expect(w.metrics.sum('RecordsDeleted', { account: ACCOUNT, resource: 'notes' }) - before).toBe(7);
+    expect(await differences()).toEqual({});
+    // The kept ids are gone once the sweep finished.
+    const last = requeued.at(-1) as { runId: string };
+    expect(await w.stack.deps.sweeps?.load(last.runId)).toEqual([]);
+  }, 60_000);
 });

@@ -170,7 +170,8 @@ describe('tag applications: the walk over every tag', () => {
     for (const id of removed) expect(mirror.get(id)?.deletedAt, id).toBeDefined();
     const live = [...mirror].filter(([, i]) => i.deletedAt === undefined).map(([id]) => id);
     expect(live.sort()).toEqual([...w.sandbox.dataset.table('tagApplications').ids()].map(String).sort());
-    // A continued sweep message says where it resumes and when the sweep began; nothing else may.
+    // A continued sweep message says where it resumes and when the sweep began (and, but for tag
+    // applications, which kept ids it continues from).
     expect(() =>
       parseJob(
         JSON.stringify({
@@ -181,7 +182,18 @@ describe('tag applications: the walk over every tag', () => {
           startedAtMs: 1,
         }),
       ),
-    ).toThrow(/pageToken/);
+    ).toThrow(/chunks/);
+    expect(() =>
+      parseJob(
+        JSON.stringify({
+          kind: 'sweep',
+          account: ACCOUNT,
+          resource: 'tagApplications',
+          pageToken: 'x',
+          startedAtMs: 1,
+        }),
+      ),
+    ).toThrow(/tag:<tagId>/);
     expect(() =>
       parseJob(
         JSON.stringify({ kind: 'sweep', account: ACCOUNT, resource: 'tagApplications', pageToken: 'tag:1' }),
