@@ -79,7 +79,13 @@ export interface WriteStore {
 
 /** The mirror of Keap's lists. */
 export interface Mirror {
-  upsertMany(account: string, resource: string, records: readonly MirrorRecord[]): Promise<UpsertResult>;
+  /** With `signal`, stops starting puts once it fires and throws MirrorWriteStoppedError. */
+  upsertMany(
+    account: string,
+    resource: string,
+    records: readonly MirrorRecord[],
+    options?: { signal?: AbortSignal },
+  ): Promise<UpsertResult>;
   /** Marks records Keap deleted (tombstones); an older deletion or a redelivered one changes nothing. */
   tombstoneMany(
     account: string,

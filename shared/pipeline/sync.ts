@@ -6,6 +6,7 @@ import type { AccountConfig } from '../config/app-config.ts';
 import type { SyncJob } from '../jobs/schema.ts';
 import { type KeapClient, QuotaDeferredError } from '../keap/index.ts';
 import { RESOURCES, updateTimeOf } from '../keap/resources.ts';
+import { MirrorWriteStoppedError } from '../store/errors.ts';
 import { CustomFieldNamer } from './custom-fields.ts';
 import type { PipelineDeps } from './deps.ts';
 import type { Log } from './ports.ts';
@@ -122,7 +123,28 @@ export async function runSync(
           page.records.map((data) => ({ id: data.id, updateTimeMs: updateTimeOf(spec, data) ?? 0, data })),
           client,
         );
-        const written = await mirror.upsertMany(account.id, resource, rows);
+        // The write stops where the invocation must hand over (half the safety margin before its end).
+        const writeMs = Math.max(0, invocation.remainingMs() - config.worker.safetyMarginMs / 2);
+        let written: Awaited<ReturnType<typeof mirror.upsertMany>>;
+        try {
+          written = await mirror.upsertMany(account.id, resource, rows, {
+            signal: AbortSignal.timeout(writeMs),
+          });
+        } catch (err) {
+          if (!(err instanceof MirrorWriteStoppedError)) throw err;
+          // Not checkpointed: the next message reads this page again (its written part is harmless).
+          await queue.requeue({ ...job, runId, ...(pages > 0 ? { failures: undefined } : {}) });
+          await renewAfterRequeue(leases, account.id, resource, runId, ttl, log);
+          log.info('Out of invocation time: continuing in a new message', {
+            runId,
+            pages,
+            records,
+            during: 'mirror-write',
+            written: err.done,
+            of: err.total,
+          });
+          return { status: 'continued', pages, records };
+        }
         for (const row of rows)
           if (row.updateTimeMs > 0 && (runHigh === null || row.updateTimeMs > runHigh))
             runHigh = row.updateTimeMs;

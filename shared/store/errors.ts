@@ -157,3 +157,21 @@ export class StoreContentionError extends StoreError {
     this.attempts = attempts;
   }
 }
+
+/**
+ * A mirror write stopped at its deadline (the invocation's time was running out): some records may be
+ * written, the rest not. The caller does not checkpoint the page and reads it again in a new message
+ * (writes are newer-wins, so the part written is harmless).
+ */
+export class MirrorWriteStoppedError extends StoreError {
+  readonly done: number;
+  readonly total: number;
+  constructor(done: number, total: number) {
+    super(
+      `The mirror write stopped at its deadline after ${done} of ${total} records; the page is read ` +
+        'again in a new message.',
+    );
+    this.done = done;
+    this.total = total;
+  }
+}

@@ -13,6 +13,7 @@ import {
 import { callDynamo, documentClient, isConditionFailure, isItemTooLarge } from './dynamo.ts';
 import {
   MalformedStoreItemError,
+  MirrorWriteStoppedError,
   RecordTooLargeError,
   StoreInputError,
   StoreUnavailableError,
@@ -126,6 +127,7 @@ export class MirrorStore {
     account: string,
     resource: string,
     records: readonly MirrorRecord[],
+    options: { signal?: AbortSignal } = {},
   ): Promise<UpsertResult> {
     const pk = mirrorPartitionKey(account, resource);
     const syncedAt = new Date(this.now()).toISOString();
@@ -138,10 +140,17 @@ export class MirrorStore {
       return item;
     });
     const result: UpsertResult = { written: 0, skippedStale: 0 };
+    // With a signal, no new put starts once it fired (the ones in flight finish): MirrorWriteStoppedError.
+    let stopped = false;
     await forEachBounded(items, this.settings.writeConcurrency, async (item) => {
+      if (options.signal?.aborted) {
+        stopped = true;
+        return;
+      }
       if (await this.putIfNotOlder(item, account, resource)) result.written++;
       else result.skippedStale++;
     });
+    if (stopped) throw new MirrorWriteStoppedError(result.written + result.skippedStale, items.length);
     return result;
   }
 

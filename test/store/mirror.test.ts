@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import {
   type MirrorRecord,
   MirrorStore,
+  MirrorWriteStoppedError,
   RecordTooLargeError,
   StoreInputError,
   StoreUnavailableError,
@@ -144,6 +145,39 @@ describe.each(emulatorCases)('mirror on $name', (emu) => {
     expect(await of('21:')).toHaveLength(15);
     expect(await of('3:')).toEqual([]);
     expect(await of('')).toHaveLength(60);
+  });
+
+  it('stops starting puts once its signal fires, with MirrorWriteStoppedError saying how far it got', async () => {
+    const store = mirror({ settings: { writeConcurrency: 2 } });
+    const account = unique('acct');
+    const records = Array.from({ length: 40 }, (_, i) =>
+      contact(`s${String(i).padStart(3, '0')}`, 1_000 + i),
+    );
+    const fired = AbortSignal.abort();
+    await expect(store.upsertMany(account, 'contacts', records, { signal: fired })).rejects.toMatchObject({
+      name: 'MirrorWriteStoppedError',
+      done: 0,
+      total: 40,
+    });
+    expect(await store.count(account, 'contacts')).toBe(0);
+    // Fired part-way: what was written stays (newer-wins makes writing it again harmless).
+    let asked = 0;
+    const partWay = {
+      get aborted() {
+        asked++;
+        return asked > 10;
+      },
+    } as AbortSignal;
+    const err = await store
+      .upsertMany(account, 'contacts', records, { signal: partWay })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(MirrorWriteStoppedError);
+    expect((err as MirrorWriteStoppedError).done).toBe(10);
+    expect(await store.count(account, 'contacts')).toBe(10);
+    // Without a signal, or one that never fires, every record is written.
+    const ok = await store.upsertMany(account, 'contacts', records, { signal: new AbortController().signal });
+    expect(ok.written + ok.skippedStale).toBe(40);
+    expect(await store.count(account, 'contacts')).toBe(40);
   });
 
   it('stores data as a native map and drops undefined values', async () => {
