@@ -94,24 +94,25 @@ export async function runSync(
       priority: 'bulk',
     });
     const reserveMs = () => invocation.reserveMs?.() ?? config.worker.safetyMarginMs;
+    /** Out of invocation time: the rest of the run in a new message, from the last checkpoint. */
+    const continueInNewMessage = async (fields: Record<string, unknown>): Promise<SyncOutcome> => {
+      // Progress made clears the transient-failure count; a job that did nothing keeps it.
+      await queue.requeue({ ...job, runId, ...(pages > 0 ? { failures: undefined } : {}) });
+      // The continuation is queued: from here nothing may fail the job, or its retry would be a
+      // second copy of the run (two chains paging the same list until one finishes).
+      await renewAfterRequeue(leases, account.id, resource, runId, ttl, log);
+      log.info('Out of invocation time: continuing in a new message', { runId, pages, records, ...fields });
+      return { status: 'continued', pages, records };
+    };
     // However the loop ends, the page iterator is closed: ledger slots it reserved go back.
     try {
       for (;;) {
         // Start a page only if the invocation (shared by the batch) can hold it and its mirror write.
         if (invocation.remainingMs() < reserveMs()) {
-          // Progress made clears the transient-failure count; a job that did nothing keeps it.
-          await queue.requeue({ ...job, runId, ...(pages > 0 ? { failures: undefined } : {}) });
-          // The continuation is queued: from here nothing may fail the job, or its retry would be a
-          // second copy of the run (two chains paging the same list until one finishes).
-          await renewAfterRequeue(leases, account.id, resource, runId, ttl, log);
-          log.info('Out of invocation time: continuing in a new message', {
-            runId,
-            pages,
-            records,
+          return await continueInNewMessage({
             remainingMs: Math.round(invocation.remainingMs()),
             reserveMs: Math.round(reserveMs()),
           });
-          return { status: 'continued', pages, records };
         }
         const pageStarted = performance.now();
         const next = await iterator.next();
@@ -133,17 +134,7 @@ export async function runSync(
         } catch (err) {
           if (!(err instanceof MirrorWriteStoppedError)) throw err;
           // Not checkpointed: the next message reads this page again (its written part is harmless).
-          await queue.requeue({ ...job, runId, ...(pages > 0 ? { failures: undefined } : {}) });
-          await renewAfterRequeue(leases, account.id, resource, runId, ttl, log);
-          log.info('Out of invocation time: continuing in a new message', {
-            runId,
-            pages,
-            records,
-            during: 'mirror-write',
-            written: err.done,
-            of: err.total,
-          });
-          return { status: 'continued', pages, records };
+          return await continueInNewMessage({ during: 'mirror-write', written: err.done, of: err.total });
         }
         for (const row of rows)
           if (row.updateTimeMs > 0 && (runHigh === null || row.updateTimeMs > runHigh))
