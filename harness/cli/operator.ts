@@ -26,6 +26,7 @@ import {
   MemoryMetrics,
   type Pipeline,
 } from '#shared/pipeline/index.ts';
+import { partitionable } from '#shared/pipeline/partitioned-read.ts';
 import { sweepCalls } from '#shared/pipeline/sweep.ts';
 import { tagApplicationCalls } from '#shared/pipeline/tag-applications.ts';
 import { startDynalite } from '../emulators/dynamo.ts';
@@ -337,10 +338,13 @@ export function estimateSync(
     // Tag applications are read tag by tag: a call per tag at least, however little changed.
     const tags = Math.round(contacts * REGISTRY.tags.sync.estimateShare);
     const tagWalk = r === 'tagApplications';
+    const pages = Math.max(1, Math.ceil(records / page));
+    // A list read in id ranges asks for its highest id once, after its first page.
+    const probe = partitionable(r) && config.worker.partitions > 1 && pages > 1 ? 1 : 0;
     rows.push({
       resource: r,
       records,
-      calls: tagWalk ? tagApplicationCalls(tags, records) : Math.max(1, Math.ceil(records / page)),
+      calls: tagWalk ? tagApplicationCalls(tags, records) : pages + probe,
       incrementalCalls: tagWalk
         ? tagApplicationCalls(tags, records, changedPerResource)
         : Math.max(1, Math.ceil(Math.min(records, changedPerResource) / page)),
@@ -358,14 +362,23 @@ export function estimateSync(
   const sweepTotal = rows.reduce((n, r) => n + r.sweepCalls, 0);
   const sweepPerDay =
     config.sweep.everyHours === 0 ? 0 : Math.ceil((sweepTotal * 24) / config.sweep.everyHours);
-  // Latency: a list is read one page after another (no partitions yet), an account alone reads its
-  // lists worker.concurrency at a time (scheduler.bulkJobsPerAccount while others are active); the
-  // slower of the two bounds wins.
+  // Latency: a list with an id filter is read in worker.partitions id ranges at once after its first
+  // page (and the probe of its highest id); the others one page after another. An account alone reads
+  // its lists worker.concurrency at a time (scheduler.bulkJobsPerAccount while others are active). The
+  // slower of the quota's bound and the latency's wins.
   const parallel = Math.min(rows.length, Math.max(1, config.worker.concurrency));
+  const listMs = (r: (typeof rows)[number]) => {
+    const width = partitionable(r.resource as SyncResource) ? Math.max(1, config.worker.partitions) : 1;
+    if (width === 1 || r.calls <= 1) return r.calls * pageMs;
+    return 2 * pageMs + Math.ceil((r.calls - 2) / width) * pageMs;
+  };
   const latencyMs =
     pageMs <= 0
       ? 0
-      : Math.max(Math.max(0, ...rows.map((r) => r.calls * pageMs)), (full * pageMs) / Math.max(1, parallel));
+      : Math.max(
+          Math.max(0, ...rows.map(listMs)),
+          rows.reduce((n, r) => n + listMs(r), 0) / Math.max(1, parallel),
+        );
   const quotaMs = time(full);
   // Polling at the configured intervals (the first account that schedules the list; 60 min else):
   // each run costs its incremental calls. Tag applications cost a call per tag every run.
@@ -393,6 +406,7 @@ export function estimateSync(
       latencySeconds: Math.round(latencyMs / 100) / 10,
       boundBy: latencyMs > quotaMs ? 'latency' : 'quota',
       pageMs,
+      partitions: config.worker.partitions,
     },
     incrementalSync: {
       changedPerResource,
@@ -443,8 +457,8 @@ export function estimateCommand(
     ),
     e.fullSync.pageMs > 0
       ? `full sync:        ${e.fullSync.calls} calls, about ${e.fullSync.seconds} s, bound by ${e.fullSync.boundBy} ` +
-        `(the quota alone: ${e.fullSync.quotaSeconds} s; each list one page after another at ${e.fullSync.pageMs} ms ` +
-        `a page: ${e.fullSync.latencySeconds} s; ${(e.dayBudgetShareOfFullSync * 100).toFixed(1)}% of the day's bulk budget)`
+        `(the quota alone: ${e.fullSync.quotaSeconds} s; at ${e.fullSync.pageMs} ms a page, ${e.fullSync.partitions} id ranges at once ` +
+        `for lists with an id filter: ${e.fullSync.latencySeconds} s; ${(e.dayBudgetShareOfFullSync * 100).toFixed(1)}% of the day's bulk budget)`
       : `full sync:        ${e.fullSync.calls} calls, about ${e.fullSync.seconds} s under the quota (${(e.dayBudgetShareOfFullSync * 100).toFixed(1)}% of the day's bulk budget; --page-ms adds Keap's page latency)`,
     `incremental sync: ${e.incrementalSync.calls} calls (${changedPerResource} changes per list), about ${e.incrementalSync.seconds} s`,
     `polling:          ${e.polling.callsPerDay} calls a day at the configured intervals (${(e.polling.dayBudgetShare * 100).toFixed(1)}% of the day's bulk budget` +

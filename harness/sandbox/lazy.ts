@@ -87,7 +87,8 @@ export class LazyContacts {
   handle(req: Request): Reply | undefined {
     const parts = req.path.split('/').filter((s) => s !== '');
     const under = parts[0] === 'contacts' || (parts[0] === 'tags' && (parts[2] ?? '').startsWith('contacts'));
-    if (!under) return undefined;
+    // The contacts' custom-field model is the (eager) dataset's: the routes serve it.
+    if (!under || (parts[0] === 'contacts' && parts[1] === 'model' && parts.length === 2)) return undefined;
     if (req.method !== 'GET' || parts[0] === 'tags' || parts.length > 2)
       throw new ApiError(405, LAZY_READ_ONLY);
     if (parts.length === 2) {
@@ -128,12 +129,27 @@ export class LazyContacts {
     let from = Number.NEGATIVE_INFINITY;
     let until = Number.POSITIVE_INFINITY;
     let ids: number[] | undefined;
+    // contact_id's comparisons, as index bounds (id i + 1), inclusive.
+    let idMin = 0;
+    let idMax = this.count - 1;
     for (const part of (query.get('filter') ?? '').split(';')) {
       const p = part.trim();
       if (p === '') continue;
-      const m = /^([A-Za-z0-9_]+)\s*==(.*)$/.exec(p);
+      const m = /^([A-Za-z0-9_]+)\s*(==|>=|<=|>|<)(.*)$/.exec(p);
       const name = m?.[1] ?? '';
-      const value = (m?.[2] ?? '').trim();
+      const op = m?.[2] ?? '==';
+      const value = (m?.[3] ?? '').trim();
+      if (name === this.entry.idRangeFilter) {
+        if (!/^\d{1,20}$/.test(value))
+          throw bad(`Filter field "${name}" needs a number, got "${value}".`, 'filter', name);
+        const n = Number(value) - 1;
+        if (op === '==' || op === '>=') idMin = Math.max(idMin, n);
+        if (op === '==' || op === '<=') idMax = Math.min(idMax, n);
+        if (op === '>') idMin = Math.max(idMin, n + 1);
+        if (op === '<') idMax = Math.min(idMax, n - 1);
+        continue;
+      }
+      if (op !== '==') throw bad(`Filter field "${name}" supports only ==.`, 'filter', name);
       if (name === this.entry.sinceField) from = Math.max(from, parseIsoTime(value, name));
       else if (name === this.entry.untilField) until = Math.min(until, parseIsoTime(value, name));
       else if (name === this.entry.idFilter || name === 'contact_ids') {
@@ -145,7 +161,7 @@ export class LazyContacts {
         ids = [...set].sort((a, b) => a - b);
       } else
         throw bad(
-          `Unsupported filter "${p}": the lazy dataset filters on ${this.entry.sinceField}, ${this.entry.untilField} and ${this.entry.idFilter} (==) only.`,
+          `Unsupported filter "${p}": the lazy dataset filters on ${this.entry.sinceField}, ${this.entry.untilField}, ${this.entry.idFilter} (==) and ${this.entry.idRangeFilter} (==, >=, <=, >, <) only.`,
           'filter',
           p,
         );
@@ -159,7 +175,7 @@ export class LazyContacts {
     const u = this.updated;
     const inRange = (i: number): boolean => {
       const t = u[i] as number;
-      return t >= from && t <= until;
+      return t >= from && t <= until && i >= idMin && i <= idMax;
     };
     const key = field === 'id' ? (i: number) => i : (i: number) => u[i] as number;
     // The candidates in the list's order, as a position range over an index array.
@@ -198,12 +214,17 @@ export class LazyContacts {
       };
       lo = Math.max(lo, asc ? first((t) => t >= from) : first((t) => t <= until));
     }
+    // Id-ordered without an ids filter: skip straight to the id range.
+    if (!ids && field === 'id') lo = Math.max(lo, asc ? idMin : this.count - 1 - idMax);
     const items: Contact[] = [];
     let last = -1;
     for (let p = lo; p < seq.length; p++) {
       const i = at(p);
       if (!inRange(i)) {
-        if (!ids && field === 'update_time') break; // sorted by time: nothing further is in range
+        const t = u[i] as number;
+        // Sorted by time: past the time range nothing further is in it.
+        if (!ids && field === 'update_time' && !(t >= from && t <= until)) break;
+        if (!ids && field === 'id' && (asc ? i > idMax : i < idMin)) break; // past the id range
         continue;
       }
       if (items.length === size) {

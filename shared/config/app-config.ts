@@ -75,6 +75,11 @@ export const appConfigSchema = z
         timeoutSeconds: z.number().int().min(10).max(900).default(120),
         /** Stop paging when less than this much invocation time is left, and continue in a new message. */
         safetyMarginMs: z.number().int().min(1_000).default(15_000),
+        /**
+         * Pages a full read of a large list (contacts, orders, notes, tasks) reads at once, each reader on
+         * its own id range (shared/pipeline/partitions.ts); 1 reads one page after another.
+         */
+        partitions: z.number().int().min(1).max(32).default(8),
         /** Longest a worker waits for its ledger slot before deferring the job through the queue. */
         waitBudgetMs: z.number().int().min(0).max(10_000).default(2_000),
         /** How long a key read from Secrets Manager is trusted before it is read again. */

@@ -35,6 +35,11 @@ export interface PageOptions {
   pageSize?: number;
   /** Extra filter pairs, `field==value` (joined with `;`). */
   filter?: Readonly<Record<string, string>>;
+  /**
+   * Only records whose id is in this range (inclusive; decimal ids), by the list's `idRangeFilter`
+   * (`contact_id>=1;contact_id<=5000`). Lists without one refuse it.
+   */
+  idRange?: { min?: string; max?: string };
   /** Override of the list's `fields` (contacts default to every field, so update_time and custom fields come back). */
   fields?: readonly string[];
   /** Override of `order_by` (`field asc|desc`). */
@@ -43,6 +48,12 @@ export interface PageOptions {
   dedupe?: boolean;
   priority?: Priority;
   waitBudgetMs?: number;
+  /**
+   * Slots one ledger write reserves ahead for the pages that follow a full page (default the
+   * `pageSlotBatch` setting). Readers of a list in parallel ranges take 1 each: together they already
+   * keep the ledger ahead of them.
+   */
+  slotBatch?: number;
 }
 
 export interface TagPageOptions extends PageOptions {
@@ -106,6 +117,23 @@ function buildQuery(
     if (!/^[A-Za-z0-9_.]+$/.test(k))
       throw new KeapArgumentError('filter', `has an invalid field name "${k}".`);
     pairs.push(`${k}==${v}`);
+  }
+  if (o.idRange) {
+    const field = spec.idRangeFilter;
+    if (!field)
+      throw new KeapArgumentError(
+        'idRange',
+        `is not supported for ${spec.name}: Keap has no id filter on it.`,
+      );
+    for (const [op, v] of [
+      ['>=', o.idRange.min],
+      ['<=', o.idRange.max],
+    ] as const) {
+      if (v === undefined) continue;
+      if (!/^[0-9]{1,20}$/.test(v))
+        throw new KeapArgumentError('idRange', `bounds are decimal ids, got "${v}".`);
+      pairs.push(`${field}${op}${v}`);
+    }
   }
   let orderBy = o.orderBy ?? spec.orderBy;
   if (spec.mode === 'filter') {
@@ -239,7 +267,7 @@ export async function* readPages<R extends ResourceName>(
       if (!done && usedTokens.has(next)) throw new PagingLoopError(ctx, index + 1);
       if (next !== undefined) usedTokens.add(next);
       // A full page means more are likely: reserve several slots in one ledger write for what follows.
-      pool.nextCount = !done && items.length >= pageSize ? s.pageSlotBatch : 1;
+      pool.nextCount = !done && items.length >= pageSize ? (o.slotBatch ?? s.pageSlotBatch) : 1;
       yield {
         resource,
         records,

@@ -71,6 +71,12 @@ export interface ListEntry {
   descendingOrderBy?: string;
   /** The `filter` field that selects records by a comma-separated list of ids, when Keap has one. */
   idFilter?: string;
+  /**
+   * The `filter` field that compares record ids (`>=`, `<=`), when Keap has one: a full read of the
+   * list can then be split into id ranges read in parallel (shared/pipeline/partitions.ts). Ids never
+   * change, so a record updated or created while a range is read never moves between ranges.
+   */
+  idRangeFilter?: string;
   /** The `fields` parameter, when the list has one. */
   fields?: FieldsParam;
   /** Filter pairs always sent (the `filter` option can override each). */
@@ -207,6 +213,7 @@ export const REGISTRY = {
     timeFields: ['update_time'],
     orderBy: 'id asc',
     idFilter: 'ids',
+    idRangeFilter: 'contact_id',
     fields: {
       style: 'comma',
       available: CONTACT_FIELDS,
@@ -276,6 +283,7 @@ export const REGISTRY = {
     timeFields: ['modification_time'],
     orderBy: 'id asc',
     idFilter: 'ids',
+    idRangeFilter: 'id',
     customFieldModel: true,
     schema: z.looseObject({
       id,
@@ -371,6 +379,7 @@ export const REGISTRY = {
     timeFields: ['update_time'],
     orderBy: 'id asc',
     idFilter: 'ids',
+    idRangeFilter: 'id',
     fields: customFieldsOnly,
     customFieldModel: true,
     schema: z.looseObject({
@@ -396,6 +405,7 @@ export const REGISTRY = {
     timeFields: ['modification_time', 'update_time'],
     orderBy: 'id asc',
     idFilter: 'task_ids',
+    idRangeFilter: 'id',
     fields: customFieldsOnly,
     customFieldModel: true,
     schema: z.looseObject({

@@ -9,6 +9,7 @@ import {
   KeyRejectedError,
   MODEL_OBJECTS,
   type ModelObject,
+  NotFoundError,
   QuotaDeferredError,
 } from '../keap/index.ts';
 import type { CustomFieldMeta } from '../keap/resources.ts';
@@ -97,6 +98,8 @@ export interface CustomFieldNamerDeps {
 /** Names records' custom fields with the stored model, refreshing it from Keap when due. */
 export class CustomFieldNamer {
   private readonly deps: CustomFieldNamerDeps;
+  /** Model reads in flight by account and list: readers of one list in parallel ranges share one. */
+  private readonly reading = new Map<string, Promise<StoredModel | undefined>>();
 
   constructor(deps: CustomFieldNamerDeps) {
     this.deps = deps;
@@ -124,7 +127,15 @@ export class CustomFieldNamer {
       const known = new Set(model.fields.map((f) => f.id));
       if (rows.some((r) => rawValues(r.data).some((v) => !known.has(v.id)))) reason = 'unknown-id';
     }
-    if (reason !== undefined) model = (await this.refresh(account, resource, client, reason)) ?? model;
+    if (reason !== undefined) {
+      const key = `${account}\u0000${resource}`;
+      let read = this.reading.get(key);
+      if (!read) {
+        read = this.refresh(account, resource, client, reason).finally(() => this.reading.delete(key));
+        this.reading.set(key, read);
+      }
+      model = (await read) ?? model;
+    }
     if (model === undefined) return [...rows];
     const defs = model.fields;
     const unknown = new Set<string>();
@@ -176,6 +187,12 @@ export class CustomFieldNamer {
         error: (err as Error).name,
         message: (err as Error).message,
       });
+      // Keap serves no model for the list: remembered as an empty one, so it is not asked for again
+      // on every page (a record carrying custom field ids asks again after unknownIdRefreshSeconds).
+      if (err instanceof NotFoundError && (await models.get(account, resource)) === undefined) {
+        await models.put(account, resource, [], now());
+        return models.get(account, resource);
+      }
       return undefined;
     }
   }

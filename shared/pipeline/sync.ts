@@ -9,6 +9,8 @@ import { RESOURCES, updateTimeOf } from '../keap/resources.ts';
 import { MirrorWriteStoppedError } from '../store/errors.ts';
 import { CustomFieldNamer } from './custom-fields.ts';
 import type { PipelineDeps } from './deps.ts';
+import { partitionable, probeMaxId, readPartitioned } from './partitioned-read.ts';
+import { PartitionPlan } from './partitions.ts';
 import type { Log } from './ports.ts';
 import { deferralDelayMs } from './queue.ts';
 import { listPages } from './tag-applications.ts';
@@ -88,11 +90,6 @@ export async function runSync(
     fromPage: checkpoint.pages,
   });
   try {
-    const iterator = listPages(client, resource, {
-      ...(since !== undefined ? { since } : {}),
-      ...(checkpoint.pageToken ? { pageToken: checkpoint.pageToken } : {}),
-      priority: 'bulk',
-    });
     const reserveMs = () => invocation.reserveMs?.() ?? config.worker.safetyMarginMs;
     /** Out of invocation time: the rest of the run in a new message, from the last checkpoint. */
     const continueInNewMessage = async (fields: Record<string, unknown>): Promise<SyncOutcome> => {
@@ -104,9 +101,84 @@ export async function runSync(
       log.info('Out of invocation time: continuing in a new message', { runId, pages, records, ...fields });
       return { status: 'continued', pages, records };
     };
+    /** Names a page's custom fields and writes it; `stopped` when the invocation must hand over. */
+    const writePage = async (
+      records: ReadonlyArray<{ id: string } & Record<string, unknown>>,
+    ): Promise<{ rows: number; written: number; skippedStale: number; high: number | null } | 'stopped'> => {
+      const rows = await namer.name(
+        account.id,
+        resource,
+        records.map((data) => ({ id: data.id, updateTimeMs: updateTimeOf(spec, data) ?? 0, data })),
+        client,
+      );
+      // The write stops where the invocation must hand over (half the safety margin before its end).
+      const writeMs = Math.max(0, invocation.remainingMs() - config.worker.safetyMarginMs / 2);
+      let written: Awaited<ReturnType<typeof mirror.upsertMany>>;
+      try {
+        written = await mirror.upsertMany(account.id, resource, rows, {
+          signal: AbortSignal.timeout(writeMs),
+        });
+      } catch (err) {
+        if (err instanceof MirrorWriteStoppedError) return 'stopped';
+        throw err;
+      }
+      let high: number | null = null;
+      for (const row of rows)
+        if (row.updateTimeMs > 0 && (high === null || row.updateTimeMs > high)) high = row.updateTimeMs;
+      metrics.add('Pages', 1, dims);
+      metrics.add('RecordsWritten', written.written, dims);
+      if (written.skippedStale) metrics.add('RecordsStale', written.skippedStale, dims);
+      return { rows: rows.length, ...written, high };
+    };
+    // A full read of a list Keap filters by id comparison goes on in parallel id ranges once its first
+    // page shows there is more than one (a one-page list costs no extra call); a run resumed from a
+    // page token goes on one page after another.
+    const pageSize = client.settings.pageSize;
+    let plan =
+      checkpoint.partitions === undefined
+        ? undefined
+        : PartitionPlan.resume(resource, checkpoint.partitions, { pageSize });
+    const mayPartition =
+      plan === undefined &&
+      since === undefined &&
+      partitionable(resource) &&
+      config.worker.partitions > 1 &&
+      checkpoint.pageToken === null &&
+      checkpoint.pages === 0;
+    /** After the first page: the ranges the rest of the list is read in, saved in the checkpoint. */
+    const planRanges = async (first: ReadonlyArray<{ id: string }>): Promise<PartitionPlan | undefined> => {
+      if (!first.every((r) => /^[0-9]{1,20}$/.test(r.id))) {
+        log.warn('The list has ids that are not decimal; it is read one page after another', { runId });
+        return undefined;
+      }
+      const at = first.reduce((m, r) => (BigInt(r.id) > m ? BigInt(r.id) : m), 0n);
+      const max = await probeMaxId(client, resource);
+      if (max === undefined || !/^[0-9]{1,20}$/.test(max)) return undefined;
+      const planned = PartitionPlan.initial(at + 1n, BigInt(max), config.worker.partitions, { pageSize });
+      await runs.checkpoint(account.id, resource, runId, {
+        pageToken: null,
+        pageHighWaterMs: runHigh,
+        pagesDelta: 0,
+        recordsDelta: 0,
+        partitions: planned.snapshot(),
+      });
+      log.info('Reading the rest of the list in id ranges', {
+        runId,
+        ranges: planned.parts.length,
+        fromId: String(at + 1n),
+        highestId: max,
+      });
+      return planned;
+    };
+    let read = false;
+    const iterator = listPages(client, resource, {
+      ...(since !== undefined ? { since } : {}),
+      ...(checkpoint.pageToken ? { pageToken: checkpoint.pageToken } : {}),
+      priority: 'bulk',
+    });
     // However the loop ends, the page iterator is closed: ledger slots it reserved go back.
     try {
-      for (;;) {
+      while (!read && plan === undefined) {
         // Start a page only if the invocation (shared by the batch) can hold it and its mirror write.
         if (invocation.remainingMs() < reserveMs()) {
           return await continueInNewMessage({
@@ -116,45 +188,82 @@ export async function runSync(
         }
         const pageStarted = performance.now();
         const next = await iterator.next();
-        if (next.done) break;
-        const page = next.value;
-        const rows = await namer.name(
-          account.id,
-          resource,
-          page.records.map((data) => ({ id: data.id, updateTimeMs: updateTimeOf(spec, data) ?? 0, data })),
-          client,
-        );
-        // The write stops where the invocation must hand over (half the safety margin before its end).
-        const writeMs = Math.max(0, invocation.remainingMs() - config.worker.safetyMarginMs / 2);
-        let written: Awaited<ReturnType<typeof mirror.upsertMany>>;
-        try {
-          written = await mirror.upsertMany(account.id, resource, rows, {
-            signal: AbortSignal.timeout(writeMs),
-          });
-        } catch (err) {
-          if (!(err instanceof MirrorWriteStoppedError)) throw err;
-          // Not checkpointed: the next message reads this page again (its written part is harmless).
-          return await continueInNewMessage({ during: 'mirror-write', written: err.done, of: err.total });
+        if (next.done) {
+          read = true;
+          break;
         }
-        for (const row of rows)
-          if (row.updateTimeMs > 0 && (runHigh === null || row.updateTimeMs > runHigh))
-            runHigh = row.updateTimeMs;
+        const page = next.value;
+        const out = await writePage(page.records);
+        // Not checkpointed: the next message reads this page again (its written part is harmless).
+        if (out === 'stopped') return await continueInNewMessage({ during: 'mirror-write' });
+        if (out.high !== null && (runHigh === null || out.high > runHigh)) runHigh = out.high;
         await runs.checkpoint(account.id, resource, runId, {
           pageToken: page.nextPageToken ?? null,
           pageHighWaterMs: runHigh,
           pagesDelta: 1,
-          recordsDelta: rows.length,
+          recordsDelta: out.rows,
         });
         invocation.pageTook?.(performance.now() - pageStarted);
         pages++;
-        records += rows.length;
-        metrics.add('Pages', 1, dims);
-        metrics.add('RecordsWritten', written.written, dims);
-        if (written.skippedStale) metrics.add('RecordsStale', written.skippedStale, dims);
-        if (page.done) break;
+        records += out.rows;
+        if (page.done) read = true;
+        else if (mayPartition && pages === 1) {
+          plan = await planRanges(page.records);
+          if (plan) break;
+        }
       }
     } finally {
       await iterator.return(undefined);
+    }
+    if (plan && !read) {
+      let saves: Promise<unknown> = Promise.resolve();
+      const ranges = plan;
+      const result = await readPartitioned(
+        client,
+        resource,
+        ranges,
+        config.worker.partitions,
+        {
+          canStartPage: () => invocation.remainingMs() >= reserveMs(),
+          sleepableMs: () => invocation.remainingMs() - reserveMs(),
+          write: async (rows) => {
+            const out = await writePage(rows);
+            if (out === 'stopped') return false;
+            if (out.high !== null && (runHigh === null || out.high > runHigh)) runHigh = out.high;
+            return true;
+          },
+          save: (saved, page) => {
+            pages++;
+            records += page.records;
+            invocation.pageTook?.(page.ms);
+            // One checkpoint write at a time, each with the whole plan as it stands.
+            const next = saves.then(() =>
+              runs.checkpoint(account.id, resource, runId, {
+                pageToken: null,
+                pageHighWaterMs: runHigh,
+                pagesDelta: 1,
+                recordsDelta: page.records,
+                partitions: saved,
+              }),
+            );
+            saves = next.catch(() => undefined);
+            return next.then(() => undefined);
+          },
+        },
+        { now: () => ledger.now() },
+      );
+      // Deferred: the ranges read so far are saved; the job comes back when the ledger has slots.
+      if (result.status === 'deferred') throw result.error;
+      if (result.status !== 'done')
+        return await continueInNewMessage(
+          result.status === 'write-stopped'
+            ? { during: 'mirror-write', ranges: ranges.parts.length }
+            : {
+                remainingMs: Math.round(invocation.remainingMs()),
+                reserveMs: Math.round(reserveMs()),
+                ranges: ranges.parts.length,
+              },
+        );
     }
   } catch (err) {
     if (!(err instanceof QuotaDeferredError)) throw err;

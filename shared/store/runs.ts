@@ -35,6 +35,11 @@ export interface Checkpoint {
   updatedAt: string;
   /** Run id this run took the checkpoint over from, or null. */
   resumedFrom: string | null;
+  /**
+   * A full read split into id ranges read in parallel: the ranges and where each one is, as the sync
+   * engine wrote them (shared/pipeline/partitions.ts owns and validates the shape). Absent otherwise.
+   */
+  partitions?: unknown;
 }
 
 /** Sync position of one (account, resource). */
@@ -74,6 +79,8 @@ export interface CheckpointProgress {
   pageHighWaterMs: number | null;
   pagesDelta: number;
   recordsDelta: number;
+  /** A partitioned read's ranges (replaces the stored ones; see Checkpoint.partitions). */
+  partitions?: unknown;
 }
 
 // Items written before the lease and the checkpoint shared one token carry `owner` (always the run
@@ -89,6 +96,7 @@ const checkpointSchema = z.object({
   startedAtMs: z.number(),
   updatedAt: z.string(),
   resumedFrom: nullable(z.string()),
+  partitions: z.unknown().optional(),
 });
 
 const cursorItemSchema = z.object({
@@ -229,13 +237,14 @@ export class DynamoRunStore {
       checkInput(epochMsField, 'pageHighWaterMs', progress.pageHighWaterMs);
     checkInput(countField, 'pagesDelta', progress.pagesDelta);
     checkInput(countField, 'recordsDelta', progress.recordsDelta);
+    const parts = progress.partitions !== undefined;
     const out = await this.table.update(
       'checkpoint',
       key,
       {
         UpdateExpression:
           'SET #cp.#token = :token, #cp.#hw = :hw, #cp.#pages = #cp.#pages + :pages, ' +
-          '#cp.#records = #cp.#records + :records, #cp.#updatedAt = :now',
+          `#cp.#records = #cp.#records + :records, #cp.#updatedAt = :now${parts ? ', #cp.#parts = :parts' : ''}`,
         ConditionExpression: '#cp.#runId = :runId',
         ExpressionAttributeNames: {
           '#cp': 'checkpoint',
@@ -245,8 +254,10 @@ export class DynamoRunStore {
           '#pages': 'pages',
           '#records': 'records',
           '#updatedAt': 'updatedAt',
+          ...(parts ? { '#parts': 'partitions' } : {}),
         },
         ExpressionAttributeValues: {
+          ...(parts ? { ':parts': progress.partitions } : {}),
           ':runId': runId,
           ':token': progress.pageToken,
           ':hw': progress.pageHighWaterMs,

@@ -165,6 +165,31 @@ describe('full reads', () => {
   });
 });
 
+describe('id ranges', () => {
+  it.each<[ResourceName, string]>([
+    ['contacts', 'contact_id'],
+    ['orders', 'id'],
+    ['notes', 'id'],
+    ['tasks', 'id'],
+  ])('reads %s in an id range with %s>= and <=', async (resource, field) => {
+    const { client } = setup();
+    fx.stub.setHandler(listHandler(() => makeRecords(3, 'update_time'), { itemsKey: resource }));
+    const before = fx.stub.requests.length;
+    await client.readAll(resource as 'contacts', { idRange: { min: '1001', max: '5000' } });
+    expect(fx.stub.requests[before]?.url.searchParams.get('filter')).toBe(`${field}>=1001;${field}<=5000`);
+    await client.readAll(resource as 'contacts', { idRange: { min: '7' } });
+    expect(fx.stub.requests.at(-1)?.url.searchParams.get('filter')).toBe(`${field}>=7`);
+  });
+
+  it('refuses an id range on a list without an id filter, or bounds that are not ids', async () => {
+    const { client } = setup();
+    await expect(client.readAll('companies', { idRange: { min: '1' } })).rejects.toThrow(/no id filter/);
+    await expect(client.readAll('contacts', { idRange: { min: '1;email==x' } })).rejects.toBeInstanceOf(
+      KeapArgumentError,
+    );
+  });
+});
+
 describe('incremental reads', () => {
   it.each<[ResourceName, string, string, string]>([
     ['contacts', 'start_update_time', 'end_update_time', 'update_time'],

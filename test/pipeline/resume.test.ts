@@ -50,7 +50,7 @@ describe('a worker killed mid-sync', () => {
       accounts: [{ id: ACCOUNT, tenant: TENANT_A, key: KEY.key, resources: ['contacts'] }],
       // A short visibility timeout (= the function timeout) for a quick redelivery; the safety margin
       // makes a slow invocation continue in a new message instead of timing out mid-page.
-      worker: { timeoutSeconds: 10, safetyMarginMs: 4_000 },
+      worker: { timeoutSeconds: 10, safetyMarginMs: 4_000, partitions: 1 },
       visibilityTimeoutSec: 8,
     });
   });

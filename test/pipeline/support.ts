@@ -1,11 +1,5 @@
 // Test support for the end-to-end pipeline suites: a Keap sandbox and the whole local stack (dynalite,
 // fauxqs, the Secrets Manager stub) wired to one configuration, plus the readers each test compares with.
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   ChangeMessageVisibilityCommand,
@@ -96,6 +90,8 @@ export interface WorldOptions {
   sandboxHooks?: SandboxOptions['hooks'];
   /** The app's hooks settings. */
   hooks?: AppConfigInput['hooks'];
+  /** The sandbox's page latency model (default: none, pages answer at once). */
+  pageLatency?: SandboxOptions['pageLatency'];
 }
 
 export function secretIdOf(account: string): string {
@@ -104,7 +100,7 @@ export function secretIdOf(account: string): string {
 
 /** The app configuration of a test: the accounts, and settings sized for a quick local run. */
 export function testConfig(
-  o: Omit<WorldOptions, 'contacts' | 'seed' | 'keys' | 'gateway' | 'sandboxHooks'>,
+  o: Omit<WorldOptions, 'contacts' | 'seed' | 'keys' | 'gateway' | 'sandboxHooks' | 'pageLatency'>,
   baseUrl: string,
 ): AppConfig {
   return parseAppConfig({
@@ -158,6 +154,7 @@ export async function startWorld(o: WorldOptions): Promise<World> {
     keys: o.keys,
     limits: o.gateway ?? RELAXED_LIMITS,
     ...(o.sandboxHooks ? { hooks: o.sandboxHooks } : {}),
+    ...(o.pageLatency ? { pageLatency: o.pageLatency } : {}),
   });
   try {
     const config = testConfig(o, sandbox.baseUrl);
@@ -179,67 +176,7 @@ export async function startWorld(o: WorldOptions): Promise<World> {
   }
 }
 
-export interface SandboxProcess {
-  baseUrl: string;
-  keys: SandboxKey[];
-  /** Record counts per type, from the admin health route. */
-  counts(): Promise<Record<string, number>>;
-  /** Stops the sandbox and returns every arrival it logged. */
-  stop(): Promise<ArrivalRecord[]>;
-}
-
-const ROOT = resolve(import.meta.dirname, '../..');
-
-/**
- * Runs the sandbox CLI in its own process, as Keap is a remote server: its arrival times (what the
- * gateway rules judge) do not depend on how busy the workers' process is.
- */
-export async function startSandboxProcess(args: string[]): Promise<SandboxProcess> {
-  const dir = await mkdtemp(join(tmpdir(), 'keap-sync-sandbox-'));
-  const log = join(dir, 'arrivals.jsonl');
-  const child = spawn(
-    process.execPath,
-    ['scripts/sandbox.ts', '--port', '0', '--arrival-log', log, ...args],
-    {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  );
-  const exited = once(child, 'exit');
-  try {
-    if (!child.stdout) throw new Error('the sandbox process has no stdout');
-    let first: string | undefined;
-    for await (const line of createInterface({ input: child.stdout })) {
-      first = line;
-      break;
-    }
-    if (first === undefined) throw new Error('the sandbox process printed nothing');
-    const info = JSON.parse(first) as { baseUrl: string; keys: SandboxKey[] };
-    return {
-      baseUrl: info.baseUrl,
-      keys: info.keys,
-      counts: async () => {
-        const res = await fetch(`${info.baseUrl}/__admin/health`);
-        return ((await res.json()) as { counts: Record<string, number> }).counts;
-      },
-      stop: async () => {
-        if (child.exitCode === null) child.kill('SIGTERM');
-        await exited;
-        const text = await readFile(log, 'utf8').catch(() => '');
-        await rm(dir, { recursive: true, force: true });
-        return text
-          .split('\n')
-          .filter((l) => l.trim() !== '')
-          .map((l) => JSON.parse(l) as ArrivalRecord);
-      },
-    };
-  } catch (err) {
-    if (child.exitCode === null) child.kill('SIGTERM');
-    await exited;
-    await rm(dir, { recursive: true, force: true });
-    throw err;
-  }
-}
+export { type SandboxProcess, startSandboxProcess } from '#harness/sandbox/process.ts';
 
 /** The mirror of (account, resource) as a map by id. */
 export async function mirrorOf(stack: LocalStack, account: string, resource: string) {
@@ -366,4 +303,17 @@ export function stableJson(v: unknown): string {
       .join(',')}}`;
   }
   return JSON.stringify(v);
+}
+
+/** Runs the workers on the world's queue until it is idle; fails on a handler error. */
+export async function drain(w: World, options: { concurrency?: number; timeoutMs?: number } = {}) {
+  const poller = w.stack.poller({ concurrency: options.concurrency ?? 4 });
+  await poller.start();
+  try {
+    await poller.whenIdle({ timeoutMs: options.timeoutMs ?? 40_000 });
+  } finally {
+    await poller.stop();
+  }
+  if (poller.stats.handlerErrors !== 0) throw new Error(`${poller.stats.handlerErrors} handler error(s)`);
+  return poller.stats;
 }

@@ -155,6 +155,32 @@ describe('lazy dataset', () => {
     expect(r.pages).toBe(2);
   });
 
+  it('compares contact_id (>=, <=, >, <), in id order ascending and descending, across pages', async () => {
+    const range = await listAll<Contact>(sb, '/rest/v2/contacts', 'contacts', {
+      filter: 'contact_id>=1200;contact_id<=3456',
+      page_size: '1000',
+    });
+    expect(ids(range.items)).toEqual(Array.from({ length: 3456 - 1200 + 1 }, (_, i) => 1200 + i));
+    expect(range.pages).toBe(3);
+    const open = await listAll<Contact>(sb, '/rest/v2/contacts', 'contacts', {
+      filter: 'contact_id>4990',
+      order_by: 'id desc',
+      page_size: '3',
+    });
+    expect(ids(open.items)).toEqual([5000, 4999, 4998, 4997, 4996, 4995, 4994, 4993, 4992, 4991]);
+    const highest = await call<Page<'contacts', Contact>>(
+      sb,
+      '/rest/v2/contacts?page_size=1&order_by=id%20desc',
+    );
+    expect(ids(highest.json.contacts)).toEqual([N]);
+    const below = await listAll<Contact>(sb, '/rest/v2/contacts', 'contacts', { filter: 'contact_id<3' });
+    expect(ids(below.items)).toEqual([1, 2]);
+    const bad = await call<V2Error>(sb, `/rest/v2/contacts?filter=${encodeURIComponent('contact_id>=x')}`);
+    expect(bad.status).toBe(400);
+    // The custom-field model is served as for an eager dataset.
+    expect((await call(sb, '/rest/v2/contacts/model')).status).toBe(200);
+  });
+
   it('refuses writes to contacts, tag applications and scripted contact changes', async () => {
     const post = await call<V2Error>(sb, '/rest/v2/contacts', {
       method: 'POST',
