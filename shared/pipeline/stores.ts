@@ -9,6 +9,7 @@ import type {
   Checkpoint,
   CheckpointProgress,
   Cursor,
+  InvocationClaim,
   Lease,
   MirrorItem,
   MirrorRecord,
@@ -47,6 +48,15 @@ export interface LeaseStore {
   renew(account: string, resource: string, owner: string, ttlMs: number): Promise<boolean>;
   /** Renews `owner`'s lease, or takes it when free or expired. */
   claim(account: string, resource: string, owner: string, ttlMs: number): Promise<boolean>;
+  /** claim, fenced by the job attempt: one invocation at a time runs an attempt of a run. */
+  claimInvocation(
+    account: string,
+    resource: string,
+    owner: string,
+    attempt: number,
+    ttlMs: number,
+    holdUntilMs: number,
+  ): Promise<InvocationClaim>;
   release(account: string, resource: string, owner: string): Promise<boolean>;
   get(account: string, resource: string): Promise<Lease | undefined>;
   /** Many leases in batched reads (the scheduler skips lists whose lease is live without a write). */

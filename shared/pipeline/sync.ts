@@ -28,7 +28,7 @@ export type SyncOutcome =
   | { status: 'finished'; pages: number; records: number; highWaterMs: number | null }
   | { status: 'continued'; pages: number; records: number }
   | { status: 'deferred'; retryAt: number; reason: string }
-  | { status: 'skipped'; reason: 'busy' | 'finished' };
+  | { status: 'skipped'; reason: 'busy' | 'finished' | 'stale' | 'duplicate' };
 
 export async function runSync(
   job: SyncJob,
@@ -54,11 +54,40 @@ export async function runSync(
     }
   }
   // The run id is the lease's one owner token: the scheduler took the lease for this run; an
-  // on-demand job takes it here.
-  if (!(await leases.claim(account.id, resource, runId, ttl))) {
+  // on-demand job takes it here. The claim is fenced by the attempt, so a message SQS delivered twice
+  // is run by one invocation only.
+  const claim = await leases.claimInvocation(
+    account.id,
+    resource,
+    runId,
+    job.attempt,
+    ttl,
+    Math.ceil(ledger.now() + invocation.remainingMs() + 1_000),
+  );
+  if (claim.status === 'busy') {
     log.info('Another job is already syncing this resource; this one is dropped', { runId });
     metrics.add('JobsSkipped', 1, { ...dims, reason: 'busy' });
     return { status: 'skipped', reason: 'busy' };
+  }
+  if (claim.status === 'stale') {
+    log.info('A later attempt of this sync run has run; this older copy is dropped', {
+      runId,
+      heldAttempt: claim.heldAttempt,
+    });
+    metrics.add('JobsSkipped', 1, { ...dims, reason: 'stale' });
+    return { status: 'skipped', reason: 'stale' };
+  }
+  if (claim.status === 'duplicate') {
+    // Another invocation runs this very message now. This copy comes back once that invocation has
+    // surely ended: then it is dropped (the run finished or went on) or takes over (it crashed).
+    const waitMs = Math.max(1_000, claim.heldUntilMs - ledger.now() + 1_000);
+    await queue.send(job, waitMs);
+    log.info('This message is being run by another invocation (delivered twice); it is checked again later', {
+      runId,
+      retryInMs: Math.round(waitMs),
+    });
+    metrics.add('JobsSkipped', 1, { ...dims, reason: 'duplicate' });
+    return { status: 'skipped', reason: 'duplicate' };
   }
   const started = await runs.start(account.id, resource, runId, job.mode);
   if (started.status === 'busy') {

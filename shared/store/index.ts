@@ -10,7 +10,7 @@ export {
   parseDynamoRetrySettings,
 } from './dynamo.ts';
 export * from './errors.ts';
-export { DynamoLeaseStore, type Lease } from './leases.ts';
+export { DynamoLeaseStore, type InvocationClaim, type Lease } from './leases.ts';
 export {
   estimateItemSize,
   type MirrorItem,

@@ -14,6 +14,9 @@ export interface Lease {
   owner: string;
   expiresAtMs: number;
   acquiredAt: string;
+  /** The job attempt whose invocation holds the run now (claimInvocation), and until when at most. */
+  heldAttempt?: number;
+  heldUntilMs?: number;
 }
 
 const leaseItemSchema = z.object({
@@ -22,7 +25,20 @@ const leaseItemSchema = z.object({
   owner: z.string(),
   expiresAtMs: z.number(),
   acquiredAt: z.string(),
+  heldAttempt: z.number().optional(),
+  heldUntilMs: z.number().optional(),
 });
+
+/**
+ * What claimInvocation found: `claimed`; `busy` (another run holds a live lease); `stale` (a later
+ * attempt of this run has already run: this message is an old copy); `duplicate` (this very attempt
+ * is being run by another invocation now, until `heldUntilMs` at most: SQS delivered it twice).
+ */
+export type InvocationClaim =
+  | { status: 'claimed' }
+  | { status: 'busy'; owner: string }
+  | { status: 'stale'; heldAttempt: number }
+  | { status: 'duplicate'; heldUntilMs: number };
 
 /** The arguments every lease change takes, checked the same way. */
 function checkLeaseArgs(owner: string, ttlMs: number, nowMs: number): void {
@@ -107,6 +123,74 @@ export class DynamoLeaseStore {
       (await this.renew(account, resource, owner, ttlMs)) ||
       (await this.acquire(account, resource, owner, ttlMs))
     );
+  }
+
+  /**
+   * Claims the lease for one invocation of attempt `attempt` of run `owner` (claim's rules), fenced by
+   * the attempt: an invocation of the same attempt still within its time (`holdUntilMs`, the end of
+   * its invocation) or of a later attempt keeps it, so two deliveries of one message never page one
+   * list at once. After its invocation's end a crashed attempt's redelivery takes it over.
+   */
+  async claimInvocation(
+    account: string,
+    resource: string,
+    owner: string,
+    attempt: number,
+    ttlMs: number,
+    holdUntilMs: number,
+    nowMs: number = this.now(),
+  ): Promise<InvocationClaim> {
+    const key = stateKey.lease(account, resource);
+    checkLeaseArgs(owner, ttlMs, nowMs);
+    checkInput(epochMsField, 'holdUntilMs', holdUntilMs);
+    if (!Number.isSafeInteger(attempt) || attempt < 0) throw new TypeError('attempt must be a whole number');
+    const names = {
+      '#owner': 'owner',
+      '#expires': 'expiresAtMs',
+      '#ttl': STATE_TABLE.ttlAttribute,
+      '#ha': 'heldAttempt',
+      '#hu': 'heldUntilMs',
+    };
+    const renewed = await this.table.update('claimLease', key, {
+      UpdateExpression: 'SET #expires = :expires, #ttl = :ttl, #ha = :attempt, #hu = :until',
+      ConditionExpression:
+        '#owner = :owner AND #expires > :now AND (attribute_not_exists(#ha) OR #ha < :attempt OR #hu <= :now)',
+      ExpressionAttributeNames: names,
+      ExpressionAttributeValues: {
+        ':owner': owner,
+        ':now': nowMs,
+        ':expires': nowMs + ttlMs,
+        ':ttl': epochSeconds(nowMs + ttlMs + this.retentionMs),
+        ':attempt': attempt,
+        ':until': holdUntilMs,
+      },
+    });
+    if (renewed) return { status: 'claimed' };
+    const taken = await this.table.put(
+      'acquireLease',
+      key,
+      {
+        account,
+        resource,
+        owner,
+        expiresAtMs: nowMs + ttlMs,
+        acquiredAt: iso(nowMs),
+        heldAttempt: attempt,
+        heldUntilMs: holdUntilMs,
+        [STATE_TABLE.ttlAttribute]: epochSeconds(nowMs + ttlMs + this.retentionMs),
+      },
+      {
+        ConditionExpression: 'attribute_not_exists(#pk) OR #expires <= :now',
+        ExpressionAttributeNames: { '#pk': 'pk', '#expires': 'expiresAtMs' },
+        ExpressionAttributeValues: { ':now': nowMs },
+      },
+    );
+    if (taken) return { status: 'claimed' };
+    const lease = await this.get(account, resource);
+    if (!lease) return { status: 'busy', owner: '' };
+    if (lease.owner !== owner) return { status: 'busy', owner: lease.owner };
+    if ((lease.heldAttempt ?? -1) > attempt) return { status: 'stale', heldAttempt: lease.heldAttempt ?? 0 };
+    return { status: 'duplicate', heldUntilMs: lease.heldUntilMs ?? nowMs };
   }
 
   /** Releases the lease if `owner` holds it (live or expired). False when it is absent or another's. */

@@ -1,12 +1,12 @@
-// Unit: `keap-sync estimate` accounts for Keap's page latency: a list is read one page after another,
-// so a big list is bound by latency, not by the quota, once pages take long enough; with no latency
+// Unit: `keap-sync estimate` accounts for Keap's page latency: a list read one page after another is
+// bound by latency once pages take long enough, and back by the quota when read in id ranges; with no latency
 // given the quota's bound is the answer, and a configuration without accounts estimates every list.
 import { describe, expect, it } from 'vitest';
 import { estimateSync } from '#harness/cli/operator.ts';
 import { parseAppConfig } from '#shared/config/app-config.ts';
 import { SYNC_RESOURCES } from '#shared/jobs/schema.ts';
 
-const oneAccount = parseAppConfig({
+const oneAccountInput = {
   accounts: [
     {
       id: 'acme',
@@ -15,7 +15,8 @@ const oneAccount = parseAppConfig({
       resources: { contacts: { everyMinutes: 5 }, tags: { everyMinutes: 60 } },
     },
   ],
-});
+};
+const oneAccount = parseAppConfig(oneAccountInput);
 
 describe('keap-sync estimate', () => {
   it('is bound by the quota when pages are instant', () => {
@@ -26,12 +27,24 @@ describe('keap-sync estimate', () => {
   });
 
   it('is bound by latency when a big list is read one slow page after another', () => {
-    const e = estimateSync(oneAccount, 1_000_000, 100, 2_000);
+    const sequential = parseAppConfig({ ...oneAccountInput, worker: { partitions: 1 } });
+    const e = estimateSync(sequential, 1_000_000, 100, 2_000);
     const contacts = e.perResource.find((r) => r.resource === 'contacts');
     expect(e.fullSync.boundBy).toBe('latency');
     // 1,000 pages of contacts at 2 s each, whatever the quota allows.
+    expect(contacts?.calls).toBe(1_000);
     expect(e.fullSync.latencySeconds).toBe(((contacts?.calls ?? 0) * 2_000) / 1000);
     expect(e.fullSync.seconds).toBeGreaterThan(e.fullSync.quotaSeconds);
+  });
+
+  it('is bound by the quota again when the big list is read in parallel id ranges', () => {
+    const e = estimateSync(oneAccount, 1_000_000, 100, 2_000);
+    const contacts = e.perResource.find((r) => r.resource === 'contacts');
+    // The pages and the probe of the highest id; the first page, the probe, then 8 ranges at once.
+    expect(contacts?.calls).toBe(1_001);
+    expect(e.fullSync.latencySeconds).toBe((2 + Math.ceil(999 / 8)) * 2);
+    expect(e.fullSync.boundBy).toBe('quota');
+    expect(e.fullSync.seconds).toBe(e.fullSync.quotaSeconds);
   });
 
   it('estimates every synced list when the accounts live in the registry', () => {

@@ -126,7 +126,7 @@ describe('a worker killed in the middle of a read in id ranges', () => {
       contacts: CONTACTS,
       keys: [KEY],
       accounts: [{ id: ACCOUNT, tenant: TENANT_A, key: KEY.key, resources: ['contacts'] }],
-      worker: { partitions: 4, timeoutSeconds: 60, safetyMarginMs: 4_000 },
+      worker: { partitions: 4, timeoutSeconds: 20, safetyMarginMs: 4_000 },
       visibilityTimeoutSec: 8,
       pageLatency: { baseMs: PAGE_MS, perRecordMs: 0 },
     });

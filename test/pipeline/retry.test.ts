@@ -152,6 +152,44 @@ describe('retries and redeliveries', () => {
     expect(lines.filter((l) => l.message.startsWith('This write was already performed'))).toHaveLength(3);
   }, 90_000);
 
+  test('a sync message delivered twice at once is run by one invocation only', async () => {
+    // Two copies of one message (same run id and attempt) received together by two workers: the
+    // second finds the attempt held by the first invocation and comes back after it, then is dropped.
+    const body = syncBody('contacts');
+    const mark = w.sandbox.arrivals.length;
+    const logMark = w.log.lines.length;
+    await sendRaw(w.stack, [body, body]);
+    const poller = w.stack.poller({ concurrency: 2, batchSize: 1 });
+    await poller.start();
+    try {
+      await poller.whenIdle({ timeoutMs: 60_000 });
+    } finally {
+      await poller.stop();
+    }
+    const lines = w.log.lines.slice(logMark);
+    // One run: started once (it may go on in new messages, each a later attempt, resumed).
+    expect(lines.filter((l) => l.message === 'Starting sync')).toHaveLength(1);
+    expect(
+      lines.filter((l) => l.message.startsWith('Resuming sync')).every((l) => Number(l.attempt) > 0),
+    ).toBe(true);
+    expect(lines.filter((l) => l.message === 'Sync finished')).toHaveLength(1);
+    // The copy was either held off while the first ran, or found the run finished.
+    expect(
+      lines.filter(
+        (l) =>
+          l.message.startsWith('This message is being run by another invocation') ||
+          l.message.startsWith('This sync run already finished'),
+      ).length,
+    ).toBeGreaterThanOrEqual(1);
+    // One run's pages: 5,000 contacts are 5 pages, read once (the probe of the highest id, and a page
+    // per range halved, on top).
+    const reads = arrivalsSince(w.sandbox, mark).filter(
+      (a) => a.method === 'GET' && a.path.endsWith('/contacts'),
+    );
+    expect(reads.length).toBeLessThanOrEqual(5 + 1 + 4);
+    expect(await w.stack.deps.mirror.count(ACCOUNT, 'contacts')).toBe(CONTACTS);
+  }, 90_000);
+
   test('a batch that runs up to its timeout continues in new messages; none outlives its invocation', async () => {
     const { runs } = w.stack.deps;
     const resources: SyncResource[] = ['contacts', 'products', 'notes', 'tasks', 'companies'];

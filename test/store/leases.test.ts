@@ -39,6 +39,83 @@ describe.each(emulatorCases)('sync state: leases on $name', (emu) => {
       expect(won.filter(Boolean)).toHaveLength(1);
     });
 
+    it('fences an invocation claim by attempt: one of two copies of an attempt, later attempts, and a crashed one after its end', async () => {
+      const store = state();
+      const account = unique('acct');
+      const HOLD = 10_000;
+      // The scheduler took the lease for run R; two copies of attempt 0 claim at once.
+      await store.leases.acquire(account, 'contacts', 'R', LEASE_MS, T0);
+      const copies = await Promise.all(
+        [0, 1].map(() =>
+          store.leases.claimInvocation(account, 'contacts', 'R', 0, LEASE_MS, T0 + HOLD, T0 + 10),
+        ),
+      );
+      expect(copies.map((c) => c.status).sort()).toEqual(['claimed', 'duplicate']);
+      expect(copies.find((c) => c.status === 'duplicate')).toEqual({
+        status: 'duplicate',
+        heldUntilMs: T0 + HOLD,
+      });
+      // The continuation (attempt 1) takes over at once; a late copy of attempt 0 is stale.
+      expect(
+        await store.leases.claimInvocation(account, 'contacts', 'R', 1, LEASE_MS, T0 + 2 * HOLD, T0 + 20),
+      ).toEqual({
+        status: 'claimed',
+      });
+      expect(
+        await store.leases.claimInvocation(account, 'contacts', 'R', 0, LEASE_MS, T0 + 2 * HOLD, T0 + 30),
+      ).toEqual({
+        status: 'stale',
+        heldAttempt: 1,
+      });
+      // Attempt 1 crashed: its redelivery after the invocation's end takes over; before it, it waits.
+      expect(
+        (
+          await store.leases.claimInvocation(
+            account,
+            'contacts',
+            'R',
+            1,
+            LEASE_MS,
+            T0 + 3 * HOLD,
+            T0 + 2 * HOLD - 1,
+          )
+        ).status,
+      ).toBe('duplicate');
+      expect(
+        (
+          await store.leases.claimInvocation(
+            account,
+            'contacts',
+            'R',
+            1,
+            LEASE_MS,
+            T0 + 3 * HOLD,
+            T0 + 2 * HOLD,
+          )
+        ).status,
+      ).toBe('claimed');
+      // Another run is busy while R's lease is live, and takes over once it expired.
+      expect(
+        await store.leases.claimInvocation(
+          account,
+          'contacts',
+          'S',
+          0,
+          LEASE_MS,
+          T0 + 3 * HOLD,
+          T0 + 2 * HOLD + 1,
+        ),
+      ).toEqual({
+        status: 'busy',
+        owner: 'R',
+      });
+      const late = T0 + 2 * HOLD + LEASE_MS;
+      expect(
+        (await store.leases.claimInvocation(account, 'contacts', 'S', 0, LEASE_MS, late + HOLD, late)).status,
+      ).toBe('claimed');
+      expect(await store.leases.get(account, 'contacts')).toMatchObject({ owner: 'S', heldAttempt: 0 });
+    });
+
     it('keeps a live lease exclusive, re-grants it to its owner, and frees it at expiry', async () => {
       const store = state();
       const account = unique('acct');
