@@ -148,7 +148,7 @@ function sumRecords(stdout: string): number | undefined {
   let seen = false;
   for (const line of tail.split('\n')) {
     const m =
-      /^\s*(contacts|companies|orders|opportunities|tags|notes|tasks|products|subscriptions|users)\s+(?:in-sync|never-synced|syncing p\d+)\s+([\d,]+)/.exec(
+      /^\s*(contacts|companies|orders|opportunities|tags|tagApplications|notes|tasks|products|subscriptions|users)\s+(?:in-sync|never-synced|syncing p\d+)\s+([\d,]+)/.exec(
         line,
       );
     if (m?.[2]) {
