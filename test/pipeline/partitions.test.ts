@@ -9,6 +9,7 @@ import {
   arrivalsSince,
   drain,
   eventually,
+  frozenWhenKilled,
   mirrorOf,
   sandboxKey,
   sendRaw,
@@ -100,24 +101,6 @@ describe('a full sync in parallel id ranges', () => {
     expect(await w.stack.deps.mirror.count(ACCOUNT, 'contacts')).toBe(CONTACTS + 50);
   }, 120_000);
 });
-
-const never = new Promise<never>(() => {});
-
-/** `target` whose async methods never settle once `signal` aborted (a killed worker writes nothing more). */
-function frozenWhenKilled<T extends object>(target: T, signal: AbortSignal): T {
-  return new Proxy(target, {
-    get(t, prop) {
-      const value: unknown = Reflect.get(t, prop, t);
-      if (typeof value !== 'function') return value;
-      return (...args: unknown[]) => {
-        if (signal.aborted) return never;
-        const out: unknown = value.apply(t, args);
-        if (!(out instanceof Promise)) return out;
-        return out.then((v: unknown) => (signal.aborted ? never : v));
-      };
-    },
-  });
-}
 
 describe('a worker killed in the middle of a read in id ranges', () => {
   let w: World;

@@ -7,6 +7,7 @@ import { createWorkerHandler, type PipelineDeps, type WorkerHandler } from '#sha
 import {
   arrivalsSince,
   eventually,
+  frozenWhenKilled,
   mirrorOf,
   sandboxKey,
   startWorld,
@@ -19,27 +20,6 @@ const KEY = sandboxKey(TENANT_A, 0);
 // The client reads 1,000 records a page and the app config cannot lower it (reported): 3,000
 // contacts make a three-page sync.
 const CONTACTS = 3_000;
-
-const never = new Promise<never>(() => {});
-
-/**
- * `target` whose async methods never settle once `signal` aborted: a killed worker's process is gone,
- * so it writes nothing more (the poller's abandon() only stops waiting for the handler).
- */
-function frozenWhenKilled<T extends object>(target: T, signal: AbortSignal): T {
-  return new Proxy(target, {
-    get(t, prop) {
-      const value: unknown = Reflect.get(t, prop, t);
-      if (typeof value !== 'function') return value;
-      return (...args: unknown[]) => {
-        if (signal.aborted) return never;
-        const out: unknown = value.apply(t, args);
-        if (!(out instanceof Promise)) return out;
-        return out.then((v: unknown) => (signal.aborted ? never : v));
-      };
-    },
-  });
-}
 
 describe('a worker killed mid-sync', () => {
   let w: World;

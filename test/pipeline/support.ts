@@ -317,3 +317,24 @@ export async function drain(w: World, options: { concurrency?: number; timeoutMs
   if (poller.stats.handlerErrors !== 0) throw new Error(`${poller.stats.handlerErrors} handler error(s)`);
   return poller.stats;
 }
+
+const never = new Promise<never>(() => {});
+
+/**
+ * `target` whose async methods never settle once `signal` aborted: a killed worker's process is gone,
+ * so it writes nothing more (the poller's abandon() only stops waiting for the handler).
+ */
+export function frozenWhenKilled<T extends object>(target: T, signal: AbortSignal): T {
+  return new Proxy(target, {
+    get(t, prop) {
+      const value: unknown = Reflect.get(t, prop, t);
+      if (typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        if (signal.aborted) return never;
+        const out: unknown = value.apply(t, args);
+        if (!(out instanceof Promise)) return out;
+        return out.then((v: unknown) => (signal.aborted ? never : v));
+      };
+    },
+  });
+}
