@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { formatTable } from '#harness/cli/table.ts';
+import { type SandboxProcess, startSandboxProcess } from '#harness/sandbox/process.ts';
 
 const HERE = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -26,12 +27,17 @@ Options
   --root <dir>        the keap-sync checkout to run (default this one; e.g. another worktree, to
                       compare before and after)
   --timeout-s <s>     stop a run that is not idle after this long (SIGTERM; default 900)
+  --sandbox-process   run the sandbox in a process of its own (given to keap-sync as the real Keap,
+                      through KEAP_API_KEY and KEAP_API_BASE_URL) and report its memory apart: the
+                      "peak RSS" column is then keap-sync's alone (dynalite, fauxqs, the Secrets
+                      Manager stub, the scheduler and the workers)
   --keep              keep the data folders (printed)
   --json <file>       also write the figures as JSON
   --help              this text
 
 Example
   npm run bench:memory -- --contacts 5000,20000,100000
+  npm run bench:memory -- --contacts 100000 --sandbox-process --timeout-s 4200
 `;
 
 /** Resident set of one process, in bytes (0 when it is gone). */
@@ -76,6 +82,9 @@ interface Figures {
   contacts: number;
   peakRssBytes: number;
   endRssBytes: number;
+  /** --sandbox-process: the sandbox's own peak and final RSS. */
+  sandboxPeakRssBytes?: number;
+  sandboxEndRssBytes?: number;
   seconds: number;
   records: number | undefined;
   exitCode: number | null;
@@ -91,18 +100,23 @@ async function measure(
   nodeArgs: string[],
   keep: boolean,
   timeoutS: number,
+  sandboxProcess: boolean,
 ): Promise<Figures> {
   const BIN = join(root, 'bin', 'keap-sync.ts');
   const dataDir = mkdtempSync(join(tmpdir(), `keap-sync-mem-${contacts}-`));
+  const env: NodeJS.ProcessEnv = { KEAP_SYNC_CONFIG_FILE: join(root, 'keap-sync.config.json') };
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('KEAP_')) env[k] = v;
+  let sandbox: SandboxProcess | undefined;
+  if (sandboxProcess) {
+    sandbox = await startSandboxProcess(['--contacts', String(contacts)]);
+    env.KEAP_API_KEY = sandbox.keys[0]?.key ?? '';
+    env.KEAP_API_BASE_URL = sandbox.baseUrl;
+  }
   const started = Date.now();
   const child = spawn(
     process.execPath,
     [...nodeArgs, BIN, 'run', '--until-idle', '--contacts', String(contacts), '--data-dir', dataDir],
-    {
-      cwd: dataDir,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, KEAP_SYNC_CONFIG_FILE: join(root, 'keap-sync.config.json') },
-    },
+    { cwd: dataDir, stdio: ['ignore', 'pipe', 'pipe'], env },
   );
   let stdout = '';
   let stderr = '';
@@ -114,12 +128,19 @@ async function measure(
   });
   let peak = 0;
   let last = 0;
+  let sandboxPeak = 0;
+  let sandboxLast = 0;
   const sample = (): void => {
     const pid = child.pid;
     if (pid === undefined) return;
     const total = [pid, ...descendants(pid)].reduce((sum, p) => sum + rssOf(p), 0);
     if (total > 0) last = total;
     peak = Math.max(peak, total);
+    if (sandbox) {
+      const own = rssOf(sandbox.pid);
+      if (own > 0) sandboxLast = own;
+      sandboxPeak = Math.max(sandboxPeak, own);
+    }
   };
   const timer = setInterval(sample, everyMs);
   let timedOut = false;
@@ -133,13 +154,24 @@ async function measure(
   clearInterval(timer);
   clearTimeout(limit);
   const seconds = (Date.now() - started) / 1000;
+  await sandbox?.stop();
   if (exitCode !== 0)
     process.stderr.write(`run --contacts ${contacts} exited ${exitCode}:\n${stderr.slice(-2000)}\n`);
   // The closing status table: "<resource>  <records> ..." lines; sum the records column.
   const records = sumRecords(stdout);
   if (!keep) rmSync(dataDir, { recursive: true, force: true });
   const ended = timedOut ? 'timeout' : stdout.includes('queue drained') ? 'idle' : 'failed';
-  return { contacts, peakRssBytes: peak, endRssBytes: last, seconds, records, exitCode, ended, dataDir };
+  return {
+    contacts,
+    peakRssBytes: peak,
+    endRssBytes: last,
+    ...(sandbox ? { sandboxPeakRssBytes: sandboxPeak, sandboxEndRssBytes: sandboxLast } : {}),
+    seconds,
+    records,
+    exitCode,
+    ended,
+    dataDir,
+  };
 }
 
 function sumRecords(stdout: string): number | undefined {
@@ -180,6 +212,7 @@ async function main(): Promise<void> {
       keep: { type: 'boolean' },
       root: { type: 'string' },
       'timeout-s': { type: 'string' },
+      'sandbox-process': { type: 'boolean' },
       json: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -199,16 +232,37 @@ async function main(): Promise<void> {
   const rows: Figures[] = [];
   for (const n of sizes) {
     process.stderr.write(`measuring --contacts ${n} ...\n`);
-    rows.push(await measure(root, n, everyMs, nodeArgs, values.keep === true, timeoutS));
+    rows.push(
+      await measure(
+        root,
+        n,
+        everyMs,
+        nodeArgs,
+        values.keep === true,
+        timeoutS,
+        values['sandbox-process'] === true,
+      ),
+    );
   }
+  const split = values['sandbox-process'] === true;
+  if (split) process.stdout.write('RSS columns: keap-sync alone; the sandbox ran in a process of its own\n');
   process.stdout.write(
     `${formatTable(
-      ['contacts', 'records synced', 'peak RSS (GB)', 'RSS at end (GB)', 'wall (s)', 'ended'],
+      [
+        'contacts',
+        'records synced',
+        'peak RSS (GB)',
+        'RSS at end (GB)',
+        ...(split ? ['sandbox peak (GB)', 'sandbox at end (GB)'] : []),
+        'wall (s)',
+        'ended',
+      ],
       rows.map((r) => [
         r.contacts.toLocaleString('en-US'),
         r.records === undefined ? '-' : r.records.toLocaleString('en-US'),
         gb(r.peakRssBytes),
         gb(r.endRssBytes),
+        ...(split ? [gb(r.sandboxPeakRssBytes ?? 0), gb(r.sandboxEndRssBytes ?? 0)] : []),
         r.seconds.toFixed(1),
         r.ended,
       ]),

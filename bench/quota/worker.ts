@@ -200,7 +200,7 @@ async function runKeapSync(cfg: WorkerConfig, result: WorkerResult, counter: { n
           pastEnd = true;
           break;
         }
-        if (!(await ledger.waitForSlot(slot))) {
+        if (!(await ledger.waitForSlot(slot, { tenant: cfg.tenant, key }))) {
           // Woke too late to send safely: give the slot back so the budget is not lost.
           result.missedSlots++;
           void ledger.release(cfg.tenant, key, [slot]).catch((err: unknown) => {

@@ -11,6 +11,8 @@ import type { ArrivalRecord, SandboxKey } from './gateway.ts';
 
 export interface SandboxProcess {
   baseUrl: string;
+  /** The sandbox's process id (to sample its memory apart from its callers'). */
+  pid: number;
   keys: SandboxKey[];
   /** Record counts per type, from the admin health route. */
   counts(): Promise<Record<string, number>>;
@@ -47,6 +49,7 @@ export async function startSandboxProcess(args: string[]): Promise<SandboxProces
     const info = JSON.parse(first) as { baseUrl: string; keys: SandboxKey[] };
     return {
       baseUrl: info.baseUrl,
+      pid: child.pid ?? 0,
       keys: info.keys,
       counts: async () => {
         const res = await fetch(`${info.baseUrl}/__admin/health`);

@@ -34,7 +34,8 @@ import type { KeapClientSettings } from './settings.ts';
 /** The part of the quota ledger the client uses (`QuotaLedger` satisfies it). */
 export interface QuotaLedgerPort {
   acquire(options: AcquireOptions): Promise<Decision>;
-  waitForSlot(slot: number): Promise<boolean>;
+  /** Waits for the slot; with the item, first reads it if this process's view is old (see the ledger). */
+  waitForSlot(slot: number, item?: { tenant: string; key: string }): Promise<boolean>;
   reportResponse(tenant: string, key: string, slot: number, reading: KeapQuotaReading): Promise<void>;
   report429(tenant: string, key: string, kind: 'spike' | 'quota', retryAt?: number): Promise<void>;
   /** Gives back reserved slots that will not be used (optional: a ledger without it just loses them). */
@@ -310,7 +311,8 @@ export class Transport {
     for (let i = 0; i < MAX_SLOT_TRIES; i++) {
       const reserved = pool.slots.shift();
       if (reserved !== undefined) {
-        if (await this.ledger.waitForSlot(reserved)) return reserved;
+        if (await this.ledger.waitForSlot(reserved, { tenant: this.tenant, key: this.keyId }))
+          return reserved;
         // Woke too late to send safely: the slot goes back to the budget.
         this.stats.slotsSpent++;
         this.release([reserved]);

@@ -69,8 +69,8 @@ export class ClientCache {
       const keyId = deriveKeyId(key.apiKey); // the id the client derives for itself
       const gated: QuotaLedgerPort = {
         acquire: (o) => ledger.acquire(o),
-        waitForSlot: async (slot) => {
-          const onTime = await ledger.waitForSlot(slot);
+        waitForSlot: async (slot, item) => {
+          const onTime = await ledger.waitForSlot(slot, item);
           if (this.rejected.has(id)) {
             ledger.release(account.tenant, keyId, [slot]).catch(() => undefined);
             throw new KeyRejectedError(

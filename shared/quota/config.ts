@@ -56,6 +56,12 @@ export const ledgerSettingsSchema = z
     maxClockSkewMs: positiveInt.default(1_000),
     /** A deferral decided on the cached item (no request) is trusted for at most this long after the read. */
     cacheTtlMs: nonNegativeInt.default(1_000),
+    /**
+     * A held slot is sent only on a view of the item at most this old (one read just before the slot
+     * when it is older): a spike-arrest 429 or a cool-down another worker wrote reaches slots this
+     * process reserved long before. 0: a read before every send.
+     */
+    sendViewMaxAgeMs: nonNegativeInt.default(1_000),
     /** Width of the rolling-window counting buckets. Smaller: closer to the limit, larger item. */
     bucketMs: positiveInt.default(500),
     /** How far ahead a slot may be held for a deferred caller. */

@@ -196,6 +196,8 @@ export class QuotaLedger {
   private readonly sentSlots = new Map<string, Set<number>>();
   /** Slots granted to this process and neither admitted (sent) nor released, per item and key. */
   private readonly owned = new Map<string, Set<number>>();
+  /** Fresh reads in flight before held slots, per item. */
+  private readonly refreshing = new Map<string, Promise<Cached>>();
 
   constructor(options: QuotaLedgerOptions) {
     this.config = parseLedgerSettings(options.settings);
@@ -546,15 +548,48 @@ export class QuotaLedger {
    * `lateToleranceMs` after it: the slot is spent (sending now could crowd the next caller's slot);
    * give it back with `release` and acquire again.
    */
-  async waitForSlot(slot: number): Promise<boolean> {
+  async waitForSlot(slot: number, item?: { tenant: string; key: string }): Promise<boolean> {
+    if (item) {
+      // A slot held long ago was granted on a view that may not know what another worker learned
+      // since (a spike-arrest 429 that widened the key's spacing, a cool-down): just before the slot,
+      // read the item if this process's view is older than sendViewMaxAgeMs, so the last check
+      // (`admit`) decides on it. One read per item however many callers wait; none while writes
+      // keep the view young. Unreachable: fail closed (the slot is not sent).
+      this.checkIds(item.tenant, item.key);
+      const pk = this.itemFor(item.tenant, item.key);
+      const lead = Math.min(100, Math.max(20, Math.ceil(3 * this.writeLatencyMs)));
+      await this.sleepUntil(slot - lead);
+      const cached = this.cache.get(pk);
+      if (!cached || performance.now() - cached.at > this.config.sendViewMaxAgeMs) {
+        try {
+          await this.refresh(pk);
+        } catch {
+          return false;
+        }
+      }
+    }
+    await this.sleepUntil(slot);
+    return this.now() - slot <= this.config.lateToleranceMs;
+  }
+
+  /** One fresh read of the item for every caller asking while it is in flight. */
+  private refresh(pk: string): Promise<Cached> {
+    let p = this.refreshing.get(pk);
+    if (!p) {
+      p = this.fetch(pk).finally(() => this.refreshing.delete(pk));
+      this.refreshing.set(pk, p);
+    }
+    return p;
+  }
+
+  private async sleepUntil(t: number): Promise<void> {
     // Sleep to just before the slot, then yield until it comes: timers alone fire a few ms late.
     for (;;) {
-      const wait = slot - this.now();
+      const wait = t - this.now();
       if (wait <= 0) break;
       if (wait > 4) await new Promise((r) => setTimeout(r, wait - 3));
       else await new Promise((r) => setImmediate(r));
     }
-    return this.now() - slot <= this.config.lateToleranceMs;
   }
 
   /**

@@ -288,4 +288,46 @@ describe('quota ledger integrity (issue 9)', () => {
     const relaxed = later.slots.slice(1).map((t, i) => t - (later.slots[i] ?? 0));
     expect(Math.min(...relaxed)).toBe(b.config.cellMs);
   });
+
+  it('reads an old view before sending a held slot, so a spike 429 another worker got reaches slots granted before it', async () => {
+    // Real time: waitForSlot sleeps until each slot.
+    const store = new MemoryLedgerStore();
+    const s = {
+      ...settings,
+      bulkShare: 1,
+      minuteLimit: 1_000,
+      dayLimit: 100_000,
+      holdHorizonMs: 5_000,
+      spikeCoolDownMs: 1, // the learned spacing alone, not the cool-down, refuses the crowded slots
+      sendViewMaxAgeMs: 50,
+    };
+    const a = new QuotaLedger({ store, settings: s });
+    const b = new QuotaLedger({ store, settings: s });
+    const d = await b.acquire({
+      tenant: 't',
+      key: 'k',
+      count: 6,
+      waitBudgetMs: 10_000,
+      spreadMs: 5_000,
+      notBefore: Date.now() + 300,
+    });
+    if (d.status !== 'granted') throw new Error('expected a grant');
+    // Granted one cell apart; then another worker is told by Keap that the spacing is too tight.
+    expect(d.slots.slice(1).map((t, i) => t - (d.slots[i] ?? 0))).toEqual(Array(5).fill(b.config.cellMs));
+    await a.report429('t', 'k', 'spike');
+    const readsBefore = store.stats.reads;
+    const admitted: number[] = [];
+    const reasons: string[] = [];
+    for (const slot of d.slots) {
+      if (!(await b.waitForSlot(slot, { tenant: 't', key: 'k' }))) continue; // woke late: not sent
+      const verdict = b.admit('t', 'k', slot);
+      if (verdict.ok) admitted.push(slot);
+      else reasons.push(verdict.reason);
+    }
+    // No two calls b sent are closer than the learned spacing (two cells), and b found out by reading.
+    const gaps = admitted.slice(1).map((t, i) => t - (admitted[i] ?? 0));
+    for (const g of gaps) expect(g).toBeGreaterThanOrEqual(2 * b.config.cellMs);
+    expect(reasons).toContain('cool-down');
+    expect(store.stats.reads).toBeGreaterThan(readsBefore);
+  });
 });
