@@ -6,10 +6,10 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GetSecretValueCommand } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LOCAL_TABLES, type LocalStack, startLocalStack } from '#harness/local/stack.ts';
+import { type LocalStack, startLocalStack } from '#harness/local/stack.ts';
 import { parseAppConfig } from '#shared/config/app-config.ts';
 import { MemoryLog, runScheduler } from '#shared/pipeline/index.ts';
-import { removeTempDirs, runCli, tempDir } from './support.ts';
+import { deployedEnv, removeTempDirs, runCli, tempDir } from './support.ts';
 
 let stack: LocalStack;
 let env: Record<string, string>;
@@ -18,19 +18,7 @@ beforeAll(async () => {
   // A deployment's Lambdas get no accounts: the configuration holds only global settings.
   const config = parseAppConfig({ scheduler: { everyMinutes: 5, reserveCallsForIncremental: 0 } });
   stack = await startLocalStack({ config, secrets: {}, log: new MemoryLog() });
-  env = {
-    AWS_REGION: 'us-east-1',
-    AWS_ACCESS_KEY_ID: 'local',
-    AWS_SECRET_ACCESS_KEY: 'local',
-    AWS_ENDPOINT_URL_DYNAMODB: stack.dynamo.endpoint,
-    AWS_ENDPOINT_URL_SQS: stack.sqs.endpoint,
-    AWS_ENDPOINT_URL_SECRETS_MANAGER: stack.secrets.endpoint,
-    LEDGER_TABLE: LOCAL_TABLES.ledger,
-    STATE_TABLE: LOCAL_TABLES.state,
-    MIRROR_TABLE: LOCAL_TABLES.mirror,
-    JOB_QUEUE_URL: stack.sqs.queue.queueUrl,
-    DEAD_LETTER_QUEUE_URL: stack.sqs.queue.dlqUrl,
-  };
+  env = deployedEnv(stack);
 });
 afterAll(async () => {
   await stack?.close();

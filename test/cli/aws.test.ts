@@ -5,9 +5,10 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queueDepth } from '#harness/local/sqs.ts';
-import { LOCAL_TABLES, type LocalStack, startLocalStack } from '#harness/local/stack.ts';
+import { type LocalStack, startLocalStack } from '#harness/local/stack.ts';
 import { parseAppConfigJson } from '#shared/config/app-config.ts';
 import { MemoryLog } from '#shared/pipeline/index.ts';
+import { deployedEnv } from './support.ts';
 
 const run = promisify(execFile);
 const ROOT = new URL('../../', import.meta.url).pathname;
@@ -20,20 +21,7 @@ beforeAll(async () => {
   const { readFileSync } = await import('node:fs');
   const config = parseAppConfigJson(readFileSync(CONFIG, 'utf8'), CONFIG);
   stack = await startLocalStack({ config, secrets: { 'keap-sync/demo': 'unused' }, log: new MemoryLog() });
-  env = {
-    PATH: process.env.PATH,
-    HOME: process.env.HOME,
-    AWS_REGION: 'us-east-1',
-    AWS_ACCESS_KEY_ID: 'local',
-    AWS_SECRET_ACCESS_KEY: 'local',
-    AWS_ENDPOINT_URL_DYNAMODB: stack.dynamo.endpoint,
-    AWS_ENDPOINT_URL_SQS: stack.sqs.endpoint,
-    LEDGER_TABLE: LOCAL_TABLES.ledger,
-    STATE_TABLE: LOCAL_TABLES.state,
-    MIRROR_TABLE: LOCAL_TABLES.mirror,
-    JOB_QUEUE_URL: stack.sqs.queue.queueUrl,
-    DEAD_LETTER_QUEUE_URL: stack.sqs.queue.dlqUrl,
-  };
+  env = { PATH: process.env.PATH, HOME: process.env.HOME, ...deployedEnv(stack) };
 });
 afterAll(async () => {
   await stack?.close();

@@ -6,12 +6,12 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { type LocalHookServer, startLocalHookServer } from '#harness/local/hook-server.ts';
-import { LOCAL_TABLES, type LocalStack, startLocalStack } from '#harness/local/stack.ts';
+import { type LocalStack, startLocalStack } from '#harness/local/stack.ts';
 import { type RunningSandbox, startSandbox } from '#harness/sandbox/index.ts';
 import { parseAppConfig } from '#shared/config/app-config.ts';
 import { sqsHookJobSink } from '#shared/hooks/index.ts';
 import { MemoryLog, MemoryMetrics } from '#shared/pipeline/index.ts';
-import { removeTempDirs, runCli, tempDir } from './support.ts';
+import { deployedEnv, removeTempDirs, runCli, tempDir } from './support.ts';
 
 interface HooksJson {
   hooks: Array<{ account: string; eventKey: string; status: string; url: string }>;
@@ -56,20 +56,7 @@ beforeAll(async () => {
       ],
     }),
   );
-  env = {
-    AWS_REGION: 'us-east-1',
-    AWS_ACCESS_KEY_ID: 'local',
-    AWS_SECRET_ACCESS_KEY: 'local',
-    AWS_ENDPOINT_URL_DYNAMODB: stack.dynamo.endpoint,
-    AWS_ENDPOINT_URL_SQS: stack.sqs.endpoint,
-    AWS_ENDPOINT_URL_SECRETS_MANAGER: stack.secrets.endpoint,
-    LEDGER_TABLE: LOCAL_TABLES.ledger,
-    STATE_TABLE: LOCAL_TABLES.state,
-    MIRROR_TABLE: LOCAL_TABLES.mirror,
-    JOB_QUEUE_URL: stack.sqs.queue.queueUrl,
-    DEAD_LETTER_QUEUE_URL: stack.sqs.queue.dlqUrl,
-    KEAP_API_BASE_URL: sandbox.baseUrl,
-  };
+  env = { ...deployedEnv(stack), KEAP_API_BASE_URL: sandbox.baseUrl };
 }, 60_000);
 afterAll(async () => {
   await receiver?.close();

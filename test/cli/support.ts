@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { StatusReport } from '#harness/cli/status.ts';
 import { startDynalite } from '#harness/emulators/dynamo.ts';
-import { LOCAL_TABLES } from '#harness/local/stack.ts';
+import { LOCAL_TABLES, type LocalStack } from '#harness/local/stack.ts';
 import type { ArrivalRecord, RunningSandbox, SandboxDataset } from '#harness/sandbox/index.ts';
 import { SYNC_RESOURCES, type SyncResource } from '#shared/jobs/schema.ts';
 import { MirrorStore } from '#shared/store/index.ts';
@@ -47,6 +47,26 @@ export function cliEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   }
   env.PATH = `${join(ROOT, 'node_modules', '.bin')}:${process.env.PATH ?? ''}`;
   return { ...env, ...extra };
+}
+
+/**
+ * What `--aws` commands read to reach a deployed stack (the AWS SDK's usual chain and the stack's
+ * output names), pointed at a local stack's emulators standing in for AWS.
+ */
+export function deployedEnv(stack: LocalStack): Record<string, string> {
+  return {
+    AWS_REGION: 'us-east-1',
+    AWS_ACCESS_KEY_ID: 'local',
+    AWS_SECRET_ACCESS_KEY: 'local',
+    AWS_ENDPOINT_URL_DYNAMODB: stack.dynamo.endpoint,
+    AWS_ENDPOINT_URL_SQS: stack.sqs.endpoint,
+    AWS_ENDPOINT_URL_SECRETS_MANAGER: stack.secrets.endpoint,
+    LEDGER_TABLE: LOCAL_TABLES.ledger,
+    STATE_TABLE: LOCAL_TABLES.state,
+    MIRROR_TABLE: LOCAL_TABLES.mirror,
+    JOB_QUEUE_URL: stack.sqs.queue.queueUrl,
+    DEAD_LETTER_QUEUE_URL: stack.sqs.queue.dlqUrl,
+  };
 }
 
 /** Starts `node bin/keap-sync.ts <args>` (or another command with `command`) in the repository. */

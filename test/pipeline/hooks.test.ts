@@ -7,6 +7,7 @@ import type { MirrorItem } from '#shared/store/index.ts';
 import {
   arrivalsSince,
   diffRecords,
+  drain,
   mirrorOf,
   sandboxKey,
   sendRaw,
@@ -62,17 +63,6 @@ async function mirrorParts(w: World, resource: string) {
 describe('hook events into the mirror', () => {
   let w: World;
 
-  async function drain(): Promise<void> {
-    const poller = w.stack.poller({ concurrency: 4 });
-    await poller.start();
-    try {
-      await poller.whenIdle({ timeoutMs: 60_000 });
-    } finally {
-      await poller.stop();
-    }
-    expect(poller.stats.handlerErrors).toBe(0);
-  }
-
   beforeAll(async () => {
     w = await startWorld({
       contacts: 600,
@@ -81,7 +71,7 @@ describe('hook events into the mirror', () => {
     });
     // Start from a mirror equal to Keap: one full sync of each list.
     await w.stack.scheduler();
-    await drain();
+    await drain(w, { timeoutMs: 60_000 });
   }, 120_000);
   afterAll(async () => {
     await w?.close();
@@ -103,7 +93,7 @@ describe('hook events into the mirror', () => {
       ...hookJobs('contacts', 'delete', change.deleted),
     ];
     await sendRaw(w.stack, jobs);
-    await drain();
+    await drain(w, { timeoutMs: 60_000 });
 
     // One call per job (the `ids` filter reads up to 100 records at once), not one per record.
     const calls = arrivalsSince(w.sandbox, mark);
@@ -136,7 +126,7 @@ describe('hook events into the mirror', () => {
       ...hookJobs('contacts', 'delete', deletedContacts),
       ...hookJobs('contacts', 'delete', deletedContacts),
     ]);
-    await drain();
+    await drain(w, { timeoutMs: 60_000 });
 
     expect(await mirrorOf(w.stack, ACCOUNT, 'contacts')).toEqual(before);
   }, 60_000);
@@ -147,7 +137,7 @@ describe('hook events into the mirror', () => {
 
     // An edit event from before the deletion, handled after it: Keap no longer has the records.
     await sendRaw(w.stack, hookJobs('contacts', 'edit', old, new Date(Date.now() - 3_600_000).toISOString()));
-    await drain();
+    await drain(w, { timeoutMs: 60_000 });
     // A sync page read before the deletion and written after it.
     const late = await w.stack.deps.mirror.upsertMany(
       ACCOUNT,
@@ -171,7 +161,7 @@ describe('hook events into the mirror', () => {
       ...hookJobs('companies', 'edit', change.updated),
       ...hookJobs('companies', 'delete', change.deleted),
     ]);
-    await drain();
+    await drain(w, { timeoutMs: 60_000 });
 
     const calls = arrivalsSince(w.sandbox, mark);
     expect(calls.length).toBe(change.updated.length + change.deleted.length);
@@ -189,7 +179,7 @@ describe('hook events into the mirror', () => {
       .map((r) => r.id);
 
     await sendRaw(w.stack, hookJobs('contacts', 'delete', still));
-    await drain();
+    await drain(w, { timeoutMs: 60_000 });
 
     const { live, tombstones } = await mirrorParts(w, 'contacts');
     for (const id of still) {
@@ -207,7 +197,7 @@ describe('hook events into the mirror', () => {
       ...hookJobs('tagApplications', 'applied', change.created),
       ...hookJobs('tagApplications', 'removed', change.deleted),
     ]);
-    await drain();
+    await drain(w, { timeoutMs: 60_000 });
 
     const { live, tombstones } = await mirrorParts(w, 'tagApplications');
     for (const id of change.created) {
@@ -228,14 +218,14 @@ describe('hook events into the mirror', () => {
     const [tagId = '', contactId = ''] = first.split(':');
     w.sandbox.dataset.removeTag(tagId, [contactId]);
     await sendRaw(w.stack, hookJobs('tagApplications', 'removed', [first]));
-    await drain();
+    await drain(w, { timeoutMs: 60_000 });
     expect((await mirrorParts(w, 'tagApplications')).tombstones.has(first)).toBe(true);
 
     await new Promise((r) => setTimeout(r, 5));
     w.sandbox.dataset.applyTag(tagId, [contactId], Date.now());
     await new Promise((r) => setTimeout(r, 5));
     await sendRaw(w.stack, hookJobs('tagApplications', 'applied', [first]));
-    await drain();
+    await drain(w, { timeoutMs: 60_000 });
     const again = (await mirrorParts(w, 'tagApplications')).live.get(first);
     expect(again?.data.applied_time).toBe(w.sandbox.dataset.tagApplications.get(first)?.applied_time);
   }, 60_000);
@@ -250,7 +240,7 @@ describe('hook events into the mirror', () => {
     const [tagId = '', apps = []] = [...byTag].sort((a, b) => b[1].length - a[1].length)[0] ?? [];
     expect(apps.length).toBeGreaterThan(2);
     await sendRaw(w.stack, hookJobs('tagApplications', 'applied', [tagId]));
-    await drain();
+    await drain(w, { timeoutMs: 60_000 });
     expect(
       [...(await mirrorParts(w, 'tagApplications')).live.keys()]
         .filter((id) => id.startsWith(`${tagId}:`))
@@ -262,7 +252,7 @@ describe('hook events into the mirror', () => {
     for (const id of removed) w.sandbox.dataset.removeTag(tagId, [id.split(':')[1] ?? '']);
     await new Promise((r) => setTimeout(r, 5));
     await sendRaw(w.stack, hookJobs('tagApplications', 'removed', [tagId]));
-    await drain();
+    await drain(w, { timeoutMs: 60_000 });
 
     const { live, tombstones } = await mirrorParts(w, 'tagApplications');
     for (const id of removed) expect(tombstones.has(id), id).toBe(true);

@@ -305,16 +305,24 @@ export function stableJson(v: unknown): string {
   return JSON.stringify(v);
 }
 
-/** Runs the workers on the world's queue until it is idle; fails on a handler error. */
-export async function drain(w: World, options: { concurrency?: number; timeoutMs?: number } = {}) {
-  const poller = w.stack.poller({ concurrency: options.concurrency ?? 4 });
+/**
+ * Runs the workers on the world's queue until it is idle (the poller's options pass through); fails on
+ * a handler error unless `allowHandlerErrors`. Returns the poller's stats.
+ */
+export async function drain(
+  w: World,
+  options: Parameters<LocalStack['poller']>[0] & { timeoutMs?: number; allowHandlerErrors?: boolean } = {},
+) {
+  const { timeoutMs = 40_000, allowHandlerErrors = false, ...pollerOptions } = options;
+  const poller = w.stack.poller({ concurrency: 4, ...pollerOptions });
   await poller.start();
   try {
-    await poller.whenIdle({ timeoutMs: options.timeoutMs ?? 40_000 });
+    await poller.whenIdle({ timeoutMs });
   } finally {
     await poller.stop();
   }
-  if (poller.stats.handlerErrors !== 0) throw new Error(`${poller.stats.handlerErrors} handler error(s)`);
+  if (!allowHandlerErrors && poller.stats.handlerErrors !== 0)
+    throw new Error(`${poller.stats.handlerErrors} handler error(s)`);
   return poller.stats;
 }
 

@@ -9,7 +9,16 @@ import { RESOURCES } from '#shared/keap/resources.ts';
 import { ClientCache, type PipelineDeps } from '#shared/pipeline/deps.ts';
 import { runScheduler, sweepLease } from '#shared/pipeline/scheduler.ts';
 import { runSweep, sweepCalls } from '#shared/pipeline/sweep.ts';
-import { arrivalsSince, mirrorOf, sandboxKey, sendRaw, startWorld, TENANT_A, type World } from './support.ts';
+import {
+  arrivalsSince,
+  drain,
+  mirrorOf,
+  sandboxKey,
+  sendRaw,
+  startWorld,
+  TENANT_A,
+  type World,
+} from './support.ts';
 
 const ACCOUNT = 'acme';
 const KEY = sandboxKey(TENANT_A, 0);
@@ -17,17 +26,6 @@ const LISTS: SyncResource[] = [...SYNC_RESOURCES];
 
 describe('reconciliation sweep', () => {
   let w: World;
-
-  async function drain(): Promise<void> {
-    const poller = w.stack.poller({ concurrency: 4 });
-    await poller.start();
-    try {
-      await poller.whenIdle({ timeoutMs: 40_000 });
-    } finally {
-      await poller.stop();
-    }
-    expect(poller.stats.handlerErrors).toBe(0);
-  }
 
   /** Per list: ids live in the mirror but not in the sandbox, and in the sandbox but not live. */
   async function differences(): Promise<Record<string, { extra: string[]; missing: string[] }>> {
@@ -52,7 +50,7 @@ describe('reconciliation sweep', () => {
       scheduler: { reserveCallsForIncremental: 0 },
     });
     await w.stack.scheduler();
-    await drain();
+    await drain(w);
   }, 60_000);
   afterAll(async () => {
     await w?.close();
@@ -81,7 +79,7 @@ describe('reconciliation sweep', () => {
     // A day later: every list is due for its incremental sync and its sweep.
     const result = await runScheduler(w.stack.deps, Date.now() + 25 * 3_600_000);
     expect(result.enqueued.map((e) => e.resource).sort()).toEqual([...LISTS].sort());
-    await drain();
+    await drain(w);
 
     expect(await differences()).toEqual({});
     for (const [list, ids] of deleted) {
@@ -102,7 +100,7 @@ describe('reconciliation sweep', () => {
       JSON.stringify({ kind: 'sweep', account: ACCOUNT, resource: 'contacts' }),
       JSON.stringify({ kind: 'sweep', account: ACCOUNT, resource: 'contacts' }),
     ]);
-    await drain();
+    await drain(w);
     expect(w.metrics.sum('RecordsDeleted', { account: ACCOUNT })).toBe(before);
     expect(await differences()).toEqual({});
   }, 30_000);

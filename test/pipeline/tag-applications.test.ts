@@ -15,7 +15,16 @@ import {
   tagApplicationPages,
 } from '#shared/pipeline/tag-applications.ts';
 import { startLedgerHost, uniqueTenant } from '../keap/support.ts';
-import { arrivalsSince, mirrorOf, sandboxKey, sendRaw, startWorld, TENANT_A, type World } from './support.ts';
+import {
+  arrivalsSince,
+  drain,
+  mirrorOf,
+  sandboxKey,
+  sendRaw,
+  startWorld,
+  TENANT_A,
+  type World,
+} from './support.ts';
 
 const ACCOUNT = 'tagged';
 const KEY = sandboxKey(TENANT_A, 0);
@@ -224,14 +233,3 @@ describe('tag applications: the walk over every tag', () => {
     ).toBe(1);
   }, 60_000);
 });
-
-async function drain(w: World): Promise<void> {
-  const poller = w.stack.poller({ concurrency: 4 });
-  await poller.start();
-  try {
-    await poller.whenIdle({ timeoutMs: 40_000 });
-  } finally {
-    await poller.stop();
-  }
-  expect(poller.stats.handlerErrors).toBe(0);
-}

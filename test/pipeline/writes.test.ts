@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { SQSBatchResponse } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { WorkerHandler } from '#shared/pipeline/index.ts';
-import { arrivalsSince, sandboxKey, sendRaw, startWorld, TENANT_A, type World } from './support.ts';
+import { arrivalsSince, drain, sandboxKey, sendRaw, startWorld, TENANT_A, type World } from './support.ts';
 
 const ACCOUNT = 'acme';
 const KEY = sandboxKey(TENANT_A, 0);
@@ -43,15 +43,9 @@ describe('idempotent writes', () => {
     await w?.close();
   });
 
-  async function drain(handler?: WorkerHandler): Promise<void> {
-    const poller = w.stack.poller({ concurrency: 2, handler });
-    await poller.start();
-    try {
-      await poller.whenIdle({ timeoutMs: 30_000 });
-    } finally {
-      await poller.stop();
-    }
-  }
+  const drainQueue = async (handler?: WorkerHandler): Promise<void> => {
+    await drain(w, { concurrency: 2, handler, timeoutMs: 30_000, allowHandlerErrors: true });
+  };
 
   function someContact(index: number): string {
     const contact = w.sandbox.dataset.contacts.values()[index];
@@ -83,9 +77,9 @@ describe('idempotent writes', () => {
     const mark = w.sandbox.arrivals.length;
     // Two copies in one batch (processed in parallel), and a third later.
     await sendRaw(w.stack, [body, body]);
-    await drain(losingFirstAnswers(w.stack.handler));
+    await drainQueue(losingFirstAnswers(w.stack.handler));
     await sendRaw(w.stack, [body]);
-    await drain();
+    await drainQueue();
 
     const notes = notesOf(contactId, title);
     expect(notes).toHaveLength(1);
@@ -111,7 +105,7 @@ describe('idempotent writes', () => {
     const before = w.sandbox.dataset.contacts.size;
     const mark = w.sandbox.arrivals.length;
     await sendRaw(w.stack, [body, body]);
-    await drain(losingFirstAnswers(w.stack.handler));
+    await drainQueue(losingFirstAnswers(w.stack.handler));
 
     const matches = w.sandbox.dataset.contacts
       .values()
@@ -139,7 +133,7 @@ describe('idempotent writes', () => {
         note: { title, user_id: someUser(), body: 'Prefers email.' },
       }),
     ]);
-    await drain();
+    await drainQueue();
     const notes = notesOf(contactId, title);
     expect(notes).toHaveLength(1);
     expect(notes[0]?.text).toBe('Prefers email.');
@@ -161,7 +155,7 @@ describe('idempotent writes', () => {
     });
     const mark = w.sandbox.arrivals.length;
     await sendRaw(w.stack, [body]);
-    await drain(losingFirstAnswers(w.stack.handler));
+    await drainQueue(losingFirstAnswers(w.stack.handler));
     expect(arrivalsSince(w.sandbox, mark).filter((a) => a.method === 'POST')).toHaveLength(1);
     const outcome = await w.stack.deps.writes.getOutcome(idempotencyKey);
     expect(outcome?.state).toBe('done');
