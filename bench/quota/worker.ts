@@ -129,6 +129,11 @@ async function runKeapSync(cfg: WorkerConfig, result: WorkerResult, counter: { n
     clock: () => trueNow() + cfg.offsetMs,
   });
   const firstKey = cfg.keys[0] ?? 'key0';
+  // What a worker does before its first call (the first acquire would): align its clock with
+  // DynamoDB's Date header. Done here so it is counted with the set-up requests.
+  await ledger
+    .alignClock(cfg.tenant, firstKey)
+    .catch((err: unknown) => result.errors.push((err as Error).name));
   // Align clocks with the other processes just before the start, when all of them are up and probe
   // at the same time (a second of probing; its requests are reported apart and in the total).
   if (cfg.syncClock) {

@@ -1,7 +1,8 @@
 // Domain: how far this worker's clock is from DynamoDB's, read off the `Date` header of the ledger
 // store's answers. A header has whole seconds, so each answer bounds the offset to an interval of
-// about a second plus the round trip; intersecting them narrows it. Used only to fail closed when a
-// clock is clearly wrong (off by more than `maxClockSkewMs`), never to move slots.
+// about a second plus the round trip; intersecting them narrows it (answers timed across the server's
+// second tick narrow it to a few ms). Used to align a process's clock with DynamoDB's before its
+// first call, and to fail closed when a clock is clearly wrong (off by more than `maxClockSkewMs`).
 
 /** One answer: the server's `Date` (ms, whole seconds) and the ledger-clock times the request left and its answer came. */
 export interface ServerDateSample {
@@ -39,6 +40,19 @@ export class ClockOffsetEstimate {
     if (this.lo > bound) return this.lo;
     if (this.hi < -bound) return this.hi;
     return 0;
+  }
+
+  /** Starts from bounds measured before (by another ledger of this process on the same clock). */
+  seed(lo: number, hi: number): void {
+    this.lo = lo;
+    this.hi = hi;
+    this.samples = 1;
+  }
+
+  /** The ledger clock moved forward by `deltaMs` (backward if negative): the server is that much nearer. */
+  shift(deltaMs: number): void {
+    this.lo -= deltaMs;
+    this.hi -= deltaMs;
   }
 
   /** The interval, for operators (null before the first answer). */

@@ -54,6 +54,12 @@ export const ledgerSettingsSchema = z
      * fails closed with ClockSkewError; no item stamp moves any worker's clock, or gates it, by more.
      */
     maxClockSkewMs: positiveInt.default(1_000),
+    /**
+     * Before its first call, a process times a few reads of the item across DynamoDB's second tick
+     * (the Date header) and sets its clock to DynamoDB's, so workers that start apart agree without
+     * each other's stamps. Off: only the stamps align clocks.
+     */
+    alignClock: z.boolean().default(true),
     /** A deferral decided on the cached item (no request) is trusted for at most this long after the read. */
     cacheTtlMs: nonNegativeInt.default(1_000),
     /**

@@ -158,6 +158,13 @@ const FRESH_VIEW_MS = 20;
 const KEY_REFRESH_MS = 600_000;
 /** A worker that failed closed on its clock reads the item again this often to see if it is fixed. */
 const CLOCK_REPROBE_MS = 5_000;
+/** Clock alignment: the watch's spacing, reads per packed round, such rounds at most, the width aimed for. */
+const ALIGN_WATCH_MS = 20;
+const ALIGN_PROBES = 8;
+const ALIGN_ROUNDS = 2;
+const ALIGN_TARGET_MS = 50;
+/** Alignment sets the clock only from an estimate at most this wide (error at most half of it). */
+const ALIGN_MAX_WIDTH_MS = 100;
 /** A wall-clock jump of more than this against the monotonic clock is a step: re-check before writing. */
 const CLOCK_STEP_MS = 100;
 /** Send timing in the item covers this long; older figures are replaced by the next writer's. */
@@ -165,6 +172,12 @@ const HEALTH_PERIOD_MS = 300_000;
 /** A call this long or less after another worker's slot of the key is a hand-over (ms). */
 const HANDOVER_WINDOW_MS = 2_000;
 const TENANT_RE = /^[A-Za-z0-9._:@-]{1,100}$/;
+
+/**
+ * DynamoDB's offset from this machine's clock (Date.now), once a ledger on that clock measured it:
+ * every later ledger of the process starts aligned (a Lambda has one; a test process has many).
+ */
+let processAlignment: { lo: number; hi: number } | undefined;
 
 export class QuotaLedger {
   readonly config: LedgerConfig;
@@ -178,6 +191,12 @@ export class QuotaLedger {
   /** Smoothed latency of a conditional write, ms. */
   private writeLatencyMs = 10;
   private readonly offset = new ClockOffsetEstimate();
+  /** The one alignment with DynamoDB's clock (alignClock): running, or done. */
+  private aligning: Promise<void> | undefined;
+  private alignedAt = Number.NaN;
+  private alignBusy = false;
+  /** Whether this ledger reads the machine's clock (not an injected one): it shares the alignment. */
+  private readonly defaultClock: boolean;
   private lastClockProbe = Number.NEGATIVE_INFINITY;
   /** localClock() - performance.now() at DynamoDB's last answer (NaN before the first). */
   private wallMinusMonotonic = Number.NaN;
@@ -203,6 +222,7 @@ export class QuotaLedger {
     this.config = parseLedgerSettings(options.settings);
     this.store = options.store;
     this.localClock = options.clock ?? Date.now;
+    this.defaultClock = options.clock === undefined;
     // The store's answers carry DynamoDB's Date: a clock clearly off from it fails closed.
     this.store.onServerDate = (dateMs, sentPerf, receivedPerf) => {
       const ledgerNow = this.now();
@@ -236,6 +256,7 @@ export class QuotaLedger {
    * CLOCK_REPROBE_MS): once its clock is fixed (NTP stepped it, the VM resumed) it works again.
    */
   private async ensureClock(pk: string): Promise<void> {
+    await this.alignTo(pk);
     if (this.clockStepped()) {
       this.lastClockProbe = performance.now();
       await this.fetch(pk);
@@ -246,6 +267,105 @@ export class QuotaLedger {
       await this.fetch(pk);
     }
     this.checkClock();
+  }
+
+  /**
+   * Sets this process's clock to DynamoDB's before its first call (once; `alignClock`), so that
+   * workers that start apart agree to a few ms without each other's stamps (a stamp is only as fresh
+   * as the last write of the fastest clock, which under a shared backlog can be seconds old). The
+   * `Date` header has whole seconds, so reads are timed across the server's second tick: a first
+   * round spread over a second, then rounds packed around where the tick must fall. About 16 reads
+   * and 1-2 s, once per process. A clock off by more than maxClockSkewMs is not moved: it fails
+   * closed (ClockSkewError). A store without a Date header (tests) is not probed.
+   */
+  async alignClock(tenant: string, key: string): Promise<void> {
+    this.checkIds(tenant, key);
+    await this.alignTo(this.itemFor(tenant, key));
+  }
+
+  /** Whether this process's clock was aligned with DynamoDB's, and by how much it moved (ms). */
+  get clockAlignment(): { aligned: boolean; widthMs: number | undefined } {
+    const b = this.offset.bounds();
+    return { aligned: Number.isFinite(this.alignedAt), widthMs: b ? b.hi - b.lo : undefined };
+  }
+
+  private alignTo(pk: string): Promise<void> {
+    if (!this.config.alignClock || this.store.realTimeDates !== true) return Promise.resolve();
+    if (!this.aligning) {
+      this.aligning = this.runAlignment(pk).catch((err: unknown) => {
+        // Unreachable: the caller's own request fails closed; the next one tries again.
+        this.aligning = undefined;
+        throw err;
+      });
+    }
+    return this.aligning;
+  }
+
+  private async runAlignment(pk: string): Promise<void> {
+    this.alignBusy = true;
+    try {
+      await this.alignOnce(pk);
+    } finally {
+      this.alignBusy = false;
+    }
+  }
+
+  private async alignOnce(pk: string): Promise<void> {
+    // Another ledger of this process on the machine's own clock has done it: the offset is the same.
+    if (this.defaultClock && processAlignment) {
+      this.applyAlignment(processAlignment.lo, processAlignment.hi);
+      return;
+    }
+    const probe = () => this.fetch(pk);
+    if (this.offset.samples === 0) await probe();
+    if (this.offset.samples === 0) return; // no Date header: nothing to align with
+    const width = () => {
+      const b = this.offset.bounds();
+      return b ? b.hi - b.lo : Number.POSITIVE_INFINITY;
+    };
+    // Watch for the server's second to tick: a read every ALIGN_WATCH_MS until an answer's Date
+    // moves on (half a second on average, one at most); the two answers around it bound the offset
+    // to that spacing plus a round trip.
+    const watchUntil = performance.now() + 1_200;
+    while (width() >= 900 && performance.now() < watchUntil) {
+      const next = performance.now() + ALIGN_WATCH_MS;
+      await probe();
+      await new Promise((r) => setTimeout(r, Math.max(0, next - performance.now())));
+    }
+    const at = (ledgerTime: number) =>
+      new Promise<void>((r) => setTimeout(r, Math.max(0, ledgerTime - this.now())));
+    for (let round = 0; round < ALIGN_ROUNDS && width() > ALIGN_TARGET_MS && width() < 900; round++) {
+      const b = this.offset.bounds();
+      if (!b) break;
+      const w = b.hi - b.lo;
+      const halfTrip = Math.min(50, this.writeLatencyMs / 2);
+      // The server's second ticks at ledger times T - offset, offset in [lo, hi], T a whole second:
+      // pack the reads over the next such stretch, each arriving mid-way through its share.
+      const first = Math.ceil((this.now() + 20 + b.hi) / 1_000) * 1_000 - b.hi;
+      const times = Array.from(
+        { length: ALIGN_PROBES },
+        (_, k) => first + ((k + 0.5) * w) / ALIGN_PROBES - halfTrip,
+      );
+      await Promise.all(times.map((t) => at(t).then(probe)));
+    }
+    const b = this.offset.bounds();
+    if (!b || b.hi - b.lo > ALIGN_MAX_WIDTH_MS) return;
+    if (this.defaultClock) {
+      // Relative to the machine's clock (this ledger's own correction taken out).
+      processAlignment = { lo: b.lo + this.correction, hi: b.hi + this.correction };
+    }
+    this.applyAlignment(b.lo + this.correction, b.hi + this.correction);
+  }
+
+  /** Sets the correction so this clock reads DynamoDB's: offset [lo, hi] of the uncorrected clock. */
+  private applyAlignment(lo: number, hi: number): void {
+    const mid = (lo + hi) / 2;
+    if (Math.abs(mid) > this.config.maxClockSkewMs) return; // far off: fails closed instead
+    const delta = mid - this.correction;
+    this.correction = mid;
+    this.offset.shift(delta);
+    if (this.offset.samples === 0) this.offset.seed(lo - mid, hi - mid);
+    this.alignedAt = this.now();
   }
 
   /** Bounds of (DynamoDB's clock - this ledger's clock) seen so far, ms; null before the first answer. */
@@ -270,6 +390,7 @@ export class QuotaLedger {
     if (this.offset.excess(this.config.maxClockSkewMs) !== 0) {
       return refuse('clock', "this worker's clock is off from DynamoDB's");
     }
+    if (this.alignBusy) return refuse('clock', "this worker's clock is being aligned with DynamoDB's");
     const ownedId = `${this.itemFor(tenant, key)}\u0000${key}`;
     const owned = this.owned.get(ownedId);
     if (lateMs > this.config.lateToleranceMs) {
@@ -530,6 +651,7 @@ export class QuotaLedger {
   async syncClock(tenant: string, key: string, durationMs = 600): Promise<void> {
     this.checkIds(tenant, key);
     const pk = this.itemFor(tenant, key);
+    await this.alignTo(pk);
     const deadline = this.localClock() + durationMs;
     while (this.localClock() < deadline) {
       // The batch runner moves the item's clock up to ours; writing it is the point. Losing the race
@@ -557,6 +679,11 @@ export class QuotaLedger {
       // keep the view young. Unreachable: fail closed (the slot is not sent).
       this.checkIds(item.tenant, item.key);
       const pk = this.itemFor(item.tenant, item.key);
+      try {
+        await this.alignTo(pk);
+      } catch {
+        return false;
+      }
       const lead = Math.min(100, Math.max(20, Math.ceil(3 * this.writeLatencyMs)));
       await this.sleepUntil(slot - lead);
       const cached = this.cache.get(pk);
@@ -1027,7 +1154,9 @@ export class QuotaLedger {
   private observeClock(stamp: number): void {
     const ahead = stamp - this.now();
     if (ahead > 0 && ahead <= this.config.maxClockSkewMs) {
+      const before = this.correction;
       this.correction = Math.min(this.config.maxClockCorrectionMs, this.correction + ahead);
+      this.offset.shift(this.correction - before);
     }
   }
 

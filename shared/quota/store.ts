@@ -32,6 +32,11 @@ export interface LedgerStore {
   put(pk: string, next: StoredItem, expected: number | undefined): Promise<PutOutcome>;
   /** Optional: the ledger sets it to check its clock against the server's (the `Date` header). */
   onServerDate?: ServerDateListener | undefined;
+  /**
+   * Optional: the `Date` of its answers comes from a server clock running in real time, so reads
+   * timed across its second tick align the ledger's clock (`alignClock`). Simulated stores leave it out.
+   */
+  readonly realTimeDates?: boolean;
 }
 
 /** Requests made, successful and failed, for the operators' and the benchmark's cost figures. */
@@ -44,6 +49,7 @@ export interface StoreStats {
 export class DynamoLedgerStore implements LedgerStore, KeyRegistry {
   readonly stats: StoreStats = { reads: 0, writes: 0, failedWrites: 0 };
   onServerDate: ServerDateListener | undefined;
+  readonly realTimeDates = true;
   private readonly client: DynamoDBClient;
   private readonly tableName: string;
   constructor(client: DynamoDBClient, tableName: string) {

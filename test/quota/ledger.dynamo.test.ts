@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningDynamo } from '#harness/emulators/dynamo.ts';
 import { judgeArrivals } from '#harness/gateway/rules.ts';
 import {
+  ClockSkewError,
   createLedgerTable,
   DynamoLedgerStore,
   decodeState,
@@ -118,6 +119,34 @@ describe.each(emulatorCases)('quota ledger on $name', (emu) => {
     if (other.status !== 'granted') return;
     expect(other.slots[0]).not.toBe(held.slots[0]);
     expect(other.slots[0] ?? 0).toBeGreaterThan(held.slots[0] ?? 0);
+  });
+
+  it("aligns a worker's clock with DynamoDB's before its first call: 300 ms ahead is corrected, 3 s fails closed", async () => {
+    const tableName = `ledger${++tableSeq}`;
+    await createLedgerTable(db.client, tableName);
+    const make = (offsetMs: number) =>
+      new QuotaLedger({
+        store: new DynamoLedgerStore(db.client, tableName),
+        settings: { tableName, ...base },
+        clock: () => Date.now() + offsetMs,
+      });
+    const right = make(0);
+    const ahead = make(300);
+    const far = make(3_000);
+    // Workers that never saw each other's stamps (they start apart, as Lambdas do).
+    await Promise.all([right.alignClock('t1', 'k1'), ahead.alignClock('t1', 'k1')]);
+    expect(ahead.clockAlignment.aligned).toBe(true);
+    expect(ahead.clockCorrectionMs).toBeLessThan(-200);
+    // Agree to well within the 300 ms they were apart (the estimate's width bounds the error).
+    expect(Math.abs(ahead.now() - right.now())).toBeLessThan(100);
+    // Its slots now fall where the others' clocks put them: consecutive grants keep the grid.
+    const d1 = await right.acquire({ tenant: 't1', key: 'k1' });
+    const d2 = await ahead.acquire({ tenant: 't1', key: 'k1' });
+    if (d1.status !== 'granted' || d2.status !== 'granted') throw new Error('expected grants');
+    expect((d2.slots[0] ?? 0) - (d1.slots[0] ?? 0)).toBeGreaterThanOrEqual(ahead.config.cellMs);
+    // Three seconds off is not moved: it fails closed.
+    await expect(far.acquire({ tenant: 't1', key: 'k1' })).rejects.toThrow(ClockSkewError);
+    expect(far.clockCorrectionMs).toBe(0);
   });
 
   it("makes every worker obey another worker's 429 cool-down", async () => {
