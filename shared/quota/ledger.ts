@@ -359,7 +359,8 @@ export class QuotaLedger {
 
   /** Sets the correction so this clock reads DynamoDB's: offset [lo, hi] of the uncorrected clock. */
   private applyAlignment(lo: number, hi: number): void {
-    const mid = (lo + hi) / 2;
+    // Whole milliseconds, as Date.now: times derived from the ledger clock stay integers.
+    const mid = Math.round((lo + hi) / 2);
     if (Math.abs(mid) > this.config.maxClockSkewMs) return; // far off: fails closed instead
     const delta = mid - this.correction;
     this.correction = mid;

@@ -137,6 +137,8 @@ describe.each(emulatorCases)('quota ledger on $name', (emu) => {
     await Promise.all([right.alignClock('t1', 'k1'), ahead.alignClock('t1', 'k1')]);
     expect(ahead.clockAlignment.aligned).toBe(true);
     expect(ahead.clockCorrectionMs).toBeLessThan(-200);
+    // Whole milliseconds, as Date.now (job fields and stored times are integers).
+    expect(Number.isInteger(ahead.now())).toBe(true);
     // Agree to well within the 300 ms they were apart (the estimate's width bounds the error).
     expect(Math.abs(ahead.now() - right.now())).toBeLessThan(100);
     // Its slots now fall where the others' clocks put them: consecutive grants keep the grid.
