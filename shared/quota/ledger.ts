@@ -273,17 +273,18 @@ export class QuotaLedger {
    * Sets this process's clock to DynamoDB's before its first call (once; `alignClock`), so that
    * workers that start apart agree to a few ms without each other's stamps (a stamp is only as fresh
    * as the last write of the fastest clock, which under a shared backlog can be seconds old). The
-   * `Date` header has whole seconds, so reads are timed across the server's second tick: a first
-   * round spread over a second, then rounds packed around where the tick must fall. About 16 reads
-   * and 1-2 s, once per process. A clock off by more than maxClockSkewMs is not moved: it fails
-   * closed (ClockSkewError). A store without a Date header (tests) is not probed.
+   * `Date` header has whole seconds, so reads are timed across the server's second tick: one every
+   * 20 ms until an answer's second moves on, then, if still wider than 50 ms, 8 packed around where
+   * the next tick must fall. About 30 reads and 0.5-2 s, once per process. A clock off by more than
+   * maxClockSkewMs is not moved: it fails closed (ClockSkewError). A store whose Date is not a real
+   * server's (simulations) is not probed.
    */
   async alignClock(tenant: string, key: string): Promise<void> {
     this.checkIds(tenant, key);
     await this.alignTo(this.itemFor(tenant, key));
   }
 
-  /** Whether this process's clock was aligned with DynamoDB's, and by how much it moved (ms). */
+  /** Whether this process's clock was aligned with DynamoDB's, and the width of the offset estimate (ms). */
   get clockAlignment(): { aligned: boolean; widthMs: number | undefined } {
     const b = this.offset.bounds();
     return { aligned: Number.isFinite(this.alignedAt), widthMs: b ? b.hi - b.lo : undefined };
