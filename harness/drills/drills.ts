@@ -439,6 +439,8 @@ export async function keyRotation(o: DrillOptions): Promise<DrillReport> {
       stopped,
       stopped ? 'state key-rejected' : 'still active',
     );
+    // Writes sent while the account is stopped wait for the new key (parked, never dropped).
+    sent.push(...(await sendWrites(sys, 'KEY', 2, sent.length)));
     await sleep(o.outageMs);
     const oldId = keyFingerprint(oldKey);
     const rejected = (await sys.keap.arrivals()).filter((a) => a.keyId === oldId && a.status === 401);

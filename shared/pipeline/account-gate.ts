@@ -10,11 +10,25 @@ import type { AccountKey } from './keys.ts';
 import type { Log } from './ports.ts';
 import { MAX_DELAY_SECONDS } from './queue.ts';
 
+/** The shortest wait of a parked write: a key replaced soon after the 401 resumes writes this soon. */
+export const PARK_MIN_MS = 15_000;
+
+/**
+ * How long a write of an account stopped for `stoppedForMs` waits before it looks again: a quarter of
+ * the time stopped, from PARK_MIN_MS to SQS's longest delay. Writes resume within a minute of a key
+ * replaced at once, and an account left stopped for a day costs one status read per write every
+ * 15 minutes, not every 30 s. (SQS cannot wake a delayed message when the key is stored.)
+ */
+export function parkDelayMs(stoppedForMs: number): number {
+  const quarter = Math.round(Math.max(0, stoppedForMs) / 4);
+  return Math.min(MAX_DELAY_SECONDS * 1000, Math.max(PARK_MIN_MS, quarter));
+}
+
 export type AccountGate =
   /** The account may call Keap; `key` is the key to use when the gate had to read it afresh. */
   | { open: true; key: AccountKey | undefined }
-  /** Keap rejected the key version the secret still holds: store a new key to resume. */
-  | { open: false; reason: 'key-rejected' }
+  /** Keap rejected the key version the secret still holds (since `since`): store a new key to resume. */
+  | { open: false; reason: 'key-rejected'; since: string }
   /** The secret could not be read while checking for a new key. */
   | { open: false; reason: 'key-missing'; error: unknown };
 
@@ -47,7 +61,8 @@ export async function openAccount(
       return { open: false, reason: 'key-missing', error };
     }
   }
-  if (isKeyRejected(status, current.versionId)) return { open: false, reason: 'key-rejected' };
+  if (isKeyRejected(status, current.versionId))
+    return { open: false, reason: 'key-rejected', since: status.since };
   await deps.accounts.markActive(account.id);
   deps.log.info('A new key was stored for the account: it is active again', { account: account.id });
   return { open: true, key: current };
@@ -70,15 +85,18 @@ export async function stopAccount(
 }
 
 /**
- * The account is stopped. A write waits in the queue (re-sent with SQS's longest delay, no Keap
- * call) until a new key is stored; a sync is dropped and its lease freed, because the scheduler
- * enqueues it again as soon as the account is open, without waiting for the lease to expire.
+ * The account is stopped (since `since`, an ISO time). A write waits in the queue (re-sent with
+ * `parkDelayMs`, no Keap call) until a new key is stored; a sync is dropped and its lease freed,
+ * because the scheduler enqueues it again as soon as the account is open, without waiting for the
+ * lease to expire.
  */
 export async function parkJob(
   job: Job,
   account: AccountConfig,
+  since: string,
   deps: Pick<PipelineDeps, 'leases' | 'queue' | 'metrics'>,
   log: Log,
+  now: number = Date.now(),
 ): Promise<void> {
   if (job.kind === 'sync') {
     if (job.runId) await deps.leases.release(account.id, job.resource, job.runId);
@@ -86,7 +104,12 @@ export async function parkJob(
     deps.metrics.add('JobsSkipped', 1, { account: account.id, reason: 'key-rejected' });
     return;
   }
-  await deps.queue.requeue(job, MAX_DELAY_SECONDS * 1000);
-  log.warn('The account is stopped: Keap rejected its key. The write waits for a new key');
+  const stoppedAt = Date.parse(since);
+  const delayMs = parkDelayMs(Number.isFinite(stoppedAt) ? now - stoppedAt : 0);
+  await deps.queue.requeue(job, delayMs);
+  log.warn('The account is stopped: Keap rejected its key. The write waits for a new key', {
+    next: 'park',
+    retryInMs: delayMs,
+  });
   deps.metrics.add('Deferrals', 1, { account: account.id, reason: 'key-rejected' });
 }

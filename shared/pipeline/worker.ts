@@ -144,7 +144,7 @@ async function runJob(
   const gate = await openAccount(account, deps, key);
   if (!gate.open) {
     if (gate.reason === 'key-missing') throw gate.error;
-    await parkJob(job, account, deps, log);
+    await parkJob(job, account, gate.since, deps, log);
     return;
   }
   key = gate.key ?? key;
@@ -173,7 +173,7 @@ async function runJob(
         continue;
       }
       await stopAccount(account, fresh.versionId, err, deps, log);
-      await parkJob(job, account, deps, log);
+      await parkJob(job, account, new Date().toISOString(), deps, log);
       return;
     }
   }

@@ -4,6 +4,7 @@ import type { SQSClient } from '@aws-sdk/client-sqs';
 import { describe, expect, it } from 'vitest';
 import { type AccountConfig, parseAppConfig } from '#shared/config/app-config.ts';
 import { parseJob } from '#shared/jobs/schema.ts';
+import { PARK_MIN_MS, parkDelayMs, parkJob } from '#shared/pipeline/account-gate.ts';
 import type { AccountKey } from '#shared/pipeline/index.ts';
 import { isKeyRejected, JobQueue, MemoryLog, openAccount } from '#shared/pipeline/index.ts';
 import type { AccountStore, KeySource } from '#shared/pipeline/stores.ts';
@@ -76,7 +77,7 @@ describe('account gate', () => {
       { apiKey: 'k', versionId: 'v1' },
     );
 
-    expect(gate).toEqual({ open: false, reason: 'key-rejected' });
+    expect(gate).toEqual({ open: false, reason: 'key-rejected', since: rejected.since });
     expect([keys.freshReads, accounts.activations]).toEqual([1, 0]);
   });
 
@@ -104,6 +105,67 @@ describe('account gate', () => {
   it('judges a key rejected only for the version Keap rejected', () => {
     expect([isKeyRejected(rejected, 'v1'), isKeyRejected(rejected, 'v2')]).toEqual([true, false]);
     expect(isKeyRejected({ state: 'active', since: null }, 'v1')).toBe(false);
+  });
+});
+
+describe('a write of a stopped account', () => {
+  /** A queue recording what is re-sent, and the metrics and leases parkJob touches. */
+  function parkDeps() {
+    const requeued: Array<{ kind: string; delayMs: number | undefined }> = [];
+    const released: string[] = [];
+    return {
+      requeued,
+      released,
+      deps: {
+        queue: {
+          requeue: async (job: { kind: string }, delayMs?: number) =>
+            void requeued.push({ kind: job.kind, delayMs }),
+        },
+        leases: {
+          release: async (_a: string, resource: string) => {
+            released.push(resource);
+            return true;
+          },
+        },
+        metrics: { add: () => undefined },
+      } as unknown as Parameters<typeof parkJob>[3],
+    };
+  }
+  const write = parseJob(
+    JSON.stringify({
+      kind: 'createNote',
+      account: 'acme',
+      idempotencyKey: 'note-0001',
+      contactId: '1',
+      note: { title: 't', user_id: 1 },
+    }),
+  );
+
+  it('waits PARK_MIN_MS when the account was just stopped, so a key replaced at once resumes writes soon', async () => {
+    const { deps, requeued } = parkDeps();
+    const now = Date.parse('2026-01-01T00:00:05.000Z');
+
+    await parkJob(write, account, '2026-01-01T00:00:00.000Z', deps, new MemoryLog(), now);
+
+    expect(requeued).toEqual([{ kind: 'createNote', delayMs: PARK_MIN_MS }]);
+  });
+
+  it('waits longer the longer the account stays stopped, up to the longest SQS delay', () => {
+    expect(parkDelayMs(0)).toBe(PARK_MIN_MS);
+    expect(parkDelayMs(10 * 60_000)).toBe(150_000);
+    expect(parkDelayMs(24 * 3600_000)).toBe(900_000);
+    expect(parkDelayMs(-5_000)).toBe(PARK_MIN_MS);
+  });
+
+  it('drops a sync and frees its lease instead (the scheduler enqueues it again once open)', async () => {
+    const { deps, requeued, released } = parkDeps();
+    const sync = parseJob(
+      JSON.stringify({ kind: 'sync', account: 'acme', resource: 'contacts', runId: 'r1' }),
+    );
+
+    await parkJob(sync, account, '2026-01-01T00:00:00.000Z', deps, new MemoryLog());
+
+    expect([requeued, released]).toEqual([[], ['contacts']]);
   });
 });
 
