@@ -1,12 +1,46 @@
 import { defineConfig } from 'vitest/config';
 
+/**
+ * The suites that judge the quota at saturation or run several OS processes against one ledger: each
+ * wants the whole of a 2-core machine, so they run one file at a time, after everything else.
+ */
+const SERIAL = [
+  'test/drills/**/*.test.ts',
+  'test/quota/ledger.processes.test.ts',
+  'test/quota/ledger.dynamo.test.ts',
+  'test/pipeline/quota.test.ts',
+  'test/cli/processes.test.ts',
+];
+
+const shared = {
+  testTimeout: 30_000,
+  hookTimeout: 60_000,
+};
+
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
-    testTimeout: 30_000,
-    hookTimeout: 60_000,
-    // One file at a time: the DynamoDB Local JVM, the emulators and the multi-process test each want
-    // the whole of a 2-core machine, and timing-sensitive suites must not starve each other.
-    fileParallelism: false,
+    projects: [
+      {
+        // Most suites wait on the clock (quota pacing, page latency, timeouts, intervals) far more
+        // than they use the CPU: two files at a time.
+        test: {
+          ...shared,
+          name: 'suite',
+          include: ['test/**/*.test.ts'],
+          exclude: SERIAL,
+          maxWorkers: 2,
+          sequence: { groupOrder: 0 },
+        },
+      },
+      {
+        test: {
+          ...shared,
+          name: 'serial',
+          include: SERIAL,
+          maxWorkers: 1,
+          sequence: { groupOrder: 1 },
+        },
+      },
+    ],
   },
 });
