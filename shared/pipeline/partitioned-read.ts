@@ -19,10 +19,21 @@ export interface PartitionedReadHooks {
   canStartPage(): boolean;
   /** Milliseconds a reader may sleep for its ledger slot without the invocation running short. */
   sleepableMs(): number;
-  /** Writes a page's records to the mirror; false when the write was stopped (the page is read again). */
-  write(records: Array<{ id: string } & Record<string, unknown>>): Promise<boolean>;
-  /** After a page written: saves the plan (the caller serialises saves). */
-  save(plan: SavedPlan, page: { records: number; requests: number; ms: number }): Promise<void>;
+  /**
+   * Writes a page's records to the mirror; `stopped` when the write was stopped (the page is read
+   * again), with the ids it finished first.
+   */
+  write(
+    records: Array<{ id: string } & Record<string, unknown>>,
+  ): Promise<{ stopped: false } | { stopped: true; doneIds: readonly string[] }>;
+  /**
+   * After a page written (`partial`: a stopped write that finished some records): saves the plan (the
+   * caller serialises saves).
+   */
+  save(
+    plan: SavedPlan,
+    page: { records: number; requests: number; ms: number; partial?: boolean },
+  ): Promise<void>;
 }
 
 export type PartitionedReadResult =
@@ -104,17 +115,30 @@ export async function readPartitioned(
           break;
         }
         const page = next.value;
+        // Records a stopped write of this page finished before are skipped, yet count for the page.
+        const doneBefore = part.pageDone?.length ?? 0;
         const records = plan.within(
           part,
           page.records as unknown as Array<{ id: string } & Record<string, unknown>>,
         );
-        if (!(await writing(() => hooks.write(records)))) {
+        const out = await writing(() => hooks.write(records));
+        if (out.stopped) {
           stop ??= { status: 'write-stopped' };
+          // What the write finished stays done: the page read again in the next message skips it.
+          if (out.doneIds.length > 0) {
+            plan.keepDone(part, out.doneIds);
+            await hooks.save(plan.snapshot(), {
+              records: 0,
+              requests: page.requests,
+              ms: performance.now() - started,
+              partial: true,
+            });
+          }
           return undefined;
         }
         plan.advance(part, page);
         await hooks.save(plan.snapshot(), {
-          records: records.length,
+          records: records.length + doneBefore,
           requests: page.requests,
           ms: performance.now() - started,
         });

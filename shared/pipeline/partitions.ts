@@ -32,6 +32,8 @@ export const partitionSchema = z
     /** Records per id on its last page of two or more records (to choose which range to halve). */
     density: z.number().nonnegative().nullable(),
     done: z.boolean(),
+    /** Ids of the page at `token` a stopped write already put in the mirror (the page read again skips them). */
+    pageDone: z.array(z.string().min(1).max(1024)).max(10_000).optional(),
   })
   .strict();
 
@@ -168,11 +170,21 @@ export class PartitionPlan {
     this.taken.delete(part);
   }
 
-  /** The records of a page that belong to `part` now (a split may have lowered its upper bound). */
+  /**
+   * The records of a page that belong to `part` now (a split may have lowered its upper bound) and
+   * that a stopped write of this page has not already put in the mirror.
+   */
   within<T extends { id: string }>(part: Partition, records: readonly T[]): T[] {
-    if (part.hi === null) return [...records];
-    const hi = big(part.hi);
-    return records.filter((r) => !isDecimal(r.id) || big(r.id) <= hi);
+    const done = new Set(part.pageDone ?? []);
+    const hi = part.hi === null ? undefined : big(part.hi);
+    return records.filter(
+      (r) => !done.has(r.id) && (hi === undefined || !isDecimal(r.id) || big(r.id) <= hi),
+    );
+  }
+
+  /** A write of the page at `part`'s token stopped after `ids`: the page read again skips them. */
+  keepDone(part: Partition, ids: readonly string[]): void {
+    part.pageDone = [...new Set([...(part.pageDone ?? []), ...ids])];
   }
 
   /**
@@ -194,6 +206,7 @@ export class PartitionPlan {
     if (lo !== undefined && hi !== undefined && ids.length >= 2)
       part.density = ids.length / Number(hi - lo + 1n);
     part.token = page.nextPageToken ?? null;
+    delete part.pageDone;
     const past = part.hi !== null && part.at !== null && big(part.at) >= big(part.hi);
     if (page.done || page.nextPageToken === undefined || past) part.done = true;
   }

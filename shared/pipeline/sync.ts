@@ -133,7 +133,10 @@ export async function runSync(
     /** Names a page's custom fields and writes it; `stopped` when the invocation must hand over. */
     const writePage = async (
       records: ReadonlyArray<{ id: string } & Record<string, unknown>>,
-    ): Promise<{ rows: number; written: number; skippedStale: number; high: number | null } | 'stopped'> => {
+    ): Promise<
+      | { rows: number; written: number; skippedStale: number; high: number | null }
+      | { stopped: { doneIds: readonly string[]; high: number | null } }
+    > => {
       const rows = await namer.name(
         account.id,
         resource,
@@ -142,18 +145,23 @@ export async function runSync(
       );
       // The write stops where the invocation must hand over (half the safety margin before its end).
       const writeMs = Math.max(0, invocation.remainingMs() - config.worker.safetyMarginMs / 2);
+      const highOf = (of: ReadonlyArray<{ updateTimeMs: number }>): number | null => {
+        let high: number | null = null;
+        for (const row of of)
+          if (row.updateTimeMs > 0 && (high === null || row.updateTimeMs > high)) high = row.updateTimeMs;
+        return high;
+      };
       let written: Awaited<ReturnType<typeof mirror.upsertMany>>;
       try {
         written = await mirror.upsertMany(account.id, resource, rows, {
           signal: AbortSignal.timeout(writeMs),
         });
       } catch (err) {
-        if (err instanceof MirrorWriteStoppedError) return 'stopped';
-        throw err;
+        if (!(err instanceof MirrorWriteStoppedError)) throw err;
+        const done = new Set(err.doneIds);
+        return { stopped: { doneIds: err.doneIds, high: highOf(rows.filter((r) => done.has(r.id))) } };
       }
-      let high: number | null = null;
-      for (const row of rows)
-        if (row.updateTimeMs > 0 && (high === null || row.updateTimeMs > high)) high = row.updateTimeMs;
+      const high = highOf(rows);
       metrics.add('Pages', 1, dims);
       metrics.add('RecordsWritten', written.written, dims);
       if (written.skippedStale) metrics.add('RecordsStale', written.skippedStale, dims);
@@ -205,6 +213,10 @@ export async function runSync(
       ...(checkpoint.pageToken ? { pageToken: checkpoint.pageToken } : {}),
       priority: 'bulk',
     });
+    // A write stopped part-way kept what it wrote: the page at the checkpoint's token, read again,
+    // skips those records (so a page too big for one invocation's time still gets through).
+    let pageToken = checkpoint.pageToken;
+    let pageDone = new Set(checkpoint.pageDone ?? []);
     // However the loop ends, the page iterator is closed: ledger slots it reserved go back.
     try {
       while (!read && plan === undefined) {
@@ -222,15 +234,36 @@ export async function runSync(
           break;
         }
         const page = next.value;
-        const out = await writePage(page.records);
-        // Not checkpointed: the next message reads this page again (its written part is harmless).
-        if (out === 'stopped') return await continueInNewMessage({ during: 'mirror-write' });
+        const todo = pageDone.size === 0 ? page.records : page.records.filter((r) => !pageDone.has(r.id));
+        const out = await writePage(todo);
+        if ('stopped' in out) {
+          // The next message reads this page again and skips what this write finished.
+          const { doneIds, high } = out.stopped;
+          if (doneIds.length > 0) {
+            if (high !== null && (runHigh === null || high > runHigh)) runHigh = high;
+            pageDone = new Set([...pageDone, ...doneIds]);
+            await runs.checkpoint(account.id, resource, runId, {
+              pageToken,
+              pageHighWaterMs: runHigh,
+              pagesDelta: 0,
+              recordsDelta: 0,
+              pageDone: [...pageDone],
+            });
+          }
+          return await continueInNewMessage({
+            during: 'mirror-write',
+            pageRecords: page.records.length,
+            pageRecordsDone: pageDone.size,
+          });
+        }
         if (out.high !== null && (runHigh === null || out.high > runHigh)) runHigh = out.high;
+        pageToken = page.nextPageToken ?? null;
+        pageDone = new Set();
         await runs.checkpoint(account.id, resource, runId, {
-          pageToken: page.nextPageToken ?? null,
+          pageToken,
           pageHighWaterMs: runHigh,
           pagesDelta: 1,
-          recordsDelta: out.rows,
+          recordsDelta: out.rows + (page.records.length - todo.length),
         });
         invocation.pageTook?.(performance.now() - pageStarted);
         pages++;
@@ -257,20 +290,22 @@ export async function runSync(
           sleepableMs: () => invocation.remainingMs() - reserveMs(),
           write: async (rows) => {
             const out = await writePage(rows);
-            if (out === 'stopped') return false;
-            if (out.high !== null && (runHigh === null || out.high > runHigh)) runHigh = out.high;
-            return true;
+            const high = 'stopped' in out ? out.stopped.high : out.high;
+            if (high !== null && (runHigh === null || high > runHigh)) runHigh = high;
+            return 'stopped' in out ? { stopped: true, doneIds: out.stopped.doneIds } : { stopped: false };
           },
           save: (saved, page) => {
-            pages++;
+            if (!page.partial) {
+              pages++;
+              invocation.pageTook?.(page.ms);
+            }
             records += page.records;
-            invocation.pageTook?.(page.ms);
             // One checkpoint write at a time, each with the whole plan as it stands.
             const next = saves.then(() =>
               runs.checkpoint(account.id, resource, runId, {
                 pageToken: null,
                 pageHighWaterMs: runHigh,
-                pagesDelta: 1,
+                pagesDelta: page.partial ? 0 : 1,
                 recordsDelta: page.records,
                 partitions: saved,
               }),

@@ -166,12 +166,15 @@ export class StoreContentionError extends StoreError {
 export class MirrorWriteStoppedError extends StoreError {
   readonly done: number;
   readonly total: number;
-  constructor(done: number, total: number) {
+  /** Ids of the records whose put finished (written, or found newer in the mirror) before the stop. */
+  readonly doneIds: readonly string[];
+  constructor(done: number, total: number, doneIds: readonly string[] = []) {
     super(
       `The mirror write stopped at its deadline after ${done} of ${total} records; the page is read ` +
         'again in a new message.',
     );
     this.done = done;
     this.total = total;
+    this.doneIds = doneIds;
   }
 }

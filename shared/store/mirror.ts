@@ -142,6 +142,7 @@ export class MirrorStore {
     const result: UpsertResult = { written: 0, skippedStale: 0 };
     // With a signal, no new put starts once it fired (the ones in flight finish): MirrorWriteStoppedError.
     let stopped = false;
+    const doneIds: string[] = [];
     await forEachBounded(items, this.settings.writeConcurrency, async (item) => {
       if (options.signal?.aborted) {
         stopped = true;
@@ -149,8 +150,9 @@ export class MirrorStore {
       }
       if (await this.putIfNotOlder(item, account, resource)) result.written++;
       else result.skippedStale++;
+      doneIds.push(String(item[MIRROR_TABLE.sortKey]));
     });
-    if (stopped) throw new MirrorWriteStoppedError(result.written + result.skippedStale, items.length);
+    if (stopped) throw new MirrorWriteStoppedError(doneIds.length, items.length, doneIds);
     return result;
   }
 

@@ -40,6 +40,11 @@ export interface Checkpoint {
    * engine wrote them (shared/pipeline/partitions.ts owns and validates the shape). Absent otherwise.
    */
   partitions?: unknown;
+  /**
+   * Ids of the records of the page at `pageToken` already in the mirror: a write stopped part-way by
+   * the invocation's deadline keeps what it wrote, and the page read again skips them. Absent: none.
+   */
+  pageDone?: string[];
 }
 
 /** Sync position of one (account, resource). */
@@ -81,6 +86,8 @@ export interface CheckpointProgress {
   recordsDelta: number;
   /** A partitioned read's ranges (replaces the stored ones; see Checkpoint.partitions). */
   partitions?: unknown;
+  /** Records of the page at `pageToken` already written (see Checkpoint.pageDone); absent clears it. */
+  pageDone?: readonly string[];
 }
 
 // Items written before the lease and the checkpoint shared one token carry `owner` (always the run
@@ -97,6 +104,7 @@ const checkpointSchema = z.object({
   updatedAt: z.string(),
   resumedFrom: nullable(z.string()),
   partitions: z.unknown().optional(),
+  pageDone: z.array(z.string()).optional(),
 });
 
 const cursorItemSchema = z.object({
@@ -238,13 +246,17 @@ export class DynamoRunStore {
     checkInput(countField, 'pagesDelta', progress.pagesDelta);
     checkInput(countField, 'recordsDelta', progress.recordsDelta);
     const parts = progress.partitions !== undefined;
+    const done = progress.pageDone !== undefined && progress.pageDone.length > 0;
+    if (progress.pageDone !== undefined)
+      for (const [i, id] of progress.pageDone.entries()) checkInput(idField, `pageDone[${i}]`, id);
     const out = await this.table.update(
       'checkpoint',
       key,
       {
         UpdateExpression:
           'SET #cp.#token = :token, #cp.#hw = :hw, #cp.#pages = #cp.#pages + :pages, ' +
-          `#cp.#records = #cp.#records + :records, #cp.#updatedAt = :now${parts ? ', #cp.#parts = :parts' : ''}`,
+          `#cp.#records = #cp.#records + :records, #cp.#updatedAt = :now${parts ? ', #cp.#parts = :parts' : ''}` +
+          (done ? ', #cp.#done = :done' : ' REMOVE #cp.#done'),
         ConditionExpression: '#cp.#runId = :runId',
         ExpressionAttributeNames: {
           '#cp': 'checkpoint',
@@ -255,9 +267,11 @@ export class DynamoRunStore {
           '#records': 'records',
           '#updatedAt': 'updatedAt',
           ...(parts ? { '#parts': 'partitions' } : {}),
+          '#done': 'pageDone',
         },
         ExpressionAttributeValues: {
           ...(parts ? { ':parts': progress.partitions } : {}),
+          ...(done ? { ':done': [...(progress.pageDone ?? [])] } : {}),
           ':runId': runId,
           ':token': progress.pageToken,
           ':hw': progress.pageHighWaterMs,

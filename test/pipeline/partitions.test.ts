@@ -2,11 +2,13 @@
 // parallel id ranges. Every record lands once, the reads overlap in time (one page after another
 // never could), records changed and created during the read are in the mirror after the next
 // incremental run, and a worker killed mid-read resumes every range from the saved plan.
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { abortSignalOf, type SqsLambdaPoller } from '#harness/local/index.ts';
 import { createWorkerHandler, type PipelineDeps, type WorkerHandler } from '#shared/pipeline/index.ts';
 import {
   arrivalsSince,
+  cappedWrites,
   drain,
   eventually,
   frozenWhenKilled,
@@ -172,5 +174,32 @@ describe('a worker killed in the middle of a read in id ranges', () => {
     expect((await runs.getCursor(ACCOUNT, 'contacts')).checkpoint).toBeNull();
     // Nine pages, the probe, and at most the pages in flight when it died read again (one per range).
     expect(contactReads(w, mark).length).toBeLessThanOrEqual(10 + 4 + 4);
+  }, 120_000);
+
+  test('ranges whose page writes never fit an invocation still finish, each record written once', async () => {
+    const { runs } = w.stack.deps;
+    const total = w.sandbox.dataset.contacts.values().length;
+    // Every write stops after 300 records, as the invocation's deadline does on a slow store: each
+    // message must write only what the one before did not, in the first page and in every range.
+    const { mirror, writtenIds } = cappedWrites(w.stack.deps.mirror, 300);
+    const handler = createWorkerHandler({ ...w.stack.deps, mirror });
+    const runId = randomUUID();
+    const logMark = w.log.lines.length;
+    await sendRaw(w.stack, [
+      JSON.stringify({ kind: 'sync', account: ACCOUNT, resource: 'contacts', mode: 'full', runId }),
+    ]);
+    await drain(w, { handler, timeoutMs: 90_000 });
+
+    const cursor = await runs.getCursor(ACCOUNT, 'contacts');
+    expect(cursor.lastRunId).toBe(runId);
+    expect(cursor.checkpoint).toBeNull();
+    expect(cursor.lastRunRecords).toBe(total);
+    expect(writtenIds).toHaveLength(total);
+    expect(new Set(writtenIds).size).toBe(total);
+    const handovers = w.log.lines
+      .slice(logMark)
+      .filter((l) => l.message === 'Out of invocation time: continuing in a new message');
+    expect(handovers.filter((l) => l.ranges !== undefined).length).toBeGreaterThan(0);
+    expect(await differences(w)).toEqual([]);
   }, 120_000);
 });

@@ -1,15 +1,19 @@
 // End to end: a worker killed in the middle of a sync job loses nothing. SQS delivers the message
 // again after its visibility timeout; the new invocation resumes from the last checkpoint, the mirror
 // ends complete without duplicates, and the cursor advances.
+
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { abortSignalOf, type SqsLambdaPoller } from '#harness/local/index.ts';
 import { createWorkerHandler, type PipelineDeps, type WorkerHandler } from '#shared/pipeline/index.ts';
 import {
   arrivalsSince,
+  cappedWrites,
   eventually,
   frozenWhenKilled,
   mirrorOf,
   sandboxKey,
+  sendRaw,
   startWorld,
   TENANT_A,
   type World,
@@ -135,5 +139,48 @@ describe('a worker killed mid-sync', () => {
     );
     expect(reads.length).toBeGreaterThanOrEqual(4);
     expect(reads.length).toBeLessThanOrEqual(4 + poller.stats.timeouts);
+  }, 60_000);
+
+  test('a page whose write never fits an invocation still gets through: each message writes only what the last did not', async () => {
+    const { runs } = w.stack.deps;
+    // A mirror that stops every write after 400 records, as the invocation's deadline would on a slow
+    // store: without the checkpoint's done ids, every message would write the same 400 and stop.
+    const { mirror: slow, writtenIds } = cappedWrites(w.stack.deps.mirror, 400);
+    const handler = createWorkerHandler({ ...w.stack.deps, mirror: slow });
+    const runId = randomUUID();
+    const logMark = w.log.lines.length;
+    const mark = w.sandbox.arrivals.length;
+    await sendRaw(w.stack, [
+      JSON.stringify({ kind: 'sync', account: ACCOUNT, resource: 'contacts', mode: 'full', runId }),
+    ]);
+    const poller = w.stack.poller({ concurrency: 1, batchSize: 1, handler });
+    await poller.start();
+    try {
+      await poller.whenIdle({ timeoutMs: 40_000 });
+    } finally {
+      await poller.stop();
+    }
+    const cursor = await runs.getCursor(ACCOUNT, 'contacts');
+    expect(cursor.lastRunId).toBe(runId);
+    expect(cursor.checkpoint).toBeNull();
+    expect(cursor.lastRunRecords).toBe(CONTACTS);
+    // Every record written exactly once across the messages: nothing redone, nothing skipped.
+    expect(writtenIds).toHaveLength(CONTACTS);
+    expect(new Set(writtenIds).size).toBe(CONTACTS);
+    // Each 1,000-record page read three times (400 + 400 + 200), no more.
+    const reads = arrivalsSince(w.sandbox, mark).filter(
+      (a) => a.method === 'GET' && !a.path.endsWith('/model'),
+    );
+    expect(reads).toHaveLength(3 * Math.ceil(CONTACTS / 1_000));
+    const handovers = w.log.lines
+      .slice(logMark)
+      .filter((l) => l.message === 'Out of invocation time: continuing in a new message');
+    expect(handovers.map((l) => [l.during, l.pageRecordsDone])).toEqual(
+      Array.from({ length: CONTACTS / 1_000 }, () => [
+        ['mirror-write', 400],
+        ['mirror-write', 800],
+      ]).flat(),
+    );
+    expect(poller.stats.timeouts).toBe(0);
   }, 60_000);
 });

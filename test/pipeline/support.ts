@@ -16,8 +16,8 @@ import {
 } from '#harness/sandbox/index.ts';
 import { type AppConfig, type AppConfigInput, parseAppConfig } from '#shared/config/app-config.ts';
 import type { SyncResource } from '#shared/jobs/schema.ts';
-import { MemoryLog, MemoryMetrics } from '#shared/pipeline/index.ts';
-import type { MirrorItem } from '#shared/store/index.ts';
+import { MemoryLog, MemoryMetrics, type Mirror } from '#shared/pipeline/index.ts';
+import { type MirrorItem, MirrorWriteStoppedError } from '#shared/store/index.ts';
 
 /**
  * Gateway limits far above what a small test uses, and no spike arrest: the sandbox stamps arrivals
@@ -345,4 +345,31 @@ export function frozenWhenKilled<T extends object>(target: T, signal: AbortSigna
       };
     },
   });
+}
+
+/**
+ * `mirror` whose every write stops after `perCall` records, as the invocation's deadline stops a write
+ * on a slow store (MirrorWriteStoppedError naming the ones it finished); `writtenIds` lists every
+ * record each call put, in order.
+ */
+export function cappedWrites(mirror: Mirror, perCall: number): { mirror: Mirror; writtenIds: string[] } {
+  const writtenIds: string[] = [];
+  const capped = new Proxy(mirror, {
+    get(t, prop) {
+      if (prop !== 'upsertMany') return Reflect.get(t, prop, t);
+      return async (...[account, resource, rows, options]: Parameters<Mirror['upsertMany']>) => {
+        const part = rows.slice(0, perCall);
+        const out = await t.upsertMany(account, resource, part, options);
+        writtenIds.push(...part.map((r) => r.id));
+        if (rows.length > perCall)
+          throw new MirrorWriteStoppedError(
+            part.length,
+            rows.length,
+            part.map((r) => r.id),
+          );
+        return out;
+      };
+    },
+  });
+  return { mirror: capped, writtenIds };
 }

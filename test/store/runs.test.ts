@@ -60,6 +60,37 @@ describe.each(emulatorCases)('sync state: runs on $name', (emu) => {
       expect(await store.runs.getCursor(account, 'contacts')).toEqual(finished);
     });
 
+    it('keeps the ids a stopped write finished on the page at the token, and clears them with the next page', async () => {
+      const store = state();
+      const account = unique('acct');
+      await store.runs.start(account, 'contacts', 'r1', 'full', T0);
+      await store.runs.checkpoint(account, 'contacts', 'r1', page('p2', 7_000, 1_000), T0 + 1_000);
+      // The write of page p2 stopped after two records: same token, nothing counted, their ids kept.
+      const partial = await store.runs.checkpoint(
+        account,
+        'contacts',
+        'r1',
+        { pageToken: 'p2', pageHighWaterMs: 7_500, pagesDelta: 0, recordsDelta: 0, pageDone: ['11', '12'] },
+        T0 + 2_000,
+      );
+      expect(partial).toMatchObject({ pageToken: 'p2', pages: 1, records: 1_000, pageDone: ['11', '12'] });
+      // A resumed run (another run id, same mode) takes the ids over with the checkpoint.
+      const resumed = await store.runs.start(account, 'contacts', 'r2', 'full', T0 + LEASE_MS + 5_000);
+      expect(resumed.status === 'resumed' && resumed.checkpoint.pageDone).toEqual(['11', '12']);
+      const next = await store.runs.checkpoint(
+        account,
+        'contacts',
+        'r2',
+        page('p3', 8_000, 1_000),
+        T0 + LEASE_MS + 6_000,
+      );
+      expect(next.pageDone).toBeUndefined();
+      expect(next).toMatchObject({ pageToken: 'p3', pages: 2, records: 2_000 });
+      await expect(
+        store.runs.checkpoint(account, 'contacts', 'r2', { ...page('p3', 8_000), pageDone: [''] }),
+      ).rejects.toThrow(/pageDone\[0\]/);
+    });
+
     it('returns the finished cursor when finishRun is repeated (a retried call)', async () => {
       const store = state();
       const account = unique('acct');
