@@ -1,11 +1,14 @@
 // Test support for the end-to-end pipeline suites: a Keap sandbox and the whole local stack (dynalite,
 // fauxqs, the Secrets Manager stub) wired to one configuration, plus the readers each test compares with.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   ChangeMessageVisibilityCommand,
   ReceiveMessageCommand,
   SendMessageBatchCommand,
 } from '@aws-sdk/client-sqs';
+import { expect } from 'vitest';
 import { type LocalStack, startLocalStack } from '#harness/local/stack.ts';
 import {
   type ArrivalRecord,
@@ -166,6 +169,7 @@ export async function startWorld(o: WorldOptions): Promise<World> {
       log,
       metrics,
       close: async () => {
+        keepLog(log);
         await stack.close();
         await sandbox.close();
       },
@@ -372,4 +376,17 @@ export function cappedWrites(mirror: Mirror, perCall: number): { mirror: Mirror;
     },
   });
   return { mirror: capped, writtenIds };
+}
+
+/**
+ * With KEAP_SYNC_TEST_LOG_DIR set (`.ci/run` sets it), a world's log lines go to a file named after
+ * the test file when it closes, so a failure on a loaded CI machine leaves something to read.
+ */
+function keepLog(log: MemoryLog): void {
+  const dir = process.env.KEAP_SYNC_TEST_LOG_DIR;
+  if (!dir) return;
+  const testPath = expect.getState().testPath ?? 'unknown';
+  const name = `${basename(testPath).replace(/\.test\.ts$/, '')}-${process.pid}-${Date.now()}.jsonl`;
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, name), log.lines.map((l) => JSON.stringify(l)).join('\n'));
 }
