@@ -110,6 +110,10 @@ export async function runSync(
     now: () => ledger.now(),
   });
   let runHigh = checkpoint.pageHighWaterMs;
+  /** The run's high-water mark, raised by records now in the mirror. */
+  const raiseHigh = (high: number | null): void => {
+    if (high !== null && (runHigh === null || high > runHigh)) runHigh = high;
+  };
   let pages = 0;
   let records = 0;
   log.info(started.status === 'resumed' ? 'Resuming sync from its checkpoint' : 'Starting sync', {
@@ -145,12 +149,6 @@ export async function runSync(
       );
       // The write stops where the invocation must hand over (half the safety margin before its end).
       const writeMs = Math.max(0, invocation.remainingMs() - config.worker.safetyMarginMs / 2);
-      const highOf = (of: ReadonlyArray<{ updateTimeMs: number }>): number | null => {
-        let high: number | null = null;
-        for (const row of of)
-          if (row.updateTimeMs > 0 && (high === null || row.updateTimeMs > high)) high = row.updateTimeMs;
-        return high;
-      };
       let written: Awaited<ReturnType<typeof mirror.upsertMany>>;
       try {
         written = await mirror.upsertMany(account.id, resource, rows, {
@@ -240,7 +238,7 @@ export async function runSync(
           // The next message reads this page again and skips what this write finished.
           const { doneIds, high } = out.stopped;
           if (doneIds.length > 0) {
-            if (high !== null && (runHigh === null || high > runHigh)) runHigh = high;
+            raiseHigh(high);
             pageDone = new Set([...pageDone, ...doneIds]);
             await runs.checkpoint(account.id, resource, runId, {
               pageToken,
@@ -256,7 +254,7 @@ export async function runSync(
             pageRecordsDone: pageDone.size,
           });
         }
-        if (out.high !== null && (runHigh === null || out.high > runHigh)) runHigh = out.high;
+        raiseHigh(out.high);
         pageToken = page.nextPageToken ?? null;
         pageDone = new Set();
         await runs.checkpoint(account.id, resource, runId, {
@@ -290,8 +288,7 @@ export async function runSync(
           sleepableMs: () => invocation.remainingMs() - reserveMs(),
           write: async (rows) => {
             const out = await writePage(rows);
-            const high = 'stopped' in out ? out.stopped.high : out.high;
-            if (high !== null && (runHigh === null || high > runHigh)) runHigh = high;
+            raiseHigh('stopped' in out ? out.stopped.high : out.high);
             return 'stopped' in out ? { stopped: true, doneIds: out.stopped.doneIds } : { stopped: false };
           },
           save: (saved, page) => {
@@ -383,4 +380,12 @@ async function renewAfterRequeue(
       error: e instanceof Error ? e.name : String(e),
     });
   });
+}
+
+/** The latest update time of `rows` (0 means unknown), or null. */
+function highOf(rows: ReadonlyArray<{ updateTimeMs: number }>): number | null {
+  let high: number | null = null;
+  for (const row of rows)
+    if (row.updateTimeMs > 0 && (high === null || row.updateTimeMs > high)) high = row.updateTimeMs;
+  return high;
 }
