@@ -1,14 +1,12 @@
 // Tests (infrastructure): a bad configuration or deployment setting stops synth with a message that
 // names the setting, before anything is built.
 import { execFile } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '#shared/config/app-config.ts';
 import { DeploySettingError, MAX_CONFIG_BYTES } from '../../infra/settings.ts';
-import { build, REPO_ROOT, testConfig, writeConfig } from './support.ts';
+import { build, REPO_ROOT, scratchSubdir, testConfig, writeConfig } from './support.ts';
 
 function withAccount(patch: Record<string, unknown>): unknown {
   const config = testConfig();
@@ -93,7 +91,7 @@ describe('configuration checked at synth', () => {
 
   it('stops `node infra/app.ts` with the message and exit code 1', async () => {
     const file = writeConfig(withAccount({ resources: {} }));
-    const outdir = mkdtempSync(path.join(tmpdir(), 'keap-sync-cdk-out-'));
+    const outdir = scratchSubdir('cdk-out-');
     const run = promisify(execFile)(process.execPath, [path.join(REPO_ROOT, 'infra/app.ts')], {
       cwd: REPO_ROOT,
       env: {

@@ -1,11 +1,13 @@
 // Test support: synthesizes the deployment from a configuration written to a temporary file (read
 // through the context setting configFile, as `cdk synth -c configFile=...` would), with cdk.json's
-// context and bundling skipped unless a test asks for it.
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+// context and bundling skipped unless a test asks for it. Everything a file writes (configurations and
+// each App's cloud assembly) goes under one scratch folder that is removed when the file is done.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
+import { afterAll } from 'vitest';
 import type { AppConfigInput } from '#shared/config/app-config.ts';
 import { buildKeapSync, type KeapSyncDeployment } from '../../infra/keap-sync.ts';
 
@@ -41,10 +43,25 @@ export function testConfig(): AppConfigInput & { accounts: NonNullable<AppConfig
 
 let dir: string | undefined;
 
+afterAll(() => {
+  if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  dir = undefined;
+});
+
+/** This test file's scratch folder (created on first use, removed after the file's tests). */
+export function scratchDir(): string {
+  dir ??= mkdtempSync(path.join(tmpdir(), 'keap-sync-infra-'));
+  return dir;
+}
+
+/** A fresh folder under the scratch folder, e.g. for a cloud assembly. */
+export function scratchSubdir(prefix: string): string {
+  return mkdtempSync(path.join(scratchDir(), prefix));
+}
+
 /** Writes configuration text to a fresh temporary file and returns its path. */
 export function writeConfig(config: unknown): string {
-  dir ??= mkdtempSync(path.join(tmpdir(), 'keap-sync-infra-'));
-  const file = path.join(dir, `config-${Math.random().toString(36).slice(2)}.json`);
+  const file = path.join(scratchDir(), `config-${Math.random().toString(36).slice(2)}.json`);
   writeFileSync(file, typeof config === 'string' ? config : JSON.stringify(config, null, 2));
   return file;
 }
@@ -66,7 +83,8 @@ export function build(
     ...(options.config === undefined ? {} : { configFile: writeConfig(options.config) }),
     ...options.context,
   };
-  const cdkApp = new App({ context });
+  // Without an outdir, App synthesizes into a new os.tmpdir()/cdk.out* folder that nothing removes.
+  const cdkApp = new App({ context, outdir: scratchSubdir('cdk.out-') });
   return { deployment: buildKeapSync(cdkApp, REPO_ROOT), cdkApp };
 }
 
