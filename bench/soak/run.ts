@@ -144,6 +144,22 @@ async function main(): Promise<void> {
       }),
     );
     const f = (n: number, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : '-');
+    // Each 429 with the rule it broke and the arrivals around it on the same key, so a 429 can be
+    // traced (a spike 429 two arrivals under 100 ms apart; injected latency is 20-120 ms).
+    const limited = arrivals.flatMap((a, i) => {
+      if (a.status !== 429) return [];
+      const sameKey = arrivals.slice(0, i).filter((b) => b.keyId === a.keyId);
+      const prev = sameKey.at(-1);
+      return [
+        {
+          atS: (a.t - started) / 1000,
+          rule: a.rule ?? '?',
+          path: a.path,
+          gapMs: prev ? a.t - prev.t : Number.NaN,
+          previousStatus: prev?.status ?? Number.NaN,
+        },
+      ];
+    });
     const figures = {
       minutes: o.minutes,
       contacts: o.contacts,
@@ -151,6 +167,7 @@ async function main(): Promise<void> {
       keapCalls: arrivals.length,
       ok: arrivals.filter((a) => a.status === 200 || a.status === 201).length,
       rateLimited: arrivals.filter((a) => a.status === 429).length,
+      rateLimitedDetail: limited,
       injectedOrHung: arrivals.filter((a) => a.status >= 500 || a.status === 0).length,
       jobsFailed: transient.jobsFailed,
       jobsRecovered: transient.jobsRecovered,
@@ -202,6 +219,15 @@ async function main(): Promise<void> {
           ],
         ],
       ),
+      ...(limited.length === 0
+        ? []
+        : [
+            '',
+            formatTable(
+              ['429 at s', 'rule', 'path', 'ms after the previous arrival (same key)', 'its status'],
+              limited.map((l) => [f(l.atS), l.rule, l.path, f(l.gapMs), String(l.previousStatus)]),
+            ),
+          ]),
       '',
       formatTable(
         ['changes in Keap', 'mirrored', 'not mirrored', 'change to mirror p50 s', 'p95 s', 'max s'],
