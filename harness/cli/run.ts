@@ -19,7 +19,7 @@ import { defaultKeys, type RunningSandbox, startSandbox } from '../sandbox/index
 import type { LiveView } from './live.ts';
 import { estimateSync, UsageError } from './operator.ts';
 import { BackfillMeter, formatProgress } from './progress.ts';
-import { collectStatus, formatStatus, type StatusReport } from './status.ts';
+import { collectStatus, countNow, formatStatus, PacedRecordCounts, type StatusReport } from './status.ts';
 
 export interface RunOptions {
   config: AppConfig;
@@ -279,9 +279,11 @@ export async function run(o: RunOptions): Promise<number> {
       )
     : Object.fromEntries(estimateSync(config, o.contacts, 0).perResource.map((r) => [r.resource, r.records]));
   const backfill = new BackfillMeter(expected);
+  // The view's record counts are paced (a count reads the whole mirror); the closing report's are exact.
+  const viewCounts = new PacedRecordCounts(countNow(sources.mirror));
   const view = async () => {
     try {
-      last = await collectStatus(sources);
+      last = await collectStatus(sources, Date.now(), { counts: viewCounts.counter });
       const progress = backfill.sample(last);
       const text = formatStatus(last, { deferrals: total('Deferrals') });
       const head = `keap-sync running ${Math.round((Date.now() - started) / 1000)}s   Keap calls: ${await keapCalls()}`;
