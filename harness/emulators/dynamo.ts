@@ -31,7 +31,7 @@ export const LOCAL_AWS = {
  */
 export function localDynamoClient(
   endpoint: string,
-  retry: Pick<DynamoDBClientConfig, 'maxAttempts' | 'retryStrategy'> = { maxAttempts: 1 },
+  retry: Pick<DynamoDBClientConfig, 'maxAttempts' | 'retryStrategy' | 'requestHandler'> = { maxAttempts: 1 },
 ): DynamoDBClient {
   return new DynamoDBClient({ ...LOCAL_AWS, endpoint, ...retry });
 }

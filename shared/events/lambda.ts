@@ -5,6 +5,7 @@ import { MetricUnit, Metrics as PowertoolsMetrics } from '@aws-lambda-powertools
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { z } from 'zod';
+import { withRequestTimeouts } from '../lambda/aws-clients.ts';
 import { EnvironmentError } from '../lambda/runtime.ts';
 import type { EventMetrics, PublisherDeps } from './publisher.ts';
 
@@ -65,8 +66,10 @@ export function buildPublisherDeps(
   metrics = new PowertoolsMetrics({ namespace: env.METRICS_NAMESPACE, serviceName: 'keap-sync-publisher' }),
 ): PublisherDeps {
   return {
-    events: new EventBridgeClient({ maxAttempts: PUT_EVENTS_MAX_ATTEMPTS, retryMode: 'standard' }),
-    sqs: new SQSClient({}),
+    events: new EventBridgeClient(
+      withRequestTimeouts({ maxAttempts: PUT_EVENTS_MAX_ATTEMPTS, retryMode: 'standard' }),
+    ),
+    sqs: new SQSClient(withRequestTimeouts({})),
     deadLetterQueueUrl: env.EVENTS_DEAD_LETTER_QUEUE_URL,
     eventBusName: env.EVENT_BUS_NAME,
     tableName: env.MIRROR_TABLE,

@@ -7,6 +7,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { z } from 'zod';
+import { withRequestTimeouts } from '../lambda/aws-clients.ts';
 import { parseEnvironment } from '../lambda/runtime.ts';
 import type { Metrics } from '../pipeline/ports.ts';
 import { dynamoRetryConfig } from '../store/index.ts';
@@ -75,7 +76,7 @@ export function buildHookReceiverRuntime(
   const logger = new Logger({ serviceName: service, logLevel: env.LOG_LEVEL });
   const metrics = new PowertoolsMetrics({ namespace: env.METRICS_NAMESPACE, serviceName: service });
   const dynamo = clients.dynamo ?? new DynamoDBClient(dynamoRetryConfig());
-  const sqs = clients.sqs ?? new SQSClient({});
+  const sqs = clients.sqs ?? new SQSClient(withRequestTimeouts({}));
   const ingress = createHookIngress({
     endpoints: new DynamoHookEndpointStore(new StateTable(dynamo, env.STATE_TABLE)),
     enqueue: sqsHookJobSink(sqs, env.JOB_QUEUE_URL),

@@ -15,6 +15,7 @@ import { z } from 'zod';
 import { type AppConfig, parseAppConfigJson } from '../config/app-config.ts';
 import { composePipeline, type MetricName, type Metrics, type PipelineDeps } from '../pipeline/index.ts';
 import { dynamoRetryConfig } from '../store/index.ts';
+import { withRequestTimeouts } from './aws-clients.ts';
 
 const envSchema = z.object({
   /** The configuration file's content (JSON), set by the CDK stack from the same file. */
@@ -127,11 +128,12 @@ export interface LambdaRuntime {
 /** Builds the pipeline for a function (`service` names it in logs and metrics). Call once, at cold start. */
 export function buildLambdaRuntime(env: LambdaEnvironment, service: 'worker' | 'scheduler'): LambdaRuntime {
   // The ledger keeps the SDK's own retry defaults (its wait budget is short); the mirror and state
-  // stores retry throttling longer, on the SDK's retry strategy (shared/store/dynamo.ts).
-  const ledgerDynamo = new DynamoDBClient({});
+  // stores retry throttling longer, on the SDK's retry strategy (shared/store/dynamo.ts). Every client
+  // has a time limit per attempt (aws-clients.ts).
+  const ledgerDynamo = new DynamoDBClient(withRequestTimeouts({}));
   const storeDynamo = new DynamoDBClient(dynamoRetryConfig());
-  const sqs = new SQSClient({});
-  const secrets = new SecretsManagerClient({});
+  const sqs = new SQSClient(withRequestTimeouts({}));
+  const secrets = new SecretsManagerClient(withRequestTimeouts({}));
   const logger = new Logger({ serviceName: `keap-sync-${service}`, logLevel: env.LOG_LEVEL });
   const metrics = new PowertoolsMetrics({
     namespace: env.METRICS_NAMESPACE,

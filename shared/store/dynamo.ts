@@ -90,6 +90,14 @@ const retrySettingsSchema = z
     backoffBaseMs: z.number().int().positive().default(50),
     /** Largest backoff delay. */
     backoffMaxMs: z.number().int().positive().default(3_000),
+    /**
+     * One attempt's limit, from sending to the whole answer. The SDK sets none: a request whose answer
+     * never comes (a dropped connection with no reset, a stalled endpoint) would hold the invocation to
+     * its timeout. Timed out, the attempt is retried like any transient error.
+     */
+    requestTimeoutMs: z.number().int().min(100).max(120_000).default(10_000),
+    /** One attempt's limit to open the connection. */
+    connectTimeoutMs: z.number().int().min(100).max(60_000).default(3_000),
   })
   .strict();
 
@@ -115,14 +123,22 @@ export function parseDynamoRetrySettings(input?: DynamoRetrySettingsInput): Dyna
 /**
  * The retry part of a DynamoDBClient's configuration for the mirror and state stores: the SDK's
  * standard strategy (it retries throttling and transient errors, never a conditional-check failure)
- * with `maxAttempts` in all and full-jitter exponential backoff. Spread it where the client is built.
+ * with `maxAttempts` in all and full-jitter exponential backoff, and a time limit per attempt
+ * (`requestTimeoutMs`, `connectTimeoutMs`). Spread it where the client is built.
  */
 export function dynamoRetryConfig(
   input?: DynamoRetrySettingsInput,
-): Pick<DynamoDBClientConfig, 'maxAttempts' | 'retryStrategy'> {
-  const { maxAttempts, backoffBaseMs, backoffMaxMs } = parseDynamoRetrySettings(input);
+): Pick<DynamoDBClientConfig, 'maxAttempts' | 'retryStrategy' | 'requestHandler'> {
+  const { maxAttempts, backoffBaseMs, backoffMaxMs, requestTimeoutMs, connectTimeoutMs } =
+    parseDynamoRetrySettings(input);
   return {
     maxAttempts,
+    requestHandler: {
+      requestTimeout: requestTimeoutMs,
+      connectionTimeout: connectTimeoutMs,
+      // Without it the SDK only logs a warning when the limit passes and keeps waiting.
+      throwOnRequestTimeout: true,
+    },
     retryStrategy: new ConfiguredRetryStrategy(
       maxAttempts,
       (attempt) => Math.random() * Math.min(backoffMaxMs, backoffBaseMs * 2 ** (attempt - 1)),

@@ -1,10 +1,15 @@
 // Unit: the store's pure parts (settings, key design, item size, error classification); no emulator.
+
+import type { AddressInfo } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import {
   ConditionalCheckFailedException,
+  GetItemCommand,
   ProvisionedThroughputExceededException,
 } from '@aws-sdk/client-dynamodb';
 import { ConfiguredRetryStrategy } from '@smithy/core/retry';
 import { describe, expect, it } from 'vitest';
+import { localDynamoClient } from '#harness/emulators/dynamo.ts';
 import {
   callDynamo,
   dynamoRetryConfig,
@@ -44,7 +49,50 @@ describe('settings', () => {
 
     expect(config.maxAttempts).toBe(5);
     expect(config.retryStrategy).toBeInstanceOf(ConfiguredRetryStrategy);
+    // The SDK sets no request timeout; the stores always have one.
+    expect(dynamoRetryConfig().requestHandler).toEqual({
+      requestTimeout: 10_000,
+      connectionTimeout: 3_000,
+      throwOnRequestTimeout: true,
+    });
+    expect(() => parseDynamoRetrySettings({ requestTimeoutMs: 0 })).toThrow(/requestTimeoutMs/);
   });
+
+  it('a DynamoDB that never answers fails each attempt at its time limit, then the call, as transient', async () => {
+    // Accepts connections and reads the requests, never answers (a stalled endpoint, a lost reply).
+    let requests = 0;
+    const held: Socket[] = [];
+    const blackHole = createServer((socket) => {
+      held.push(socket);
+      socket.on('data', (chunk) => {
+        if (chunk.toString('latin1').startsWith('POST ')) requests++;
+      });
+    });
+    await new Promise<void>((resolve) => blackHole.listen(0, '127.0.0.1', resolve));
+    const { port } = blackHole.address() as AddressInfo;
+    const client = localDynamoClient(
+      `http://127.0.0.1:${port}`,
+      dynamoRetryConfig({ maxAttempts: 2, backoffBaseMs: 1, backoffMaxMs: 1, requestTimeoutMs: 300 }),
+    );
+    try {
+      const call = callDynamo('mirror', 'GetItem', () =>
+        client.send(
+          new GetItemCommand({ TableName: 'mirror', Key: { pk: { S: 'a#contacts' }, id: { S: '1' } } }),
+        ),
+      );
+      const err = await call.then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(StoreUnavailableError);
+      expect(err).toMatchObject({ table: 'mirror', operation: 'GetItem', attempts: 2, retryable: true });
+      expect(requests).toBe(2);
+    } finally {
+      client.destroy();
+      for (const s of held) s.destroy();
+      await new Promise<void>((resolve) => blackHole.close(() => resolve()));
+    }
+  }, 20_000);
 });
 
 describe('key design', () => {
