@@ -117,6 +117,19 @@ async function main(): Promise<void> {
         sent.push(...(await sendWrites(sys, 'SOAK', 2, sent.length)));
       }
     })();
+    // Progress on stderr once a minute (the figures come at the end, on stdout).
+    const progress = setInterval(() => {
+      void sys.keap
+        .arrivals()
+        .then((arrivals) => {
+          const limitedSoFar = arrivals.filter((a) => a.status === 429).length;
+          process.stderr.write(
+            `soak ${((Date.now() - started) / 60_000).toFixed(1)}/${o.minutes} min: ${arrivals.length} Keap calls, ` +
+              `${limitedSoFar} 429, ${lags.length} changes mirrored, ${pending.length} waiting, ${sent.length} write jobs sent\n`,
+          );
+        })
+        .catch(() => {});
+    }, 60_000).unref();
     const memPeak = [...memStart];
     const sampler = setInterval(() => {
       workers.forEach((w, i) => {
@@ -129,6 +142,7 @@ async function main(): Promise<void> {
     const memEnd = workers.map((w) => rssMb(w.child.pid ?? 0));
     const mainEnd = process.memoryUsage().rss / 1024 / 1024;
     clearInterval(sampler);
+    clearInterval(progress);
     stopAt = Date.now();
     stopped = true;
     await watch;
