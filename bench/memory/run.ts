@@ -143,6 +143,17 @@ async function measure(
     }
   };
   const timer = setInterval(sample, everyMs);
+  // Progress on stderr once a minute: the run's own head line (time and Keap calls) and memory so far.
+  const gb = (b: number) => (b / 1024 ** 3).toFixed(2);
+  const progress = setInterval(() => {
+    const heads = [...stdout.slice(-20_000).matchAll(/keap-sync running \d+s\s+Keap calls: \d+/g)];
+    const head = heads.at(-1)?.[0] ?? 'starting';
+    process.stderr.write(
+      `  --contacts ${contacts}: ${head}; RSS ${gb(last)} GB (peak ${gb(peak)})` +
+        (sandbox ? `, sandbox ${gb(sandboxLast)} GB` : '') +
+        '\n',
+    );
+  }, 60_000);
   let timedOut = false;
   const limit = setTimeout(() => {
     timedOut = true;
@@ -152,6 +163,7 @@ async function measure(
   }, timeoutS * 1000);
   const exitCode = await new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   clearInterval(timer);
+  clearInterval(progress);
   clearTimeout(limit);
   const seconds = (Date.now() - started) / 1000;
   await sandbox?.stop();
