@@ -78,14 +78,20 @@ describe('status: record counts for a live view', () => {
     return { clock, state, count, settle };
   }
 
-  test('the first view waits for a count; later ones never wait and show the last counts', async ({
-    expect,
-  }) => {
+  /** Paced counts over a fake counter, after the first view's count (which it waits for). */
+  async function pacedAfterFirstView() {
     const f = fakeCounter();
     const paced = new PacedRecordCounts(f.count, 20, () => f.clock.ms);
     const first = paced.counter(lists);
     await f.settle();
-    expect(await first).toEqual([1, 2]);
+    return { f, paced, first: await first };
+  }
+
+  test('the first view waits for a count; later ones never wait and show the last counts', async ({
+    expect,
+  }) => {
+    const { f, paced, first } = await pacedAfterFirstView();
+    expect(first).toEqual([1, 2]);
     expect(f.state.calls).toBe(1);
 
     // 100 ms of counting: no recount for 20 x 100 ms after it ended.
@@ -109,11 +115,7 @@ describe('status: record counts for a live view', () => {
   test('a slower count spaces recounts further apart; a failed one keeps the last counts', async ({
     expect,
   }) => {
-    const f = fakeCounter();
-    const paced = new PacedRecordCounts(f.count, 20, () => f.clock.ms);
-    const first = paced.counter(lists);
-    await f.settle();
-    await first;
+    const { f, paced } = await pacedAfterFirstView();
 
     f.clock.ms += 2_000;
     f.state.takesMs = 1_000; // the mirror grew: counting now takes a second
