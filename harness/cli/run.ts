@@ -293,10 +293,16 @@ export async function run(o: RunOptions): Promise<number> {
       if (!stopping) o.view.show(`(status unavailable: ${(err as Error).message})`);
     }
   };
-  const viewTimer = setInterval(() => void view(), o.view.everyMs);
+  let viewing: Promise<void> = Promise.resolve();
+  const viewTimer = setInterval(() => {
+    viewing = view();
+  }, o.view.everyMs);
   const reason = await stop;
   stopping = true;
   clearInterval(viewTimer);
+  // A refresh or a background recount still reading the mirror would meet closed stores below.
+  await viewing;
+  await viewCounts.settled();
   o.view.done();
   clearInterval(schedulerTimer);
   await poller.stop();

@@ -120,6 +120,11 @@ export class PacedRecordCounts {
     return lists.map((l) => this.last.get(PacedRecordCounts.key(l)) ?? 0);
   };
 
+  /** Resolves once no recount is running (a background one included): before the stores close. */
+  async settled(): Promise<void> {
+    await this.running?.catch(() => {});
+  }
+
   private static key(l: ListRef): string {
     return `${l.account}\u0000${l.resource}`;
   }

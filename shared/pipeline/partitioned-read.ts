@@ -38,8 +38,13 @@ export interface PartitionedReadHooks {
 
 export type PartitionedReadResult =
   | { status: 'done' }
-  | { status: 'out-of-time' }
-  | { status: 'write-stopped' }
+  /**
+   * The invocation's time ran out (`out-of-time`: before a page; `write-stopped`: first seen as a
+   * stopped write). `pagesToReadAgain`: pages read whose writes the deadline stopped, the ranges'
+   * pages the next message reads again (a page that started before time ran out can still be one).
+   */
+  | { status: 'out-of-time'; pagesToReadAgain: number }
+  | { status: 'write-stopped'; pagesToReadAgain: number }
   /** The ledger has no slot soon enough to wait for in this invocation: the job comes back later. */
   | { status: 'deferred'; error: QuotaDeferredError };
 
@@ -78,8 +83,12 @@ export async function readPartitioned(
   const writing = pLimit(Math.max(1, options.writes ?? 2));
   const now = options.now ?? Date.now;
   // Why readers stop starting pages; pages already in flight are still written and saved.
-  let stop: PartitionedReadResult | undefined;
+  let stop:
+    | { status: 'out-of-time' | 'write-stopped' }
+    | { status: 'deferred'; error: QuotaDeferredError }
+    | undefined;
   let failure: { error: unknown } | undefined;
+  let pagesToReadAgain = 0;
   const stopped = () => stop !== undefined || failure !== undefined;
 
   /** Reads `part` until it is done or the readers stop; returns on a deferral worth sleeping through. */
@@ -124,6 +133,7 @@ export async function readPartitioned(
         const out = await writing(() => hooks.write(records));
         if (out.stopped) {
           stop ??= { status: 'write-stopped' };
+          pagesToReadAgain++;
           // What the write finished stays done: the page read again in the next message skips it.
           if (out.doneIds.length > 0) {
             plan.keepDone(part, out.doneIds);
@@ -172,6 +182,7 @@ export async function readPartitioned(
 
   await Promise.all(Array.from({ length: Math.max(1, readers) }, () => reader()));
   if (failure) throw failure.error;
-  if (stop) return stop;
-  return plan.done ? { status: 'done' } : { status: 'out-of-time' };
+  if (stop?.status === 'deferred') return stop;
+  if (stop) return { status: stop.status, pagesToReadAgain };
+  return plan.done ? { status: 'done' } : { status: 'out-of-time', pagesToReadAgain };
 }

@@ -252,6 +252,7 @@ export async function runSync(
             during: 'mirror-write',
             pageRecords: page.records.length,
             pageRecordsDone: pageDone.size,
+            pagesToReadAgain: 1,
           });
         }
         raiseHigh(out.high);
@@ -318,11 +319,16 @@ export async function runSync(
       if (result.status !== 'done')
         return await continueInNewMessage(
           result.status === 'write-stopped'
-            ? { during: 'mirror-write', ranges: ranges.parts.length }
+            ? {
+                during: 'mirror-write',
+                ranges: ranges.parts.length,
+                pagesToReadAgain: result.pagesToReadAgain,
+              }
             : {
                 remainingMs: Math.round(invocation.remainingMs()),
                 reserveMs: Math.round(reserveMs()),
                 ranges: ranges.parts.length,
+                pagesToReadAgain: result.pagesToReadAgain,
               },
         );
     }

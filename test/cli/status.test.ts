@@ -136,4 +136,23 @@ describe('status: record counts for a live view', () => {
     await f.settle();
     expect(await paced.counter(lists)).toEqual([5, 6]);
   });
+
+  test('settled() waits for a background recount (the run awaits it before closing the stores)', async ({
+    expect,
+  }) => {
+    const { f, paced } = await pacedAfterFirstView();
+    f.clock.ms += 2_000;
+    f.state.fail = true;
+    await paced.counter(lists); // a recount now runs in the background, and will fail
+    let done = false;
+    const settled = paced.settled().then(() => {
+      done = true;
+    });
+    for (let i = 0; i < 5; i++) await Promise.resolve();
+    expect(done).toBe(false);
+    await f.settle();
+    await settled; // a failed recount settles too: it never rejects
+    expect(done).toBe(true);
+    await expect(paced.settled()).resolves.toBeUndefined();
+  });
 });

@@ -363,7 +363,15 @@ export function cappedWrites(mirror: Mirror, perCall: number): { mirror: Mirror;
       if (prop !== 'upsertMany') return Reflect.get(t, prop, t);
       return async (...[account, resource, rows, options]: Parameters<Mirror['upsertMany']>) => {
         const part = rows.slice(0, perCall);
-        const out = await t.upsertMany(account, resource, part, options);
+        let out: Awaited<ReturnType<Mirror['upsertMany']>>;
+        try {
+          out = await t.upsertMany(account, resource, part, options);
+        } catch (err) {
+          // The invocation's own deadline stopped the write first (a slow machine): what it did write
+          // is written, and the next message writes the rest.
+          if (err instanceof MirrorWriteStoppedError) writtenIds.push(...err.doneIds);
+          throw err;
+        }
         writtenIds.push(...part.map((r) => r.id));
         if (rows.length > perCall)
           throw new MirrorWriteStoppedError(
