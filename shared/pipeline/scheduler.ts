@@ -10,6 +10,7 @@ import { type AccountConfig, bulkJobsPerAccount } from '../config/app-config.ts'
 import type { HookEndpoint } from '../hooks/endpoints.ts';
 import { hookEventKeysFor } from '../hooks/lifecycle.ts';
 import type { JobInput, SyncResource } from '../jobs/schema.ts';
+import type { Cursor } from '../store/index.ts';
 import { openAccount } from './account-gate.ts';
 import type { PipelineDeps } from './deps.ts';
 import { mapLimit } from './parallel.ts';
@@ -69,7 +70,7 @@ export async function runScheduler(
   nowMs: number = Date.now(),
   tickMs: number = deps.config.scheduler.everyMinutes * 60_000,
 ): Promise<SchedulerResult> {
-  const { config, runs, leases, ledger, queue, log, metrics, mirror, directory } = deps;
+  const { config, runs, leases, ledger, queue, log, metrics, directory } = deps;
   const result: SchedulerResult = { enqueued: [], skipped: [] };
   const skipAll = (account: AccountConfig, reason: SkipReason) => {
     for (const [resource] of listsOf(account)) result.skipped.push({ account: account.id, resource, reason });
@@ -113,7 +114,7 @@ export async function runScheduler(
   const hookStates = await mapLimit(open, SCHEDULER_PARALLELISM, (a) => scheduleHookCheck(deps, a.id, nowMs));
   for (const [i, a] of open.entries()) hooksOf.set(a.id, hookStates[i]);
 
-  // 3. What is due, and what a full read of it costs (a mirror count, full reads only).
+  // 3. What is due, and what a full read of it costs (the list's size in its cursor, full reads only).
   const due: Array<Omit<Candidate, 'needed' | 'runId'>> = [];
   for (const account of open) {
     const hooks = hooksOf.get(account.id);
@@ -152,15 +153,16 @@ export async function runScheduler(
     }
     return !live;
   });
-  // A full read's cost is the mirror's size; a list that never ran has nothing mirrored to count.
-  // Tag applications are read tag by tag: every run of them costs a call per tag at least.
+  // A full read's cost is the list's size, from its cursor; a list that never ran has nothing to read
+  // again. Tag applications are read tag by tag: every run of them costs a call per tag at least.
+  const sizeOf = listSizes(deps, cursorOf);
   const counts = await mapLimit(free, SCHEDULER_PARALLELISM, (d) =>
     d.mode === 'full' && cursorOf.get(`${d.account.id}\u0000${d.resource}`)?.lastRunAt != null
-      ? mirror.count(d.account.id, d.resource)
+      ? sizeOf(d.account.id, d.resource)
       : Promise.resolve(0),
   );
   const tagCounts = await mapLimit(free, SCHEDULER_PARALLELISM, (d) =>
-    d.resource === 'tagApplications' ? mirror.count(d.account.id, 'tags') : Promise.resolve(0),
+    d.resource === 'tagApplications' ? sizeOf(d.account.id, 'tags') : Promise.resolve(0),
   );
 
   // 4. The day's bulk budget, per account, in the configured order of its lists.
@@ -203,6 +205,7 @@ export async function runScheduler(
   await scheduleSweeps(
     deps,
     open,
+    sizeOf,
     (a) => {
       const snap = snaps.get(a.tenant);
       return (
@@ -255,6 +258,29 @@ export async function runScheduler(
   });
   if (refused.size > 0) throw new EnqueueFailedError(refused.size);
   return result;
+}
+
+/**
+ * A list's size for budgeting: its cursor's `listRecords` (kept by every finished run, no read), or,
+ * for a cursor that has none yet (written before the field, or no full run finished), a count of the
+ * mirror, at most once per list in a tick.
+ */
+function listSizes(
+  deps: PipelineDeps,
+  cursorOf: ReadonlyMap<string, Cursor>,
+): (account: string, resource: string) => Promise<number> {
+  const counted = new Map<string, Promise<number>>();
+  return (account, resource) => {
+    const key = `${account}\u0000${resource}`;
+    const known = cursorOf.get(key)?.listRecords;
+    if (known != null) return Promise.resolve(known);
+    let count = counted.get(key);
+    if (!count) {
+      count = deps.mirror.count(account, resource);
+      counted.set(key, count);
+    }
+    return count;
+  };
 }
 
 /**
@@ -333,18 +359,19 @@ export const sweepLease = (resource: SyncResource) => `sweep-${resource}`;
 
 /**
  * Queues a reconciliation sweep of each list whose last one is `sweep.everyHours` old, if the day's
- * bulk share can pay for it (a page of ids per call, sized by the mirror's count) and still keep
+ * bulk share can pay for it (a page of ids per call, sized by the list's size) and still keep
  * `scheduler.reserveCallsForIncremental`; otherwise it waits for a later run. The sweep leases of
  * every account are read in one batched read; only a due sweep costs more requests.
  */
 async function scheduleSweeps(
   deps: PipelineDeps,
   accounts: readonly AccountConfig[],
+  sizeOf: (account: string, resource: string) => Promise<number>,
   bulkLeftOf: (account: AccountConfig) => number,
   nowMs: number,
   tickMs: number,
 ): Promise<void> {
-  const { config, leases, mirror, queue, metrics, log } = deps;
+  const { config, leases, queue, metrics, log } = deps;
   const everyMs = config.sweep.everyHours * 3_600_000;
   if (everyMs === 0 || accounts.length === 0) return;
   const ttl = Math.max(1_000, everyMs - tickMs / 2);
@@ -365,8 +392,8 @@ async function scheduleSweeps(
     const left = leftOf.get(account) ?? bulkLeftOf(p.account);
     const calls = sweepCalls(
       p.resource,
-      await mirror.count(account, p.resource),
-      p.resource === 'tagApplications' ? await mirror.count(account, 'tags') : 0,
+      await sizeOf(account, p.resource),
+      p.resource === 'tagApplications' ? await sizeOf(account, 'tags') : 0,
     );
     if (left < calls + config.scheduler.reserveCallsForIncremental) {
       log.warn('Sweep not enqueued: the day quota left for bulk work cannot serve it', {

@@ -59,6 +59,13 @@ export interface Cursor {
   lastRunDurationMs: number | null;
   lastRunPages: number | null;
   lastRunRecords: number | null;
+  /**
+   * About how many records the list holds: the last full run's records plus every record a later run
+   * wrote (an upper bound between full runs: an update counts as if it were new). The scheduler
+   * budgets a full read from it instead of counting the mirror (a count reads the whole list). Null
+   * until a full run finished (or for a cursor written before this field).
+   */
+  listRecords: number | null;
   /** At the last finish: how far the high-water mark trailed the finish time, in ms. */
   lagMs: number | null;
   lastAbandoned: { runId: string; at: string; reason: string | null } | null;
@@ -115,6 +122,7 @@ const cursorItemSchema = z.object({
   lastRunDurationMs: nullable(z.number()),
   lastRunPages: nullable(z.number()),
   lastRunRecords: nullable(z.number()),
+  listRecords: nullable(z.number()),
   lagMs: nullable(z.number()),
   lastAbandonedRunId: nullable(z.string()),
   lastAbandonedAt: nullable(z.string()),
@@ -325,6 +333,12 @@ export class DynamoRunStore {
         ':pages': cp.pages,
         ':records': cp.records,
         ':lag': hw === null ? null : nowMs - hw,
+        ':size':
+          cp.mode === 'full'
+            ? cp.records
+            : cursor.listRecords === null
+              ? null
+              : cursor.listRecords + cp.records,
       };
       if (hw !== null) values[':hw'] = hw;
       if (old !== null) values[':old'] = old;
@@ -334,7 +348,8 @@ export class DynamoRunStore {
         {
           UpdateExpression:
             `SET ${hw === null ? '' : '#hw = :hw, '}lastRunAt = :at, lastRunMode = :mode, lastRunId = :runId, ` +
-            'lastRunDurationMs = :duration, lastRunPages = :pages, lastRunRecords = :records, lagMs = :lag ' +
+            'lastRunDurationMs = :duration, lastRunPages = :pages, lastRunRecords = :records, lagMs = :lag, ' +
+            'listRecords = :size ' +
             'REMOVE #cp',
           ConditionExpression: `#cp.#runId = :runId AND ${old === null ? 'attribute_not_exists(#hw)' : '#hw = :old'}`,
           ExpressionAttributeNames: { '#cp': 'checkpoint', '#runId': 'runId', '#hw': 'highWaterMs' },
@@ -393,6 +408,7 @@ function toCursor(account: string, resource: string, s: CursorItem | undefined):
     lastRunDurationMs: s?.lastRunDurationMs ?? null,
     lastRunPages: s?.lastRunPages ?? null,
     lastRunRecords: s?.lastRunRecords ?? null,
+    listRecords: s?.listRecords ?? null,
     lagMs: s?.lagMs ?? null,
     lastAbandoned:
       !s || s.lastAbandonedRunId === null

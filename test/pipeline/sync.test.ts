@@ -91,6 +91,7 @@ describe('scheduler, full sync and incremental sync', () => {
       expect(cursor.checkpoint, resource).toBeNull();
       expect(cursor.lastRunMode, resource).toBe('full');
       expect(cursor.lastRunRecords, resource).toBe(expected.length);
+      expect(cursor.listRecords, resource).toBe(expected.length);
       const newest = Math.max(...expected.map((r) => Date.parse(String(r[timeField(resource, r)]))));
       expect(cursor.highWaterMs, resource).toBe(newest);
       expect(await w.stack.deps.leases.get(ACCOUNT, resource), resource).toBeUndefined();
@@ -159,4 +160,53 @@ describe('scheduler, full sync and incremental sync', () => {
       Date.parse(w.sandbox.dataset.contacts.get(change.updated[0] ?? '')?.update_time ?? ''),
     );
   }, 60_000);
+
+  test("a due full read is budgeted from each cursor's list size: the mirror is not counted", async () => {
+    let counts = 0;
+    const mirror = new Proxy(w.stack.deps.mirror, {
+      get(t, prop) {
+        if (prop !== 'count') return Reflect.get(t, prop, t);
+        return (...args: Parameters<typeof t.count>) => {
+          counts++;
+          return t.count(...args);
+        };
+      },
+    });
+    // Every list configured to be read in full each time, and the jobs kept out of the queue.
+    const directory = new Proxy(w.stack.deps.directory, {
+      get(t, prop) {
+        if (prop !== 'list') return Reflect.get(t, prop, t);
+        return async () =>
+          (await t.list()).map((e) => ({
+            ...e,
+            account: {
+              ...e.account,
+              resources: Object.fromEntries(
+                Object.entries(e.account.resources).map(([r, s]) => [r, { ...s, mode: 'full' as const }]),
+              ),
+            },
+          }));
+      },
+    });
+    const sent: unknown[] = [];
+    const queue = new Proxy(w.stack.deps.queue, {
+      get(t, prop) {
+        if (prop === 'sendMany')
+          return async (jobs: unknown[]) => {
+            sent.push(...jobs);
+            return [];
+          };
+        return Reflect.get(t, prop, t);
+      },
+    });
+    const contacts = await w.stack.deps.runs.getCursor(ACCOUNT, 'contacts');
+    // The full sync's records plus the incremental's (its updates counted as if new: an upper bound).
+    expect(contacts.lastRunMode).toBe('incremental');
+    expect(contacts.listRecords).toBe((contacts.lastRunRecords ?? 0) + 600);
+    const tick = await runScheduler({ ...w.stack.deps, mirror, directory, queue }, Date.now() + 60 * 60_000);
+    expect(tick.enqueued.map((e) => e.resource).sort()).toEqual([...RESOURCES_SYNCED].sort());
+    expect(tick.enqueued.every((e) => e.mode === 'full')).toBe(true);
+    expect(sent).toHaveLength(RESOURCES_SYNCED.length);
+    expect(counts).toBe(0);
+  });
 });

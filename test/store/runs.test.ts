@@ -21,6 +21,27 @@ describe.each(emulatorCases)('sync state: runs on $name', (emu) => {
   const state = () => openStateStores(tables().db.client, tables().stateTable);
 
   describe('runs and checkpoints', () => {
+    it("keeps the list's size: a full run's records, plus what each later run wrote; none before a full run", async () => {
+      const store = state();
+      const account = unique('acct');
+      const run = async (runId: string, mode: 'full' | 'incremental', records: number, at: number) => {
+        expect(await store.leases.acquire(account, 'orders', runId, LEASE_MS, at)).toBe(true);
+        await store.runs.start(account, 'orders', runId, mode, at);
+        await store.runs.checkpoint(account, 'orders', runId, page(null, at, records), at + 1);
+        const cursor = await store.runs.finish(account, 'orders', runId, at, at + 2);
+        await store.leases.release(account, 'orders', runId);
+        return cursor;
+      };
+      // An incremental run before any full one: the size is unknown (the scheduler counts the mirror).
+      expect((await run('r0', 'incremental', 40, T0)).listRecords).toBeNull();
+      expect((await run('r1', 'full', 2_500, T0 + 10)).listRecords).toBe(2_500);
+      expect((await run('r2', 'incremental', 30, T0 + 20)).listRecords).toBe(2_530);
+      expect((await run('r3', 'incremental', 0, T0 + 30)).listRecords).toBe(2_530);
+      // The next full run says what the list holds now (deletions included).
+      expect((await run('r4', 'full', 2_400, T0 + 40)).listRecords).toBe(2_400);
+      expect((await store.runs.getCursor(account, 'orders')).listRecords).toBe(2_400);
+    });
+
     it('starts, checkpoints and finishes a run, advancing the cursor and clearing the checkpoint', async () => {
       const store = state();
       const account = unique('acct');
