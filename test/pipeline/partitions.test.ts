@@ -26,12 +26,19 @@ const CONTACTS = 9_000;
 const PAGE_MS = 400;
 
 /** Contact list reads (pages and the one-record probe) that arrived after `mark`, in arrival order. */
-/** Pages the hand-overs since `logMark` left to be read again (their writes were stopped). */
+/**
+ * Pages read again since `logMark` by design: those the hand-overs left (their writes were stopped),
+ * and the page a job retried after a transient failure (a DynamoDB connection reset) had in flight.
+ */
 function pagesReadAgain(w: World, logMark: number): number {
-  return w.log.lines
-    .slice(logMark)
+  const lines = w.log.lines.slice(logMark);
+  const handedOver = lines
     .filter((l) => l.message === 'Out of invocation time: continuing in a new message')
     .reduce((n, l) => n + Number(l.pagesToReadAgain ?? 0), 0);
+  const retried = lines.filter(
+    (l) => l.message === 'Job failed on a transient error; it is retried after a backoff',
+  ).length;
+  return handedOver + retried;
 }
 
 function contactReads(w: World, mark: number) {
