@@ -293,9 +293,12 @@ export async function run(o: RunOptions): Promise<number> {
       if (!stopping) o.view.show(`(status unavailable: ${(err as Error).message})`);
     }
   };
-  let viewing: Promise<void> = Promise.resolve();
+  // One refresh at a time: a tick that finds the last one still running (a busy machine) is skipped.
+  let viewing: Promise<void> | undefined;
   const viewTimer = setInterval(() => {
-    viewing = view();
+    viewing ??= view().finally(() => {
+      viewing = undefined;
+    });
   }, o.view.everyMs);
   const reason = await stop;
   stopping = true;

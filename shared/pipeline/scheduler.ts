@@ -261,9 +261,9 @@ export async function runScheduler(
 }
 
 /**
- * A list's size for budgeting: its cursor's `listRecords` (kept by every finished run, no read), or,
- * for a cursor that has none yet (written before the field, or no full run finished), a count of the
- * mirror, at most once per list in a tick.
+ * A list's size for budgeting: its cursor's `listRecords` (set by the runs that read the whole list
+ * and by sweeps; no read), or, for a cursor written before that field, a count of the mirror, at most
+ * once per list in a tick, until the list's next full run or sweep sets it.
  */
 function listSizes(
   deps: PipelineDeps,
@@ -284,7 +284,7 @@ function listSizes(
 }
 
 /**
- * Calls a run of a list is budgeted: a full read a call per 1,000 mirrored records, an incremental
+ * Calls a run of a list is budgeted: a full read a call per 1,000 records of the list, an incremental
  * one a call; tag applications a walk over every tag (a call per tag at least, either way).
  */
 export function runCalls(

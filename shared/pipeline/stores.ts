@@ -40,6 +40,8 @@ export interface RunStore {
     progress: CheckpointProgress,
   ): Promise<Checkpoint>;
   finish(account: string, resource: string, runId: string, newHighWaterMs: number | null): Promise<Cursor>;
+  /** The list's size a finished sweep found (Cursor.listRecords); false for a list never synced. */
+  recordListSize(account: string, resource: string, records: number): Promise<boolean>;
 }
 
 /** The (account, resource) lease; its owner is the run id of the sync it was taken for. */

@@ -127,6 +127,12 @@ export async function runSweep(
         error: e instanceof Error ? e.name : String(e),
       });
     });
+  // What Keap listed is the list's size: the scheduler budgets the next full read or sweep from it.
+  await deps.runs.recordListSize(account.id, resource, listed.size).catch((e: unknown) => {
+    log.warn("Could not record the list's size the sweep found; the scheduler keeps the last one", {
+      error: e instanceof Error ? e.name : String(e),
+    });
+  });
   log.info('Sweep finished', { listed: listed.size, mirrored, tombstoned: result.tombstoned, calls });
   return { status: 'done', listed: listed.size, mirrored, tombstoned: result.tombstoned, calls };
 }

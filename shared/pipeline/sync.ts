@@ -223,6 +223,7 @@ export async function runSync(
           return await continueInNewMessage({
             remainingMs: Math.round(invocation.remainingMs()),
             reserveMs: Math.round(reserveMs()),
+            pagesToReadAgain: 0,
           });
         }
         const pageStarted = performance.now();

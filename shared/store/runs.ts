@@ -60,10 +60,13 @@ export interface Cursor {
   lastRunPages: number | null;
   lastRunRecords: number | null;
   /**
-   * About how many records the list holds: the last full run's records plus every record a later run
-   * wrote (an upper bound between full runs: an update counts as if it were new). The scheduler
-   * budgets a full read from it instead of counting the mirror (a count reads the whole list). Null
-   * until a full run finished (or for a cursor written before this field).
+   * About how many records the list holds: the records of the last run that read the whole list (a
+   * full run, or the first run of any mode), or the ids Keap listed to the last sweep, whichever came
+   * later. Incremental runs leave it alone: their records are mostly updates and re-reads of the
+   * cursor's overlap, so adding them would grow it without bound and starve the bulk budget; between
+   * refreshes it can only fall short by the list's growth (the ledger still holds the quota). The
+   * scheduler budgets a full read or a sweep from it instead of counting the mirror (a count reads the
+   * whole list). Null for a cursor written before this field, until its next refresh.
    */
   listRecords: number | null;
   /** At the last finish: how far the high-water mark trailed the finish time, in ms. */
@@ -236,7 +239,8 @@ export class DynamoRunStore {
   /**
    * Records progress of run `runId`: the next page token, the run's high-water mark, and page and record
    * counts added. Throws StaleRunError when `runId` no longer owns the checkpoint (nothing is written).
-   * The counts are informational: a call retried after a lost answer may add its deltas twice.
+   * The counts are reports and the list's size estimate (Cursor.listRecords), never a guard: a call
+   * retried after a lost answer may add its deltas twice (the estimate then errs high by a page).
    */
   async checkpoint(
     account: string,
@@ -333,12 +337,8 @@ export class DynamoRunStore {
         ':pages': cp.pages,
         ':records': cp.records,
         ':lag': hw === null ? null : nowMs - hw,
-        ':size':
-          cp.mode === 'full'
-            ? cp.records
-            : cursor.listRecords === null
-              ? null
-              : cursor.listRecords + cp.records,
+        // A run that read the whole list says how long it is (see Cursor.listRecords).
+        ':size': cp.mode === 'full' || old === null ? cp.records : cursor.listRecords,
       };
       if (hw !== null) values[':hw'] = hw;
       if (old !== null) values[':old'] = old;
@@ -358,6 +358,20 @@ export class DynamoRunStore {
         cursorItemSchema,
       );
       return out === false ? undefined : toCursor(account, resource, out);
+    });
+  }
+
+  /**
+   * Sets the list's size (Cursor.listRecords) to what a finished sweep found Keap listing. False, and
+   * nothing written, for a list no run has finished yet (its first run will say).
+   */
+  async recordListSize(account: string, resource: string, records: number): Promise<boolean> {
+    const key = stateKey.cursor(account, resource);
+    checkInput(z.number().int().nonnegative(), 'records', records);
+    return this.table.update('recordListSize', key, {
+      UpdateExpression: 'SET listRecords = :records',
+      ConditionExpression: 'attribute_exists(lastRunAt)',
+      ExpressionAttributeValues: { ':records': records },
     });
   }
 

@@ -25,7 +25,6 @@ const KEY = sandboxKey(TENANT_A, 0);
 const CONTACTS = 9_000;
 const PAGE_MS = 400;
 
-/** Contact list reads (pages and the one-record probe) that arrived after `mark`, in arrival order. */
 /**
  * Pages read again since `logMark` by design: those the hand-overs left (their writes were stopped),
  * and the page a job retried after a transient failure (a DynamoDB connection reset) had in flight.
@@ -36,11 +35,14 @@ function pagesReadAgain(w: World, logMark: number): number {
     .filter((l) => l.message === 'Out of invocation time: continuing in a new message')
     .reduce((n, l) => n + Number(l.pagesToReadAgain ?? 0), 0);
   const retried = lines.filter(
-    (l) => l.message === 'Job failed on a transient error; it is retried after a backoff',
+    (l) =>
+      l.message === 'Job failed on a transient error; it is retried after a backoff' &&
+      l.resource === 'contacts',
   ).length;
   return handedOver + retried;
 }
 
+/** Contact list reads (pages and the one-record probe) that arrived after `mark`, in arrival order. */
 function contactReads(w: World, mark: number) {
   return arrivalsSince(w.sandbox, mark).filter((a) => a.method === 'GET' && a.path.endsWith('/contacts'));
 }

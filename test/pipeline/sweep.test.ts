@@ -82,6 +82,12 @@ describe('reconciliation sweep', () => {
     await drain(w);
 
     expect(await differences()).toEqual({});
+    // Each sweep recorded what Keap lists as the list's size (the next full read's and sweep's budget);
+    // tag applications, swept tag by tag, keep theirs.
+    for (const list of LISTS.filter((l) => l !== 'tagApplications'))
+      expect((await w.stack.deps.runs.getCursor(ACCOUNT, list)).listRecords, list).toBe(
+        w.sandbox.dataset.table(list).size,
+      );
     for (const [list, ids] of deleted) {
       const all = await mirrorOf(w.stack, ACCOUNT, list);
       for (const id of ids) expect(all.get(id)?.deletedAt, `${list} ${id}`).toBeDefined();

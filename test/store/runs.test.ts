@@ -21,7 +21,7 @@ describe.each(emulatorCases)('sync state: runs on $name', (emu) => {
   const state = () => openStateStores(tables().db.client, tables().stateTable);
 
   describe('runs and checkpoints', () => {
-    it("keeps the list's size: a full run's records, plus what each later run wrote; none before a full run", async () => {
+    it("keeps the list's size: set by a run that read the whole list and by a sweep, kept by incremental runs", async () => {
       const store = state();
       const account = unique('acct');
       const run = async (runId: string, mode: 'full' | 'incremental', records: number, at: number) => {
@@ -32,12 +32,18 @@ describe.each(emulatorCases)('sync state: runs on $name', (emu) => {
         await store.leases.release(account, 'orders', runId);
         return cursor;
       };
-      // An incremental run before any full one: the size is unknown (the scheduler counts the mirror).
-      expect((await run('r0', 'incremental', 40, T0)).listRecords).toBeNull();
+      // A sweep of a list never synced records nothing (its first run will say).
+      expect(await store.runs.recordListSize(account, 'orders', 10)).toBe(false);
+      expect((await store.runs.getCursor(account, 'orders')).lastRunAt).toBeNull();
+      // The first run reads the whole list, whatever its mode.
+      expect((await run('r0', 'incremental', 40, T0)).listRecords).toBe(40);
       expect((await run('r1', 'full', 2_500, T0 + 10)).listRecords).toBe(2_500);
-      expect((await run('r2', 'incremental', 30, T0 + 20)).listRecords).toBe(2_530);
-      expect((await run('r3', 'incremental', 0, T0 + 30)).listRecords).toBe(2_530);
-      // The next full run says what the list holds now (deletions included).
+      // Incremental runs' records are mostly updates and overlap re-reads: the size stays.
+      expect((await run('r2', 'incremental', 30, T0 + 20)).listRecords).toBe(2_500);
+      expect((await run('r3', 'incremental', 0, T0 + 30)).listRecords).toBe(2_500);
+      // A sweep says what Keap lists now; the next full run too (deletions included).
+      expect(await store.runs.recordListSize(account, 'orders', 2_531)).toBe(true);
+      expect((await store.runs.getCursor(account, 'orders')).listRecords).toBe(2_531);
       expect((await run('r4', 'full', 2_400, T0 + 40)).listRecords).toBe(2_400);
       expect((await store.runs.getCursor(account, 'orders')).listRecords).toBe(2_400);
     });
