@@ -356,6 +356,21 @@ export function frozenWhenKilled<T extends object>(target: T, signal: AbortSigna
  * on a slow store (MirrorWriteStoppedError naming the ones it finished); `writtenIds` lists every
  * record each call put, in order.
  */
+/** A mirror that counts its `count` calls (each a Query of the whole list on DynamoDB). */
+export function countingMirror(mirror: Mirror): { mirror: Mirror; counts: () => number } {
+  let counts = 0;
+  const counting = new Proxy(mirror, {
+    get(t, prop) {
+      if (prop !== 'count') return Reflect.get(t, prop, t);
+      return (...args: Parameters<Mirror['count']>) => {
+        counts++;
+        return t.count(...args);
+      };
+    },
+  });
+  return { mirror: counting, counts: () => counts };
+}
+
 export function cappedWrites(mirror: Mirror, perCall: number): { mirror: Mirror; writtenIds: string[] } {
   const writtenIds: string[] = [];
   const capped = new Proxy(mirror, {

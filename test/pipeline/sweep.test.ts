@@ -11,6 +11,7 @@ import { runScheduler, sweepLease } from '#shared/pipeline/scheduler.ts';
 import { runSweep, sweepCalls } from '#shared/pipeline/sweep.ts';
 import {
   arrivalsSince,
+  countingMirror,
   drain,
   mirrorOf,
   sandboxKey,
@@ -78,18 +79,9 @@ describe('reconciliation sweep', () => {
 
     // A day later: every list is due for its incremental sync and its sweep, each sweep budgeted from
     // its list's size in the cursor (the mirror is not counted).
-    let mirrorCounts = 0;
-    const mirror = new Proxy(w.stack.deps.mirror, {
-      get(t, prop) {
-        if (prop !== 'count') return Reflect.get(t, prop, t);
-        return (...args: Parameters<typeof t.count>) => {
-          mirrorCounts++;
-          return t.count(...args);
-        };
-      },
-    });
+    const { mirror, counts: mirrorCounts } = countingMirror(w.stack.deps.mirror);
     const result = await runScheduler({ ...w.stack.deps, mirror }, Date.now() + 25 * 3_600_000);
-    expect(mirrorCounts).toBe(0);
+    expect(mirrorCounts()).toBe(0);
     expect(result.enqueued.map((e) => e.resource).sort()).toEqual([...LISTS].sort());
     await drain(w);
 

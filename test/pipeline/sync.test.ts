@@ -7,6 +7,7 @@ import { runScheduler } from '#shared/pipeline/index.ts';
 import { tagApplicationCalls } from '#shared/pipeline/tag-applications.ts';
 import {
   arrivalsSince,
+  countingMirror,
   diffRecords,
   mirrorOf,
   receiveAll,
@@ -162,16 +163,7 @@ describe('scheduler, full sync and incremental sync', () => {
   }, 60_000);
 
   test("a due full read is budgeted from each cursor's list size: the mirror is not counted", async () => {
-    let counts = 0;
-    const mirror = new Proxy(w.stack.deps.mirror, {
-      get(t, prop) {
-        if (prop !== 'count') return Reflect.get(t, prop, t);
-        return (...args: Parameters<typeof t.count>) => {
-          counts++;
-          return t.count(...args);
-        };
-      },
-    });
+    const { mirror, counts } = countingMirror(w.stack.deps.mirror);
     // Every list configured to be read in full each time, and the jobs kept out of the queue.
     const directory = new Proxy(w.stack.deps.directory, {
       get(t, prop) {
@@ -207,6 +199,6 @@ describe('scheduler, full sync and incremental sync', () => {
     expect(tick.enqueued.map((e) => e.resource).sort()).toEqual([...RESOURCES_SYNCED].sort());
     expect(tick.enqueued.every((e) => e.mode === 'full')).toBe(true);
     expect(sent).toHaveLength(RESOURCES_SYNCED.length);
-    expect(counts).toBe(0);
+    expect(counts()).toBe(0);
   });
 });
