@@ -107,7 +107,7 @@ export async function runScheduler(
   const snaps = await ledger.snapshots(open.map((a) => a.tenant));
   const pairs = open.flatMap((a) => listsOf(a).map(([resource]) => ({ account: a.id, resource })));
   const cursors = await runs.getCursors(pairs);
-  const cursorOf = new Map(cursors.map((c) => [`${c.account}\u0000${c.resource}`, c]));
+  const cursorOf = new Map(cursors.map((c) => [listKey(c.account, c.resource), c]));
 
   // Each account's hook check (when its hooks are due one) and its hook state, for relaxed polling.
   const hooksOf = new Map<string, HookEndpoint | undefined>();
@@ -124,7 +124,7 @@ export async function runScheduler(
       metrics.add('QuotaMinuteLeft', snap.minute.left, { account: account.id });
     }
     for (const [resource, schedule] of listsOf(account)) {
-      const cursor = cursorOf.get(`${account.id}\u0000${resource}`);
+      const cursor = cursorOf.get(listKey(account.id, resource));
       const lastRun = cursor?.lastRunAt == null ? null : Date.parse(cursor.lastRunAt);
       // Sync lag: how old the mirror's view of this list is (time since its last finished run).
       if (lastRun !== null)
@@ -157,7 +157,7 @@ export async function runScheduler(
   // again. Tag applications are read tag by tag: every run of them costs a call per tag at least.
   const sizeOf = listSizes(deps, cursorOf);
   const counts = await mapLimit(free, SCHEDULER_PARALLELISM, (d) =>
-    d.mode === 'full' && cursorOf.get(`${d.account.id}\u0000${d.resource}`)?.lastRunAt != null
+    d.mode === 'full' && cursorOf.get(listKey(d.account.id, d.resource))?.lastRunAt != null
       ? sizeOf(d.account.id, d.resource)
       : Promise.resolve(0),
   );
@@ -260,6 +260,9 @@ export async function runScheduler(
   return result;
 }
 
+/** The key of an (account, list) pair in the tick's maps. */
+const listKey = (account: string, resource: string): string => `${account}\u0000${resource}`;
+
 /**
  * A list's size for budgeting: its cursor's `listRecords` (set by the runs that read the whole list
  * and by sweeps; no read), or, for a cursor written before that field, a count of the mirror, at most
@@ -271,7 +274,7 @@ function listSizes(
 ): (account: string, resource: string) => Promise<number> {
   const counted = new Map<string, Promise<number>>();
   return (account, resource) => {
-    const key = `${account}\u0000${resource}`;
+    const key = listKey(account, resource);
     const known = cursorOf.get(key)?.listRecords;
     if (known != null) return Promise.resolve(known);
     let count = counted.get(key);
